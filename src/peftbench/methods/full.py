@@ -1,0 +1,17 @@
+"""Full fine-tuning: every weight trains. The baseline every other method is compared with."""
+
+from torch import nn
+
+from .base import BuildContext, MethodFamily
+
+
+def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+FAMILY = MethodFamily(
+    name="full", summary="Full fine-tuning: all parameters train.", default_lr=5e-5, build=build,
+    uses_peft=False, lr_note="the usual BERT range (2e-5..5e-5); short runs favour the top of it",
+)

@@ -1,0 +1,32 @@
+"""IA3 and LayerNorm tuning through peft: methods that rescale or re-normalise rather than add updates."""
+
+from torch import nn
+
+from .base import BuildContext, MethodFamily, Option
+from .lora import _seq_cls, _wrap
+
+
+def build_ia3(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
+    from peft import IA3Config
+
+    # peft knows the right key/value/feed-forward names for common architectures; fall back to its defaults.
+    return _wrap(model, _seq_cls(IA3Config))
+
+
+def build_ln_tuning(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
+    from peft import LNTuningConfig
+
+    names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)})
+    return _wrap(model, _seq_cls(LNTuningConfig, target_modules=names))
+
+
+IA3 = MethodFamily(
+    name="ia3", summary="IA3: learned vectors rescale keys, values and feed-forward activations.",
+    default_lr=5e-3, build=build_ia3, can_merge=True,
+    lr_note="scaling vectors start at one and move slowly; 3e-3..1e-2 is the usual range",
+)
+LN_TUNING = MethodFamily(
+    name="ln_tuning", summary="LayerNorm tuning: only LayerNorm weights/biases and the head train.",
+    default_lr=3e-3, build=build_ln_tuning, options={}, can_merge=False,
+)
+_ = Option  # options-free families still share the Option type for documentation

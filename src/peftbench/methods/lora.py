@@ -1,0 +1,132 @@
+"""The LoRA family through peft: LoRA, LoRA on all linear layers, DoRA, BitFit+LoRA, LoHa, LoKr, VeRA, AdaLoRA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..errors import PeftbenchError
+from ..models import attention_targets
+from .base import BuildContext, MethodFamily, Option, targets_option
+
+
+def resolve_targets(model: nn.Module, targets: str) -> list[str] | str:
+    if targets == "attention":
+        return attention_targets(model)
+    if targets == "all-linear":
+        return "all-linear"
+    names = [t for t in targets.split("+") if t]
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()} | {n for n, _ in model.named_modules()}
+    missing = [t for t in names if t not in present and not any(n.endswith("." + t) for n in present)]
+    if missing:
+        raise PeftbenchError(f"target module {missing[0]!r} is not in {type(model).__name__}")
+    return names
+
+
+def _seq_cls(peft_config_cls, **kwargs):
+    from peft import TaskType
+
+    return peft_config_cls(task_type=TaskType.SEQ_CLS, **kwargs)
+
+
+def _wrap(model: nn.Module, config) -> nn.Module:
+    from peft import get_peft_model
+
+    return get_peft_model(model, config)
+
+
+def build_lora(model: nn.Module, o: dict[str, Any], ctx: BuildContext, *, bias: str = "none",
+               use_dora: bool = False) -> nn.Module:
+    from peft import LoraConfig
+
+    cfg = _seq_cls(LoraConfig, r=o["r"], lora_alpha=o["alpha"], lora_dropout=o["dropout"],
+                   target_modules=resolve_targets(model, o["targets"]), bias=bias, use_dora=use_dora)
+    return _wrap(model, cfg)
+
+
+def build_adalora(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
+    from peft import AdaLoraConfig
+
+    # AdaLoRA prunes ranks on a schedule inside the run: warm-up (tinit) and final (tfinal) phases are
+    # fractions of the real number of steps, which only the runner knows.
+    total = max(ctx.total_steps, 10)
+    cfg = _seq_cls(AdaLoraConfig, init_r=o["init_r"], target_r=o["target_r"], lora_alpha=o["alpha"],
+                   lora_dropout=o["dropout"], target_modules=resolve_targets(model, o["targets"]),
+                   total_step=total, tinit=int(0.1 * total), tfinal=int(0.2 * total), deltaT=max(1, total // 20))
+    return _wrap(model, cfg)
+
+
+def build_loha(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
+    from peft import LoHaConfig
+
+    return _wrap(model, _seq_cls(LoHaConfig, r=o["r"], alpha=o["alpha"],
+                                 target_modules=resolve_targets(model, o["targets"])))
+
+
+def build_lokr(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
+    from peft import LoKrConfig
+
+    return _wrap(model, _seq_cls(LoKrConfig, r=o["r"], alpha=o["alpha"],
+                                 target_modules=resolve_targets(model, o["targets"])))
+
+
+def build_vera(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
+    from peft import VeraConfig
+
+    return _wrap(model, _seq_cls(VeraConfig, r=o["r"], target_modules=resolve_targets(model, o["targets"])))
+
+
+def lora_options(r: int = 8, alpha: float = 16.0, targets: str = "attention") -> dict[str, Option]:
+    return {
+        "r": Option(r, int, "rank of the update", minimum=1),
+        "alpha": Option(alpha, float, "scaling numerator (update scaled by alpha/r)", minimum=0, exclusive=True),
+        "dropout": Option(0.1, float, "dropout on the LoRA input", minimum=0),
+        "targets": targets_option(targets),
+    }
+
+
+LORA = MethodFamily(
+    name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v).",
+    default_lr=1e-3, build=build_lora, options=lora_options(), can_merge=True,
+    lr_note="adapters start at zero and need ~10-50x the full-fine-tuning rate",
+)
+LORA_ALL = MethodFamily(
+    name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
+    default_lr=1e-3, build=build_lora, options=lora_options(targets="all-linear"), can_merge=True,
+)
+DORA = MethodFamily(
+    name="dora", summary="DoRA: LoRA with a learned magnitude per output feature.",
+    default_lr=1e-3, build=lambda m, o, c: build_lora(m, o, c, use_dora=True), options=lora_options(),
+    can_merge=True,
+)
+BITFIT_LORA = MethodFamily(
+    name="bitfit_lora", summary="BitFit + LoRA: LoRA updates and every bias term train together.",
+    default_lr=1e-3, build=lambda m, o, c: build_lora(m, o, c, bias="all"), options=lora_options(),
+    can_merge=True,
+)
+ADALORA = MethodFamily(
+    name="adalora", summary="AdaLoRA: LoRA whose rank budget is re-allocated across layers while training.",
+    default_lr=2e-3, build=build_adalora, can_merge=True,
+    options={
+        "init_r": Option(12, int, "initial rank of each layer (the trainable count reported)", minimum=1),
+        "target_r": Option(8, int, "average rank after pruning", minimum=1),
+        "alpha": Option(16.0, float, "scaling numerator", minimum=0, exclusive=True),
+        "dropout": Option(0.1, float, "dropout on the adapter input", minimum=0),
+        "targets": targets_option(),
+    },
+)
+LOHA = MethodFamily(
+    name="loha", summary="LoHa: low-rank Hadamard-product updates.", default_lr=2e-3, build=build_loha,
+    options={k: v for k, v in lora_options().items() if k != "dropout"}, can_merge=True,
+)
+LOKR = MethodFamily(
+    name="lokr", summary="LoKr: low-rank Kronecker-product updates.", default_lr=2e-3, build=build_lokr,
+    options={k: v for k, v in lora_options().items() if k != "dropout"}, can_merge=True,
+)
+VERA = MethodFamily(
+    name="vera", summary="VeRA: frozen shared random low-rank matrices, trained scaling vectors.",
+    default_lr=5e-3, build=build_vera, can_merge=True,
+    options={"r": Option(256, int, "rank of the shared random matrices", minimum=1),
+             "targets": targets_option()},
+)

@@ -1,0 +1,130 @@
+"""Run a list of trials against a store: skip finished ones, prepare data once, store every outcome.
+
+This is the one code path every study uses. The driver writes the store; trials run in executors.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import TrialSpec
+from .data.prepared import prepare_data
+from .errors import PeftbenchError
+from .execute.base import Event, TrialOutcome
+from .store import Store
+from .trial import failure_record
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    skipped: int
+    ok: int
+    failed: int
+    cancelled: int
+
+
+def select_to_run(specs: list[TrialSpec], statuses: dict[str, str], force: bool, retry_failed: bool) -> list[TrialSpec]:
+    """Finished (ok) trials are skipped unless forced; failed ones only rerun when asked."""
+    out = []
+    for s in specs:
+        st = statuses.get(s.trial_id)
+        if force or st in (None, "running", "cancelled") or (st == "failed" and retry_failed):
+            out.append(s)
+    return out
+
+
+class _Interrupts:
+    """First Ctrl-C: cancel running trials (they are stored as cancelled) and stop. Second: exit now."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.count = 0
+        self.previous = None
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if self.count >= 2:
+            os._exit(130)
+        print("\nInterrupted: cancelling running trials (Ctrl-C again to stop at once)", file=sys.stderr)
+        self.executor.cancel()
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
+               retry_failed: bool = False, retries: int = 0, display=None) -> RunSummary:
+    if not specs:
+        raise PeftbenchError("nothing to run: the study has no trials")
+    if retries < 0:
+        raise PeftbenchError(f"retries must be >= 0, got {retries}")
+    ids = [s.trial_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise PeftbenchError("the study lists the same trial twice (same method, size and seed)")
+    if executor is None:
+        from .execute.local import LocalExecutor
+
+        executor = LocalExecutor()
+    with Store(db) as store:
+        store.lock_for_writing()
+        to_run = select_to_run(specs, store.statuses(ids), force, retry_failed)
+        summary = RunSummary(planned=len(specs), skipped=len(specs) - len(to_run), ok=0, failed=0, cancelled=0)
+        if display is not None:
+            display.begin(len(specs), summary.skipped)
+        groups: dict[Any, list[TrialSpec]] = defaultdict(list)
+        for s in to_run:
+            groups[(s.model, s.data)].append(s)
+        with _Interrupts(executor) as interrupts:
+            for (model, data_spec), group in groups.items():
+                if interrupts.count:
+                    break
+                data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
+                attempt, queue = 0, group
+                while queue and not interrupts.count:
+                    failed_now = []
+                    for outcome in executor.run(queue, data, _sink(display), store_start(store)):
+                        _store(store, outcome)
+                        setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
+                        if outcome.status == "failed":
+                            failed_now.append(outcome.spec)
+                    attempt += 1
+                    if attempt > retries:
+                        break
+                    summary.failed -= len(failed_now)  # retried: counted again by the next attempt
+                    queue = failed_now
+        if display is not None:
+            display.end(summary)
+        return summary
+
+
+def store_start(store: Store):
+    return lambda spec: store.mark_running(spec.to_dict(), spec.trial_id)
+
+
+def _sink(display):
+    if display is None:
+        return lambda event: None
+    return display.on_event
+
+
+def _store(store: Store, outcome: TrialOutcome) -> None:
+    if outcome.status == "ok":
+        record = {**outcome.record, "status": "ok"}
+        store.finish(outcome.spec.trial_id, "ok", record)
+    else:
+        store.finish(outcome.spec.trial_id, outcome.status,
+                     failure_record(outcome.spec, outcome.status, outcome.error or ""), outcome.error)
+
+
+__all__ = ["Event", "RunSummary", "run_trials", "select_to_run"]

@@ -1,0 +1,208 @@
+"""SQLite store of trials: one row per trial id, each write one transaction, WAL mode.
+
+A study re-run asks the store which trials are finished and runs only the rest. The driver is the
+only writer; a lock file beside the database keeps two studies from writing one store at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .errors import PeftbenchError
+
+SCHEMA_VERSION = 1
+APP_ID = "peftbench"
+DEFAULT_DB = "peftbench-results/peftbench.db"
+FINISHED = ("ok",)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id TEXT PRIMARY KEY,
+    study TEXT NOT NULL,
+    method TEXT NOT NULL,
+    family TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    train_size INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cancelled')),
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    spec_json TEXT NOT NULL,
+    record_json TEXT,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS trials_study ON trials (study, status);
+"""
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("PEFTBENCH_DB", DEFAULT_DB))
+
+
+class Store:
+    """A peftbench results database. Refuses files it did not create; never overwrites them."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise PeftbenchError(f"store {self.path} is a directory, not a database file")
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists and not create:
+            raise PeftbenchError(f"store {self.path} does not exist; run a study first")
+        if exists:
+            self._check_foreign()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if not exists:
+                # One script, one transaction: a crash here leaves no half-made store.
+                self.conn.executescript(
+                    f"BEGIN; {SCHEMA} INSERT OR REPLACE INTO meta VALUES ('app', '{APP_ID}');"
+                    f" INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise PeftbenchError(f"store {self.path} cannot be opened: {exc}") from None
+        self._check_schema()
+        self._lock_fd: int | None = None
+
+    # --- opening -------------------------------------------------------------------------------
+    def _check_foreign(self) -> None:
+        with open(self.path, "rb") as fh:
+            header = fh.read(16)
+        if header != b"SQLite format 3\x00":
+            raise PeftbenchError(f"{self.path} is not a peftbench store (not an SQLite file); refusing to touch it")
+
+    def _check_schema(self) -> None:
+        try:
+            rows = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            raise PeftbenchError(f"{self.path} is an SQLite file but not a peftbench store; refusing to touch it") \
+                from None
+        if rows.get("app") != APP_ID:
+            raise PeftbenchError(f"{self.path} is an SQLite file but not a peftbench store; refusing to touch it")
+        if rows.get("schema_version") != str(SCHEMA_VERSION):
+            raise PeftbenchError(f"store {self.path} has schema version {rows.get('schema_version')}, this "
+                                 f"peftbench reads version {SCHEMA_VERSION}")
+
+    def transaction(self):
+        return _Transaction(self.conn)
+
+    def lock_for_writing(self) -> None:
+        """Hold an exclusive lock for the study's duration: a second writer gets a clear error."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise PeftbenchError(f"store {self.path} is in use by another study (pid {holder}); wait for it "
+                                 f"or use --db to pick another store") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------------
+    def mark_running(self, spec_dict: dict[str, Any], trial_id: str) -> None:
+        m = spec_dict["method"]
+        with self.transaction():
+            self.conn.execute(
+                """INSERT INTO trials (trial_id, study, method, family, seed, train_size, status, attempts,
+                                       spec_json, started_at)
+                   VALUES (?, ?, ?, ?, ?, ?, 'running', 1, ?, ?)
+                   ON CONFLICT(trial_id) DO UPDATE SET status='running', error=NULL, record_json=NULL,
+                       attempts=attempts+1, started_at=excluded.started_at, finished_at=NULL""",
+                (trial_id, spec_dict["study"], m["name"], m["family"], spec_dict["seed"],
+                 spec_dict["train"]["train_size"], json.dumps(spec_dict, sort_keys=True), time.time()))
+
+    def finish(self, trial_id: str, status: str, record: dict[str, Any], error: str | None = None) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE trials SET status=?, error=?, record_json=?, finished_at=? WHERE trial_id=?",
+                (status, error, json.dumps(record, default=_json_default), time.time(), trial_id))
+
+    # --- reading -------------------------------------------------------------------------------
+    def statuses(self, trial_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(trial_ids)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT trial_id, status FROM trials WHERE trial_id IN ({','.join('?' * len(chunk))})"
+            out.update(dict(self.conn.execute(q, chunk).fetchall()))
+        return out
+
+    def rows(self, study: str | None = None, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        q = "SELECT trial_id, study, method, family, seed, train_size, status, error, attempts, spec_json, " \
+            "record_json, started_at, finished_at FROM trials"
+        where, args = [], []
+        if study:
+            where.append("study = ?")
+            args.append(study)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += " ORDER BY started_at"
+        cols = ["trial_id", "study", "method", "family", "seed", "train_size", "status", "error", "attempts",
+                "spec_json", "record_json", "started_at", "finished_at"]
+        return [dict(zip(cols, r)) for r in self.conn.execute(q, args).fetchall()]
+
+    def records(self, study: str | None = None, include_failed: bool = False) -> pd.DataFrame:
+        """One row per trial: the measured record flattened (provenance kept as nested dict)."""
+        rows = self.rows(study, None if include_failed else ("ok",))
+        out = []
+        for r in rows:
+            rec = json.loads(r["record_json"]) if r["record_json"] else {}
+            spec = json.loads(r["spec_json"])
+            base = {k: r[k] for k in ("trial_id", "study", "method", "family", "seed", "train_size", "status",
+                                      "error", "attempts")}
+            base["lora_r"] = spec["method"]["options"].get("r")
+            base["lora_alpha"] = spec["method"]["options"].get("alpha")
+            base["eval_size"] = spec.get("eval_size")
+            out.append({**rec, **base})
+        return pd.DataFrame(out)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)

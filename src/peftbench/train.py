@@ -1,0 +1,80 @@
+"""The training loop: plain PyTorch on purpose, so what is timed is what is read.
+
+AdamW, linear warm-up then decay, gradient clipping, length-bucketed batches; deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from .config import TrainSpec
+from .data.prepared import TokenizedSet, num_train_batches, train_batches
+
+
+@dataclass
+class TrainResult:
+    seconds: float
+    steps: int
+    samples: int
+    final_loss: float
+    first_step_time: float  # wall-clock (time.time) when the first step began
+
+
+def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def total_steps(n: int, spec: TrainSpec) -> int:
+    return num_train_batches(n, spec.batch_size) * spec.epochs
+
+
+def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float, seed: int,
+          device: torch.device, pad_id: int, on_step: Callable[[int, int, float], None] | None = None,
+          ) -> TrainResult:
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    steps_total = total_steps(len(data), spec)
+    opt = torch.optim.AdamW(optimizer_groups(model, spec.weight_decay), lr=lr)
+    sched = get_linear_schedule_with_warmup(opt, int(spec.warmup_ratio * steps_total), steps_total)
+    adalora = getattr(getattr(model, "base_model", None), "update_and_allocate", None)
+    autocast = spec.bf16 and device.type == "cuda"
+    model.train()
+    step, samples, loss_value = 0, 0, float("nan")
+    first_step_time = time.time()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _epoch in range(spec.epochs):
+        for batch in train_batches(data, spec.batch_size, generator, pad_id):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                           spec.max_grad_norm)
+            opt.step()
+            sched.step()
+            step += 1
+            if adalora is not None:
+                adalora(step)  # AdaLoRA's rank re-allocation needs gradients, so before zero_grad
+            opt.zero_grad(set_to_none=True)
+            samples += len(batch["labels"])
+            if on_step is not None and (step % 5 == 0 or step == steps_total):
+                loss_value = float(loss.detach())
+                on_step(step, steps_total, loss_value)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    del opt, sched
+    return TrainResult(seconds, step, samples, float(loss.detach()), first_step_time)

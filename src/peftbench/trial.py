@@ -1,0 +1,204 @@
+"""One trial: TrialSpec + prepared data -> one self-describing record (a plain dict).
+
+Runs inside a fresh process (see execute/), so its memory figures belong to this trial alone.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import evaluate as ev
+from .config import TrialSpec
+from .data.prepared import PreparedData, TokenizedSet, collate
+from .measure import flops as fl
+from .measure import inference, memory, params, size
+from .measure.provenance import provenance
+from .methods import BuildContext, build_model, family
+from .models import load_classifier
+from .train import total_steps, train
+
+RECORD_VERSION = 1
+Progress = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from .errors import PeftbenchError
+
+            raise PeftbenchError("--device cuda was asked for, but no CUDA GPU is visible")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def representative_batch(data: TokenizedSet, batch_size: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """The batch_size training rows around the median length: what a typical bucketed step sees."""
+    order = np.argsort(data.lengths, kind="stable")
+    mid = max(0, len(order) // 2 - batch_size // 2)
+    idx = order[mid:mid + batch_size]
+    return collate([data.input_ids[i] for i in idx], data.labels[idx], pad_id)
+
+
+def _test_subset(spec: TrialSpec, data: PreparedData) -> TokenizedSet:
+    return data.test.take(spec.eval_size) if spec.eval_size else data.test
+
+
+def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = None,
+              spawned_at: float | None = None) -> dict[str, Any]:
+    """Train and measure. Raises on failure; the executor turns exceptions into failed records."""
+    entered = time.time()
+    baseline_rss = memory.current_rss_mb()
+    seed_everything(spec.seed)
+    device = resolve_device(spec.train.device)
+    memory.cuda_reset(device)
+    say = progress or (lambda _event: None)
+    record: dict[str, Any] = {"record_version": RECORD_VERSION, "trial_id": spec.trial_id,
+                              "study": spec.study, "method": spec.method.name, "family": spec.method.family,
+                              "seed": spec.seed, "train_size": spec.train.train_size,
+                              "epochs": spec.train.epochs, "batch_size": spec.train.batch_size,
+                              "learning_rate": spec.method.learning_rate, "model": spec.model,
+                              "baseline_rss_mb": baseline_rss, "device": str(device)}
+    record["provenance"] = {**provenance(device), "data": data.provenance}
+
+    train_set = data.train_pool.take(spec.train.train_size)
+    base = load_classifier(spec.model, data.num_labels)
+    base_params, heads = params.base_parameter_count(base)
+    steps = total_steps(len(train_set), spec.train)
+    model = build_model(base, spec.method, BuildContext(total_steps=steps, num_labels=data.num_labels))
+    record.update(params.count_parameters(model, base_params, heads))
+    record["saved_params"] = params.saved_parameter_count(model)
+    model.to(device)
+
+    batch = {k: v.to(device) for k, v in representative_batch(train_set, spec.train.batch_size,
+                                                              data.pad_token_id).items()}
+    model.train()
+    step_flops, fwd_flops = fl.train_step_flops(model, batch)
+    record.update(flops_per_step=step_flops, forward_flops_per_step=fwd_flops,
+                  flops_batch_tokens=int(batch["attention_mask"].sum()),
+                  flops_batch_shape=list(batch["input_ids"].shape))
+    del batch
+
+    say({"phase": "train", "step": 0, "total": steps})
+    result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
+                   data.pad_token_id,
+                   on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}))
+    record.update(
+        startup_seconds=(result.first_step_time - spawned_at) if spawned_at else None,
+        entered_to_first_step_seconds=result.first_step_time - entered,
+        train_seconds=result.seconds, seconds_per_epoch=result.seconds / spec.train.epochs,
+        train_steps=result.steps, train_samples=result.samples,
+        train_samples_per_s=result.samples / result.seconds, final_train_loss=result.final_loss,
+        # FLOPs of the representative step x steps: an estimate, since batches vary in length.
+        train_flops=step_flops * result.steps,
+        achieved_flops_per_s=step_flops * result.steps / result.seconds,
+        peak_rss_mb=memory.peak_rss_mb(),
+    )
+    record["peak_cuda_allocated_mb"], record["peak_cuda_reserved_mb"] = memory.cuda_peaks_mb(device)
+
+    say({"phase": "evaluate"})
+    t_eval = time.perf_counter()
+    bf16 = spec.train.bf16
+    val = ev.evaluate(model, data.validation, device, data.pad_token_id, bf16)
+    record.update({f"val_{k}": v for k, v in val.items()})
+    test_set = _test_subset(spec, data)
+    test_preds, test_loss = ev.predict(model, test_set, device, data.pad_token_id, bf16=bf16)
+    test = ev.metrics(test_set.labels, test_preds, test_loss)
+    record.update({k: v for k, v in test.items() if k != "loss"}, eval_loss=test["loss"],
+                  test_size=len(test_set))
+    record.update(generalization(model, data, test_preds, device, bf16))
+    record["eval_seconds"] = time.perf_counter() - t_eval
+
+    say({"phase": "inference"})
+    t_inf = time.perf_counter()
+    memory.release_and_reset_peak()
+    record.update(inference.latency_ms(model, data.test, spec.train.latency_runs, device, data.pad_token_id))
+    record["throughput_per_s"] = inference.throughput_per_s(model, data.test, spec.train.throughput_batches,
+                                                            device, data.pad_token_id)
+    record["inference_peak_rss_mb"] = memory.peak_rss_mb()
+    record["adapter_bytes"] = size.shipped_bytes(model)
+
+    fam = family(spec.method.family)
+    record["can_merge"] = fam.can_merge
+    if fam.can_merge:
+        record.update(merged_measurements(model, data, spec, device))
+    record["inference_seconds"] = time.perf_counter() - t_inf
+    record["trial_seconds"] = time.time() - entered
+    record["finished_at"] = time.time()
+    return record
+
+
+def generalization(model, data: PreparedData, test_preds: np.ndarray, device: torch.device,
+                   bf16: bool) -> dict[str, Any]:
+    """Out-of-domain accuracy, and accuracy under each perturbation of the first test rows.
+
+    Robustness = mean perturbed accuracy / clean accuracy on those same rows (clean predictions are
+    the test predictions already made, so the ratio compares like with like)."""
+    out: dict[str, Any] = {}
+    if data.ood is not None:
+        ood = ev.evaluate(model, data.ood, device, data.pad_token_id, bf16)
+        out.update(ood_accuracy=ood["accuracy"], ood_f1=ood["f1"])
+    else:
+        out.update(ood_accuracy=None, ood_f1=None)
+    if data.perturbed:
+        n = len(next(iter(data.perturbed.values())))
+        if len(test_preds) < n:  # evaluation was restricted to fewer rows than were perturbed
+            test_preds, _ = ev.predict(model, data.test.take(n), device, data.pad_token_id, bf16=bf16)
+        clean = float((test_preds[:n] == data.test.labels[:n]).mean())
+        out["clean_subset_accuracy"] = clean
+        accs = {}
+        for kind, pset in data.perturbed.items():
+            accs[kind] = ev.evaluate(model, pset, device, data.pad_token_id, bf16)["accuracy"]
+            out[f"perturbed_{kind}_accuracy"] = accs[kind]
+        out["robustness"] = (float(np.mean(list(accs.values()))) / clean) if clean > 0 else None
+    return out
+
+
+def merged_measurements(model, data: PreparedData, spec: TrialSpec, device: torch.device) -> dict[str, Any]:
+    """Merge the adapter into the base weights and measure inference again (and check it agrees)."""
+    probe = {k: v.to(device) for k, v in collate(data.test.input_ids[:16], data.test.labels[:16],
+                                                 data.pad_token_id).items() if k != "labels"}
+    with torch.inference_mode():
+        model.eval()
+        before = model(**probe).logits.float()
+    merged = model.merge_and_unload()
+    with torch.inference_mode():
+        after = merged(**probe).logits.float()
+    lat = inference.latency_ms(merged, data.test, spec.train.latency_runs, device, data.pad_token_id)
+    return {
+        "merged_latency_p50_ms": lat["latency_p50_ms"], "merged_latency_p95_ms": lat["latency_p95_ms"],
+        "merged_throughput_per_s": inference.throughput_per_s(merged, data.test, spec.train.throughput_batches,
+                                                              device, data.pad_token_id),
+        "merge_max_logit_diff": float((before - after).abs().max()),
+    }
+
+
+def failure_record(spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
+    return {"record_version": RECORD_VERSION, "trial_id": spec.trial_id, "study": spec.study,
+            "method": spec.method.name, "family": spec.method.family, "seed": spec.seed,
+            "train_size": spec.train.train_size, "status": status, "error": error}
+
+
+def format_exception(exc: BaseException) -> str:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:])
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
