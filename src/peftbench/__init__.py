@@ -1,0 +1,8 @@
+"""peftbench: measure parameter-efficient fine-tuning methods on your model and data, and choose one."""
+
+__version__ = "0.1.0"
+
+from .api import parameters, results, run, study, summary  # noqa: E402
+from .errors import PeftbenchError  # noqa: E402
+
+__all__ = ["PeftbenchError", "parameters", "results", "run", "study", "summary", "__version__"]

@@ -1,0 +1,88 @@
+"""Python API for notebooks: the same operations as the CLI, returning pandas DataFrames.
+
+    import peftbench as pb
+    df = pb.run(methods=["Full", "LoRA-r8"], train_size=500, db="my.db")
+    pb.results("my.db")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from .config import EMBEDDED, DataSpec, TrainSpec
+from .store import Store, default_db_path
+from .studies import TRADEOFF_TRAIN, StudyOptions
+
+
+def study_options(*, model: str = EMBEDDED, dataset: str = EMBEDDED, text_column: str = "text",
+                  label_column: str = "label", methods: list[str] | None = None, seeds: int = 1,
+                  learning_rate: float | None = None, ood_dataset: str | None = None,
+                  train: TrainSpec | None = None, data: DataSpec | None = None, **train_overrides) -> StudyOptions:
+    """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=...) go to TrainSpec."""
+    train = dataclasses.replace(train or TRADEOFF_TRAIN, **train_overrides)
+    if data is None:
+        ood = ood_dataset if ood_dataset is not None else (EMBEDDED if dataset == EMBEDDED else None)
+        data = DataSpec(source=dataset, text_column=text_column, label_column=label_column, ood_source=ood,
+                        ood_text_column=text_column, ood_label_column=label_column)
+    return StudyOptions(model=model, data=data, train=train, seeds=seeds, methods=methods,
+                        learning_rate=learning_rate)
+
+
+def _run(specs, db, executor, force, retry_failed, retries) -> pd.DataFrame:
+    from .runner import run_trials
+
+    db = Path(db) if db else default_db_path()
+    run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries)
+    ids = {s.trial_id for s in specs}
+    with Store(db, create=False) as store:
+        df = store.records(include_failed=True)
+    return df[df["trial_id"].isin(ids)].reset_index(drop=True)
+
+
+def run(*, db: str | Path | None = None, executor=None, force: bool = False, retry_failed: bool = False,
+        retries: int = 0, **options) -> pd.DataFrame:
+    """The tradeoff study (seed presets by default). Returns one row per trial of this study."""
+    from .studies import tradeoff
+
+    return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries)
+
+
+def study(name: str, *, db: str | Path | None = None, executor=None, force: bool = False,
+          sizes: list[int] | None = None, ranks: list[int] | None = None, **options) -> pd.DataFrame:
+    """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'."""
+    from . import studies as st
+    from .errors import PeftbenchError
+
+    opts = study_options(**options)
+    if name == "tradeoff":
+        specs = st.tradeoff(opts)
+    elif name == "data-efficiency":
+        specs = st.data_efficiency(opts, sizes)
+    elif name == "rank-sweep":
+        specs = st.rank_sweep(opts, ranks)
+    else:
+        raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(st.STUDIES)})")
+    return _run(specs, db, executor, force, False, 0)
+
+
+def results(db: str | Path | None = None, study: str | None = None, include_failed: bool = False) -> pd.DataFrame:
+    """Every stored record (one row per trial)."""
+    with Store(Path(db) if db else default_db_path(), create=False) as store:
+        return store.records(study, include_failed=include_failed)
+
+
+def summary(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:
+    """One row per configuration with mean / std / 95% CI over seeds and a paired test against Full."""
+    from .tables import summary_frame
+
+    return summary_frame(results(db, study))
+
+
+def parameters(model: str = EMBEDDED, methods: list[str] | None = None, num_labels: int = 2) -> pd.DataFrame:
+    """Each method's parameter accounting on a model, without training."""
+    from .param_report import parameter_rows
+
+    return pd.DataFrame(parameter_rows(model, methods, num_labels))

@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny random BERT saved like a real checkpoint, and small learnable CSV datasets.
+
+Tests build these from a config in seconds; only tests marked `slow` train the real embedded model.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["good", "great", "wonderful", "superb", "moving", "brilliant", "funny", "charming", "fresh", "smart"]
+NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "weak", "tedious", "clumsy", "stale", "silly"]
+FILLER = ["the", "film", "movie", "story", "acting", "plot", "was", "is", "really", "quite", "a", "and", "its"]
+
+
+def make_rows(n: int, seed: int = 0, labels=("positive", "negative")) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        pool = POSITIVE if label == labels[0] else NEGATIVE
+        words = rng.sample(FILLER, 5) + [rng.choice(pool), rng.choice(pool)]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows, text_col: str = "text", label_col: str = "label") -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow([text_col, label_col])
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with the embedded model's tokenizer, saved with safetensors."""
+    from transformers import BertConfig, BertModel
+
+    from peftbench.models import embedded_model_path
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(out, safe_serialization=True)
+    src = Path(embedded_model_path())
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> str:
+    """600 short reviews whose label is carried by sentiment words: learnable in a few steps."""
+    return str(write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", make_rows(600)))
+
+
+@pytest.fixture(scope="session")
+def tiny_ood_csv(tmp_path_factory) -> str:
+    return str(write_csv(tmp_path_factory.mktemp("ood") / "ood.csv", make_rows(120, seed=7)))
+
+
+@pytest.fixture
+def tiny_data_spec(tiny_csv, tiny_ood_csv):
+    from peftbench.config import DataSpec
+
+    return DataSpec(source=tiny_csv, validation_size=40, test_size=80, ood_source=tiny_ood_csv, ood_size=60,
+                    max_length=32, perturbation_size=30)
+
+
+@pytest.fixture
+def tiny_train_spec():
+    from peftbench.config import TrainSpec
+
+    return TrainSpec(train_size=200, epochs=1, batch_size=16, latency_runs=5, throughput_batches=1)
