@@ -14,8 +14,9 @@ from .errors import PeftbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure PEFT methods on your model and data, and choose one by the numbers.")
-console = Console()
-err_console = Console(stderr=True)
+# Wide tables stay readable when piped to a file or CI log (no terminal width to fit).
+console = Console(width=None if sys.stdout.isatty() else 220)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 220)
 
 DbOption = typer.Option(None, "--db", help="results store (default: peftbench-results/peftbench.db, or $PEFTBENCH_DB)")
 
@@ -45,7 +46,8 @@ def _study_options(*, preset: Preset, model: str, dataset: str, text_column: str
                    methods: Optional[str], train_size: Optional[int], epochs: Optional[int],
                    batch_size: Optional[int], seeds: int, max_length: int, device: str, lr: Optional[float],
                    ood_dataset: Optional[str], ood_text_column: Optional[str], ood_label_column: Optional[str],
-                   no_ood: bool, bf16: bool, config: Optional[Path]):
+                   no_ood: bool, bf16: bool, config: Optional[Path], test_size: Optional[int] = None,
+                   validation_size: Optional[int] = None):
     import dataclasses
 
     from .config import EMBEDDED, load_config_file
@@ -72,6 +74,8 @@ def _study_options(*, preset: Preset, model: str, dataset: str, text_column: str
         data, source=dataset, text_column=cfg.get("text_column", text_column),
         label_column=cfg.get("label_column", label_column), max_length=cfg.get("max_length", max_length),
         ood_source=ood_src,
+        test_size=test_size if test_size is not None else cfg.get("test_size", data.test_size),
+        validation_size=validation_size if validation_size is not None else cfg.get("validation_size", data.validation_size),
         ood_text_column=cfg.get("ood_text_column", ood_text_column or text_column),
         ood_label_column=cfg.get("ood_label_column", ood_label_column or label_column))
     if dataset == EMBEDDED and ood_src == EMBEDDED:
@@ -111,6 +115,8 @@ M_TIMEOUT = _opt(None, "--trial-timeout", help="seconds after which a trial is s
 M_RETRIES = _opt(0, "--retries", help="retry failed trials up to K times")
 M_FORCE = _opt(False, "--force", help="re-run trials that are already in the store")
 M_RETRY_FAILED = _opt(False, "--retry-failed", help="re-run only the trials stored as failed")
+M_TEST_SIZE = _opt(None, "--test-size", help="test examples held out (default 800, at most 20% of the data)")
+M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out (default 200, at most 10%)")
 M_PRESET = _opt(Preset.default, "--preset", help="default (~15 min on 2 cores) or quick (same methods, less data)")
 
 
@@ -154,7 +160,8 @@ def run(
     max_length: int = M_MAXLEN, device: str = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
-    config: Optional[Path] = M_CONFIG, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
+    config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
+    validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: int = M_RETRIES, force: bool = M_FORCE,
     retry_failed: bool = M_RETRY_FAILED,
     backend: str = _opt("local", "--backend", help="local | ray"),
@@ -169,7 +176,8 @@ def run(
                           label_column=label_column, methods=methods, train_size=train_size, epochs=epochs,
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
-                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16, config=config)
+                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16, config=config,
+                          test_size=test_size, validation_size=validation_size)
     specs = tradeoff(opts)
     db_path, _ = _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend, address,
                           gpus_per_trial, cpus_per_trial)
@@ -185,7 +193,8 @@ def study(
     max_length: int = M_MAXLEN, device: str = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
-    config: Optional[Path] = M_CONFIG, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
+    config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
+    validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: int = M_RETRIES, force: bool = M_FORCE,
     retry_failed: bool = M_RETRY_FAILED,
     sizes: Optional[str] = _opt(None, "--sizes", help="data-efficiency: training-set sizes, e.g. 100,250,500,1000"),
@@ -206,7 +215,8 @@ def study(
                           label_column=label_column, methods=methods, train_size=train_size, epochs=epochs,
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
-                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16, config=config)
+                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16, config=config,
+                          test_size=test_size, validation_size=validation_size)
     specs = []
     names = st.STUDIES if name == "all" else (name,)
     de_epochs = epochs if epochs is not None else 3

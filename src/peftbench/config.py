@@ -129,7 +129,8 @@ class TrialSpec:
 CONFIG_KEYS = {
     "model", "dataset", "text_column", "label_column", "methods", "train_size", "epochs", "batch_size",
     "seeds", "max_length", "device", "db", "ood_dataset", "ood_text_column", "ood_label_column",
-    "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset",
+    "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
+    "validation_size",
 }
 
 

@@ -49,7 +49,7 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
     several = bool((agg["seeds"] > 1).any()) if len(agg) else False
     table = Table(title=title + (" (mean ± 95% CI over seeds; * = differs from Full, paired t-test p<0.05)"
                                  if several else ""))
-    for col in ("study", "method", "n", "seeds"):
+    for col in ("method", "train n", "seeds"):
         table.add_column(col, no_wrap=True)
     shown = [(m, h, f) for m, h, f in COLUMNS if f"{m}_mean" in agg]
     for _, header, _ in shown:
@@ -58,7 +58,7 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
         name = str(row["method"])
         if several and row.get("significant_vs_baseline"):
             name += " *"
-        cells = [str(row["study"]), name, str(row["train_size"]), str(row["seeds"])]
+        cells = [name, str(row["train_size"]), str(row["seeds"])]
         cells += [_fmt(row, m, f, several) for m, _, f in shown]
         table.add_row(*cells)
     return table

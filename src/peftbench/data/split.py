@@ -33,11 +33,14 @@ def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def make_split(data: LabelledText, seed: int, validation_size: int, test_size: int) -> Split:
+    """Hold out up to `test_size` / `validation_size` examples, but never more than 20% / 10% of a small
+    dataset (the sizes used are recorded in provenance)."""
     n = len(data)
+    test_size = min(test_size, max(1, int(0.2 * n)))
+    validation_size = min(validation_size, max(1, int(0.1 * n)))
     held_out = validation_size + test_size
-    if held_out >= n * 0.8:
-        raise PeftbenchError(f"validation ({validation_size}) + test ({test_size}) examples leave too little "
-                             f"of the {n} for training; lower them")
+    if n - held_out < 10:
+        raise PeftbenchError(f"the dataset has only {n} labelled examples; peftbench needs at least ~20")
     rng = np.random.default_rng(seed)
     order = stratified_order(data.labels, rng)
     test = order[:test_size]

@@ -1,0 +1,87 @@
+"""The CLI on a tiny model: run, results, export, resume; each trial in its own process."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, check=True, env=None):
+    proc = subprocess.run([sys.executable, "-m", "peftbench.cli", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def tiny_run_args(tiny_model, tiny_csv, tiny_ood_csv, tmp_path):
+    db = tmp_path / "store.db"
+    return db, ["--model", tiny_model, "--dataset", tiny_csv, "--ood-dataset", tiny_ood_csv, "--train-size", "64",
+                "--epochs", "1", "--batch-size", "16", "--max-length", "32", "--db", str(db)]
+
+
+def test_run_results_export_and_resume(tiny_run_args, tmp_path):
+    db, args = tiny_run_args
+    first = cli("run", "--methods", "Full,LoRA-r4,BitFit", *args)
+    assert "LoRA-r4" in first.stdout and "test acc" in first.stdout
+    out = tmp_path / "records.json"
+    cli("export", "--format", "json", "--db", str(db), "-o", str(out))
+    records = json.loads(out.read_text())
+    assert {r["method"] for r in records} == {"Full", "LoRA-r4", "BitFit"}
+    for r in records:
+        assert r["status"] == "ok" and r["trainable_params"] > 0 and r["peak_rss_mb"] > 0
+        assert r["provenance"]["git_hash"] is None or len(r["provenance"]["git_hash"]) == 40
+    # each trial ran in its own fresh process: baseline memory is measured before any model exists
+    assert len({r["provenance"]["start_time"] for r in records}) >= 1
+    with sqlite3.connect(db) as conn:
+        before = dict(conn.execute("SELECT trial_id, finished_at FROM trials").fetchall())
+    again = cli("run", "--methods", "Full,LoRA-r4,BitFit,LoRA-r8", *args)
+    assert "3 already in the store" in again.stderr
+    with sqlite3.connect(db) as conn:
+        after = dict(conn.execute("SELECT trial_id, finished_at FROM trials").fetchall())
+    assert len(after) == 4
+    assert all(after[k] == v for k, v in before.items())  # finished trials were not re-run
+    csv_out = tmp_path / "records.csv"
+    cli("export", "--format", "csv", "--db", str(db), "-o", str(csv_out))
+    assert csv_out.read_text().count("\n") == 5
+
+
+def test_failing_trial_does_not_stop_the_study(tiny_run_args):
+    db, args = tiny_run_args
+    proc = cli("run", "--methods", "Full,BitFit", *args, env={"PEFTBENCH_TEST_FAULTS": "Full=crash"})
+    assert "1 trials ok, 1 failed" in proc.stderr
+    listing = cli("results", "--failed", "--db", str(db))
+    assert "injected crash" in listing.stdout
+
+
+def test_methods_dimensions_params_commands(tiny_model):
+    assert "PrefixTuning-len32" in cli("methods").stdout
+    dims = cli("dimensions").stdout
+    for d in ("Parameter efficiency", "Computational efficiency", "Task performance", "Generalization",
+              "Data efficiency", "Inference efficiency"):
+        assert d in dims
+    params = cli("params", "--model", tiny_model, "--methods", "LoRA-r8,BitFit").stdout
+    assert "LoRA-r8" in params and "BitFit" in params
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["run", "--methods", "Nope"], "unknown method 'Nope'"),
+    (["run", "--methods", "lora:r=0"], "r must be >= 1"),
+    (["run", "--train-size", "-5"], "train size must be positive"),
+    (["run", "--epochs", "0"], "epochs must be positive"),
+    (["run", "--text-column", "review"], "no text column 'review'"),
+])
+def test_bad_input_one_line_no_store(tiny_run_args, args, phrase):
+    db, base = tiny_run_args
+    base = [a for a in base]
+    # later options override earlier ones in click, so the bad value wins
+    proc = cli(args[0], *base, *args[1:], check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and phrase in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not db.exists()
