@@ -45,7 +45,8 @@ def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     steps_total = total_steps(len(data), spec)
-    opt = torch.optim.AdamW(optimizer_groups(model, spec.weight_decay), lr=lr)
+    # fused AdamW: one kernel over all parameters instead of a Python loop (CPU and CUDA in torch >= 2.4)
+    opt = torch.optim.AdamW(optimizer_groups(model, spec.weight_decay), lr=lr, fused=True)
     sched = get_linear_schedule_with_warmup(opt, int(spec.warmup_ratio * steps_total), steps_total)
     adalora = getattr(getattr(model, "base_model", None), "update_and_allocate", None)
     autocast = spec.bf16 and device.type == "cuda"

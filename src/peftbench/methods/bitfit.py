@@ -19,6 +19,6 @@ def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
 
 FAMILY = MethodFamily(
     name="bitfit", summary="BitFit: only bias terms and the classifier head train (hand-built; not in peft).",
-    default_lr=3e-3, build=build, uses_peft=False,
-    lr_note="biases need a much larger step than full fine-tuning; 1e-3 left it at ~71% in planning",
+    default_lr=1e-2, build=build, uses_peft=False,
+    lr_note="biases need large steps: 3e-3 gave 64.0%, 1e-2 73.8% (1,200 x 2 epochs)",
 )
