@@ -38,6 +38,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def quiet_library_warnings() -> None:
+    """Library deprecation chatter would drown the progress display; real errors still raise."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*Unsupported layer type.*")
+    warnings.filterwarnings("ignore", message=".*Converting a tensor with requires_grad=True to a scalar.*")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -61,6 +70,7 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
               spawned_at: float | None = None) -> dict[str, Any]:
     """Train and measure. Raises on failure; the executor turns exceptions into failed records."""
     entered = time.time()
+    quiet_library_warnings()
     baseline_rss = memory.current_rss_mb()
     seed_everything(spec.seed)
     device = resolve_device(spec.train.device)
