@@ -302,6 +302,9 @@ def dimensions() -> None:
     console.print(dimensions_text())
 
 
+from . import cli_analysis  # noqa: E402,F401  (registers recommend/pareto/report)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -1,0 +1,161 @@
+"""What the two sweep studies say: data-efficiency curves and the smallest sufficient LoRA rank.
+
+Accuracy is first averaged over seeds per (method, size) or per rank; the rank choice then uses the
+seeds themselves when there are several, so noise is not mistaken for a real difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..stats import summarize
+
+DATA_EFFICIENCY_STUDY = "data-efficiency"
+RANK_SWEEP_STUDY = "rank-sweep"
+
+
+def study_records(records: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Rows of one study with a measured accuracy (empty when the study was not run)."""
+    if records.empty or "study" not in records or "accuracy" not in records:
+        return records.iloc[0:0]
+    rows = records[records["study"] == study]
+    return rows[pd.to_numeric(rows["accuracy"], errors="coerce").notna()]
+
+
+def accuracy_by_size(records: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy (with 95% t-interval half width) per method and training-set size."""
+    rows = []
+    for (method, size), grp in records.groupby(["method", "train_size"], sort=False):
+        acc = summarize(pd.to_numeric(grp["accuracy"], errors="coerce").tolist())
+        rows.append({"method": method, "train_size": int(size), "accuracy": acc.mean,
+                     "ci_half_width": acc.half_width, "seeds": acc.n})
+    out = pd.DataFrame(rows, columns=["method", "train_size", "accuracy", "ci_half_width", "seeds"])
+    return out.sort_values(["method", "train_size"], kind="stable").reset_index(drop=True)
+
+
+def normalized_auc(sizes: list[float], accuracies: list[float]) -> float:
+    """Trapezoid area under accuracy vs ln(size), divided by the ln-size range: a mean accuracy over
+    the range in which each doubling of data counts equally. NaN with fewer than two sizes."""
+    if len(sizes) < 2:
+        return float("nan")
+    order = np.argsort(sizes)
+    x = np.log(np.asarray(sizes, dtype=float)[order])
+    y = np.asarray(accuracies, dtype=float)[order]
+    area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+    return area / float(x[-1] - x[0])
+
+
+def data_efficiency_summary(records: pd.DataFrame) -> pd.DataFrame:
+    """Per method: accuracy at the smallest size and normalised AUC, over the sizes every method has.
+
+    Using the common sizes keeps methods comparable when one method's trial at some size failed."""
+    curves = accuracy_by_size(records)
+    cols = ["accuracy_at_smallest_size", "normalized_auc", "smallest_size", "largest_size", "sizes"]
+    if curves.empty:
+        return pd.DataFrame(columns=cols).rename_axis("method")
+    per_method = [set(g["train_size"]) for _, g in curves.groupby("method", sort=False)]
+    common = sorted(set.intersection(*per_method))
+    rows = {}
+    for method, grp in curves.groupby("method", sort=False):
+        grp = grp[grp["train_size"].isin(common)]
+        if grp.empty:
+            continue
+        auc = normalized_auc(grp["train_size"].tolist(), grp["accuracy"].tolist())
+        rows[method] = {"accuracy_at_smallest_size": float(grp["accuracy"].iloc[0]), "normalized_auc": auc,
+                        "smallest_size": int(grp["train_size"].iloc[0]),
+                        "largest_size": int(grp["train_size"].iloc[-1]), "sizes": len(grp)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("method")
+
+
+def best_by_size(records: pd.DataFrame) -> pd.DataFrame:
+    """The most accurate method at each training-set size; `method` names every method tied for best
+    ("A = B"), so a tie is never reported as a win."""
+    curves = accuracy_by_size(records)
+    rows = []
+    for size, grp in curves.groupby("train_size", sort=True):
+        best = grp["accuracy"].max()
+        winners = sorted(grp.loc[(grp["accuracy"] - best).abs() <= 1e-12, "method"].astype(str))
+        rows.append({"train_size": int(size), "method": " = ".join(winners), "accuracy": float(best),
+                     "tied": len(winners) > 1})
+    return pd.DataFrame(rows, columns=["train_size", "method", "accuracy", "tied"])
+
+
+def rank_curve(records: pd.DataFrame) -> pd.DataFrame:
+    """Per LoRA rank: mean accuracy, each seed's accuracy, and the mean trainable parameters and %."""
+    cols = ["rank", "accuracy", "seeds", "trainable_params", "trainable_pct", "by_seed"]
+    if "lora_r" not in records:
+        return pd.DataFrame(columns=cols)
+    ranked = records.assign(lora_r=pd.to_numeric(records["lora_r"], errors="coerce"))
+    ranked = ranked.dropna(subset=["lora_r"])
+    rows = []
+    for rank, grp in ranked.groupby("lora_r"):
+        accs = pd.to_numeric(grp["accuracy"], errors="coerce").astype(float)
+        by_seed = {int(s): float(a) for s, a in zip(grp["seed"], accs)}
+        rows.append({"rank": int(rank), "accuracy": float(np.mean(list(by_seed.values()))),
+                     "seeds": len(by_seed), "trainable_params": _mean(grp, "trainable_params"),
+                     "trainable_pct": _mean(grp, "trainable_pct"), "by_seed": by_seed})
+    return pd.DataFrame(rows, columns=cols).sort_values("rank").reset_index(drop=True)
+
+
+def _mean(frame: pd.DataFrame, column: str) -> float:
+    return float(pd.to_numeric(frame[column], errors="coerce").mean()) if column in frame else float("nan")
+
+
+@dataclass(frozen=True)
+class RankChoice:
+    """The smallest LoRA rank that is as good as the best one, and how that was decided."""
+
+    rank: int
+    accuracy: float
+    trainable_params: float
+    best_rank: int
+    best_accuracy: float
+    best_trainable_params: float
+    criterion: str  # a sentence: "within 0.01 of the best" or the test and its p-value
+    curve: pd.DataFrame
+
+
+def one_sided_worse_p(candidate: dict[int, float], best: dict[int, float]) -> tuple[float, str]:
+    """p-value for "candidate is less accurate than best": paired by seed when they share at least two
+    seeds, else Welch's t-test. Zero-variance samples are decided by their means (p is 0 or 1)."""
+    shared = sorted(set(candidate) & set(best))
+    if len(shared) >= 2:
+        diff = np.array([candidate[s] - best[s] for s in shared])
+        if np.allclose(diff, diff[0]):
+            return (0.0 if diff[0] < 0 else 1.0), "paired"
+        return float(sps.ttest_rel([candidate[s] for s in shared], [best[s] for s in shared],
+                                   alternative="less").pvalue), "paired"
+    a, b = np.array(list(candidate.values())), np.array(list(best.values()))
+    if a.std() == 0 and b.std() == 0:
+        return (0.0 if a.mean() < b.mean() else 1.0), "Welch"
+    return float(sps.ttest_ind(a, b, equal_var=False, alternative="less").pvalue), "Welch"
+
+
+def smallest_sufficient_rank(records: pd.DataFrame, tolerance: float = 0.01,
+                             alpha: float = 0.05) -> RankChoice | None:
+    """Smallest rank whose accuracy is not worse than the best rank's.
+
+    With several seeds on both ranks: not significantly worse by a one-sided test at `alpha`.
+    With one seed: mean accuracy within `tolerance` of the best. None when no rank was measured."""
+    curve = rank_curve(records)
+    if curve.empty:
+        return None
+    best = curve.loc[curve["accuracy"].idxmax()]
+    chosen, why = best, "it is the most accurate rank"
+    for _, row in curve[curve["rank"] < best["rank"]].iterrows():
+        if row["seeds"] > 1 and best["seeds"] > 1:
+            p, kind = one_sided_worse_p(row["by_seed"], best["by_seed"])
+            ok = p >= alpha
+            reason = f"not significantly worse than the best (one-sided {kind} t-test p={p:.3g})"
+        else:
+            ok = row["accuracy"] >= best["accuracy"] - tolerance - 1e-12  # inclusive, despite float rounding
+            reason = f"within {tolerance:g} of the best"
+        if ok:
+            chosen, why = row, reason
+            break
+    return RankChoice(int(chosen["rank"]), float(chosen["accuracy"]), float(chosen["trainable_params"]),
+                      int(best["rank"]), float(best["accuracy"]), float(best["trainable_params"]), why, curve)

@@ -1,0 +1,347 @@
+"""One self-contained HTML report of a store: tables, inline SVG plots, recommendations, provenance.
+
+Everything is built in memory first and then written atomically (temp file / temp folder, then
+rename), so a failure leaves the previous report intact and nothing half-written. Every string that
+comes from the store or the user goes through html.escape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..analysis.curves import (
+    DATA_EFFICIENCY_STUDY,
+    RANK_SWEEP_STUDY,
+    accuracy_by_size,
+    data_efficiency_summary,
+    smallest_sufficient_rank,
+    study_records,
+)
+from ..analysis.pareto import Objective, pareto_table
+from ..analysis.recommend import data_advice, rank_advice, recommend, select_study
+from ..analysis.scenarios import SCENARIOS, scenario_weights
+from ..analysis.scores import dimension_scores, scoring_notes
+from ..errors import PeftbenchError
+from ..stats import summarize
+from ..tables import COLUMNS, SCALE, summary_frame
+from . import plots
+
+RADAR_DEFAULT = ["Full", "LoRA-r8", "PrefixTuning-len32", "BitFit", "AdaLoRA"]
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1180px;
+color:#1d2330;padding:0 1rem;line-height:1.45}
+h1{font-size:1.7rem;margin-bottom:.2rem}
+h2{border-bottom:2px solid #dfe3ea;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.85rem}
+th,td{border:1px solid #dfe3ea;padding:.25rem .5rem;text-align:right;white-space:nowrap}th{background:#f3f5f9}
+td.t,th.t{text-align:left;white-space:normal}.scroll{overflow-x:auto}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}
+figure.plot{margin:0;border:1px solid #dfe3ea;border-radius:6px;padding:.4rem;background:#fff;
+flex:0 1 calc(50% - .5rem);box-sizing:border-box}figure.plot.wide{flex-basis:100%}
+figure.plot svg{width:100%;height:auto}figcaption{font-size:.8rem;color:#5b6475}
+.muted{color:#5b6475}
+.note{background:#fff8e1;border-left:4px solid #f5b400;padding:.3rem .6rem;margin:.4rem 0}
+.scenario{border:1px solid #dfe3ea;border-radius:6px;padding:.3rem .9rem;margin:.8rem 0}
+"""
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    html: Path
+    png_dir: Path
+    png_count: int
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+class Page:
+    """Collects HTML parts and rendered plots; plots are referenced by name for their PNG file."""
+
+    def __init__(self, png_folder: str):
+        self.parts: list[str] = []
+        self.pngs: dict[str, bytes] = {}
+        self.png_folder = png_folder
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def plot(self, name: str, caption: str, fig, wide: bool = False) -> str:
+        rendered = plots.render(fig)
+        self.pngs[name] = rendered.png
+        return (f'<figure class="plot{" wide" if wide else ""}" id="plot-{esc(name)}">{rendered.svg}'
+                f'<figcaption>{esc(caption)} (<a href="{esc(self.png_folder)}/{esc(name)}.png">PNG</a>)'
+                "</figcaption></figure>")
+
+    def not_run(self, what: str) -> None:
+        self.add(f'<p class="note">{esc(what)}</p>')
+
+
+def _num(value: object, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+NUMERIC = re.compile(r"^(-|#?[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?( ± [\d.,]+)?( \*)?)$")
+
+
+def table_html(header: list[str], rows: list[list[str]]) -> str:
+    """Cells are escaped here: pass plain text. Columns of numbers align right, others left."""
+    classes = ["" if all(NUMERIC.match(r[i]) for r in rows) else " class='t'" for i in range(len(header))]
+    head = "".join(f"<th{c}>{esc(h)}</th>" for h, c in zip(header, classes))
+    body = "".join("<tr>" + "".join(f"<td{c}>{esc(text)}</td>" for text, c in zip(row, classes)) + "</tr>"
+                   for row in rows)
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def results_section(page: Page, records: pd.DataFrame) -> None:
+    page.add("<h2>Results</h2>")
+    for study, grp in records.groupby("study", sort=False):
+        agg = summary_frame(grp)
+        several = bool((agg["seeds"] > 1).any())
+        shown = [(m, h, f) for m, h, f in COLUMNS if f"{m}_mean" in agg]
+        rows = []
+        for _, row in agg.iterrows():
+            name = str(row["method"]) + (" *" if several and row.get("significant_vs_baseline") else "")
+            cells = [name, str(row["train_size"]), str(row["seeds"])]
+            for metric, _, fmt in shown:
+                k = SCALE.get(metric, 1.0)
+                text = _num(row[f"{metric}_mean"] * k, fmt)
+                half = (row[f"{metric}_ci_high"] - row[f"{metric}_ci_low"]) / 2
+                if several and not math.isnan(half):
+                    text += " ± " + fmt.format(half * k)
+                cells.append(text)
+            rows.append(cells)
+        note = " - mean ± 95% CI over seeds" if several else ""
+        if several and "Full" in set(grp["method"]):
+            note += "; * differs from Full (paired t-test, p<0.05)"
+        page.add(f"<h3>Study {esc(study)} <span class='muted'>{esc(note)}</span></h3>")
+        page.add(table_html(["method", "train n", "seeds"] + [h for _, h, _ in shown], rows))
+
+
+def tradeoff_points(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the plotted means plus the accuracy 95% CI half width over seeds (NaN for one seed)."""
+    points = means.copy()
+    accuracy = pd.to_numeric(records["accuracy"], errors="coerce")
+    points["accuracy_ci"] = accuracy.groupby(records["method"], sort=False).apply(
+        lambda values: summarize(values.tolist()).half_width)
+    return points
+
+
+def _measured(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and bool(frame[column].notna().any())
+
+
+def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors: dict,
+                     radar_methods: list[str] | None) -> None:
+    page.add(f"<h2>Tradeoffs <span class='muted'>({esc(label)})</span></h2>")
+    points = tradeoff_points(records, dims.means)
+    bubbles = [  # the seed's three: name, title, x, bubble size, x label, size label, size format, log x
+        ("param_vs_accuracy", "Parameter efficiency vs performance", "trainable_pct", "train_seconds",
+         "trainable parameters (% of base model, log scale)", "train seconds", ".0f", True),
+        ("time_vs_accuracy", "Training time vs performance", "train_seconds", "trainable_pct",
+         "training time (s)", "trainable %", ".3g", False),
+        ("memory_vs_accuracy", "Peak training memory vs performance", "train_memory_mb", "trainable_pct",
+         "peak training memory (MB)", "trainable %", ".3g", False),
+    ]
+    figs = []
+    for name, title, x, size, xlabel, size_label, size_fmt, log_x in bubbles:
+        if not _measured(points, x) or not _measured(points, "accuracy"):
+            page.not_run(f"{title}: {x} or accuracy was not measured in {label}.")
+            continue
+        fig = plots.bubble(points, x, size, colors, title=title, xlabel=xlabel, size_label=size_label,
+                           size_fmt=size_fmt, log_x=log_x)
+        figs.append(page.plot(name, f"{title}; bubble area = {size_label}", fig))
+    wanted = radar_methods or RADAR_DEFAULT
+    chosen = [m for m in wanted if m in dims.scores.index] or list(dims.scores.index[:5])
+    missing = [m for m in wanted if m not in dims.scores.index] if radar_methods else []
+    figs.append(page.plot("radar", "Six dimension scores for " + ", ".join(chosen),
+                          plots.radar(dims.scores.loc[chosen], colors)))
+    page.add('<div class="plots">' + "".join(figs) + "</div>")
+    if missing:
+        page.not_run("Radar: not in this study, left out: " + ", ".join(missing))
+
+
+def scores_section(page: Page, dims) -> None:
+    page.add("<h2>Dimension scores</h2><p class='muted'>Relative to the methods measured here (min-max), "
+             "means over seeds; '-' = not measured.</p>")
+    rows = [[str(m)] + [_num(v, "{:.2f}") for v in row] for m, row in dims.scores.iterrows()]
+    page.add(table_html(["method"] + list(dims.scores.columns), rows))
+    notes = scoring_notes()
+    page.add(table_html(["dimension", "metrics used here", "how the score is normalised"],
+                        [[d, ", ".join(dims.metrics_used[d]) or "not measured", notes[d]] for d in notes]))
+
+
+def pareto_section(page: Page, means: pd.DataFrame, colors: dict) -> None:
+    page.add("<h2>Pareto front: accuracy vs trainable parameters</h2>")
+    if not (_measured(means, "accuracy") and _measured(means, "trainable_params")):
+        page.not_run("Accuracy or trainable parameters were not measured: no Pareto front.")
+        return
+    table = pareto_table(means, [Objective("accuracy", "max"), Objective("trainable_params", "min")])
+    page.add('<div class="plots">' + page.plot("pareto", "Methods no other method beats on both",
+                                                plots.pareto(table, "trainable_params", "accuracy", colors))
+             + "</div>")
+    page.add(f"<p>On the front: {esc(', '.join(map(str, table.index[table['on_front']])))}</p>")
+
+
+def data_efficiency_section(page: Page, records: pd.DataFrame, colors: dict) -> None:
+    page.add("<h2>Data efficiency</h2>")
+    rows = study_records(records, DATA_EFFICIENCY_STUDY)
+    if rows.empty:
+        page.not_run("The data-efficiency study was not run (peftbench study data-efficiency).")
+        return
+    curves = accuracy_by_size(rows)
+    page.add('<div class="plots">' + page.plot("data_efficiency", "Accuracy vs training-set size",
+                                                plots.data_efficiency(curves, colors)) + "</div>")
+    summary = data_efficiency_summary(rows)
+    page.add(table_html(["method", "smallest size", "accuracy there", "normalised AUC (log size)"],
+                        [[str(m), str(int(r["smallest_size"])), _num(r["accuracy_at_smallest_size"]),
+                          _num(r["normalized_auc"])] for m, r in summary.iterrows()]))
+    advice = data_advice(records)
+    if advice:
+        page.add(f"<p>{esc(advice)}</p>")
+
+
+def rank_section(page: Page, records: pd.DataFrame) -> None:
+    page.add("<h2>LoRA rank sweep</h2>")
+    choice = smallest_sufficient_rank(study_records(records, RANK_SWEEP_STUDY))
+    if choice is None:
+        page.not_run("The rank-sweep study was not run (peftbench study rank-sweep).")
+        return
+    fig = plots.rank_sweep(choice.curve, choice.rank)
+    page.add('<div class="plots">' + page.plot("rank_sweep", "Rank vs accuracy and trainable % vs accuracy",
+                                                fig, wide=True) + "</div>")
+    page.add(f"<p>{esc(rank_advice(records))}</p>")
+
+
+def scenarios_section(page: Page, records: pd.DataFrame, study: str | None) -> None:
+    page.add("<h2>Recommendations for the five scenarios</h2><p class='muted'>Weights: the seed "
+             "notebook's 0-10 ratings, normalised. No hard limits; use <code>peftbench recommend</code> to "
+             "add them.</p>")
+    recs = {name: recommend(records, scenario_weights(name), study=study) for name in SCENARIOS}
+    for note in dict.fromkeys(n for rec in recs.values() for n in rec.notes):
+        page.add(f"<p class='note'>{esc(note)}</p>")
+    for name, rec in recs.items():
+        weights = ", ".join(f"{d} {w:.2f}" for d, w in rec.weights.items())
+        rows = [[str(i), str(m), _num(r["score"]), _num(r["coverage"], "{:.0%}")]
+                for i, (m, r) in enumerate(rec.ranking.head(3).iterrows(), 1)]
+        merging = rec.advice.get("merging")
+        page.add(f"<div class='scenario'><h3>{esc(name)}: {esc(rec.top)}</h3>"
+                 f"<p class='muted'>{esc(weights)}</p>"
+                 + table_html(["#", "method", "score", "weight covered"], rows)
+                 + (f"<p>{esc(merging)}</p>" if merging else "") + "</div>")
+
+
+def _flatten(prov: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in prov.items():
+        if isinstance(value, dict) and key in ("versions", "data"):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif key != "start_time":
+            text = "-" if value is None else json.dumps(value, sort_keys=True)
+            out[prefix + key] = value if isinstance(value, str) else text
+    return out
+
+
+def provenance_section(page: Page, records: pd.DataFrame) -> None:
+    page.add("<h2>Provenance</h2>")
+    for study, grp in records.groupby("study", sort=False):
+        provs = [p for p in grp.get("provenance", pd.Series(dtype=object)) if isinstance(p, dict)]
+        if not provs:
+            page.not_run(f"Study {study}: the records carry no provenance.")
+            continue
+        counts: dict[str, Counter] = {}
+        for prov in provs:
+            for key, value in _flatten(prov).items():
+                counts.setdefault(key, Counter())[value] += 1
+        rows = [[k, "; ".join(v if len(c) == 1 else f"{v} ({n} trials)" for v, n in c.most_common())]
+                for k, c in counts.items()]
+        starts = sorted(p["start_time"] for p in provs if p.get("start_time"))
+        if starts:
+            rows.append(["trials started", f"{starts[0]} ... {starts[-1]}"])
+        page.add(f"<h3>Study {esc(study)} ({len(provs)} trials)</h3>" + table_html(["field", "value"], rows))
+        if len(counts.get("data.split_hash", ())) > 1:
+            page.not_run(f"Study {study}: trials trained on different data splits (split_hash differs).")
+
+
+def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str | None,
+               radar_methods: list[str] | None) -> Page:
+    page = Page(png_folder)
+    selected, label = select_study(records, study)
+    dims = dimension_scores(selected, records)
+    colors = plots.method_colors(list(dict.fromkeys(records["method"])))
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    counts = ", ".join(f"{s}: {n} trials" for s, n in records["study"].value_counts(sort=False).items())
+    page.add(f"<h1>peftbench report</h1><p class='muted'>store {esc(db_path)} - {esc(counts)} - "
+             f"written {stamp}</p>")
+    results_section(page, records)
+    tradeoff_section(page, selected, label, dims, colors, radar_methods)
+    pareto_section(page, dims.means, colors)
+    data_efficiency_section(page, records, colors)
+    rank_section(page, records)
+    scenarios_section(page, records, study)
+    scores_section(page, dims)
+    provenance_section(page, records)
+    return page
+
+
+def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str | None = None,
+                 radar_methods: list[str] | None = None) -> WrittenReport:
+    """Write `output` and `<stem>_plots/*.png` beside it, replacing an earlier report atomically."""
+    if records.empty:
+        raise PeftbenchError(f"no finished trials in {db_path}")
+    output = Path(output)
+    if output.is_dir():
+        raise PeftbenchError(f"--output {output} is a directory; give a file name such as report.html")
+    png_dir = output.with_name(output.stem + "_plots")
+    if png_dir.exists() and (not png_dir.is_dir() or any(p.suffix != ".png" for p in png_dir.iterdir())):
+        raise PeftbenchError(f"{png_dir} exists and holds files peftbench did not write; move it or pick "
+                             "another --output")
+    page = build_page(records, db_path, png_dir.name, study, radar_methods)
+    document = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>peftbench report</title>"
+                f"<style>{CSS}</style></head><body>" + "\n".join(page.parts) + "</body></html>")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _replace_atomically(output, document, png_dir, page.pngs)
+    return WrittenReport(output, png_dir, len(page.pngs))
+
+
+def _replace_atomically(output: Path, document: str, png_dir: Path, pngs: dict[str, bytes]) -> None:
+    """Write both into temp names in the same folder, then rename; on failure restore what was there."""
+    fd, tmp_html = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{png_dir.name}.", dir=output.parent))
+    old_dir = png_dir.with_name(f".{png_dir.name}.old-{os.getpid()}")
+    moved_old = moved_new = False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(document)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_html, 0o666 & ~umask)  # temp files are private; the report should not be
+        os.chmod(tmp_dir, 0o777 & ~umask)
+        for name, data in pngs.items():
+            (tmp_dir / f"{name}.png").write_bytes(data)
+        if png_dir.exists():
+            png_dir.rename(old_dir)
+            moved_old = True
+        tmp_dir.rename(png_dir)
+        moved_new = True
+        os.replace(tmp_html, output)
+    except BaseException:
+        shutil.rmtree(png_dir if moved_new else tmp_dir, ignore_errors=True)
+        if moved_old:
+            old_dir.rename(png_dir)
+        Path(tmp_html).unlink(missing_ok=True)
+        raise
+    shutil.rmtree(old_dir, ignore_errors=True)

@@ -1,0 +1,157 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, Agg for PNG) and
+rendered once to SVG text for inlining and PNG bytes for the folder beside the report.
+
+Each function takes tidy per-method data and returns a Figure; it never reads the store.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+FIGSIZE = (6.8, 4.6)  # inches; shown about 1:1 in the report's two-column grid
+STYLE = {"grid_alpha": 0.35, "label_size": 8.5, "point_alpha": 0.75}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    svg: str  # starts at <svg ...>: the XML prolog and doctype are dropped for inlining
+    png: bytes
+
+
+def render(fig: Figure) -> Rendered:
+    svg_buf, png_buf = io.StringIO(), io.BytesIO()
+    fig.savefig(svg_buf, format="svg")
+    fig.savefig(png_buf, format="png", dpi=110)
+    text = svg_buf.getvalue()
+    return Rendered(text[text.index("<svg"):], png_buf.getvalue())
+
+
+def method_colors(methods: list[str]) -> dict[str, tuple]:
+    """One stable colour per method across every plot."""
+    cmap = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
+
+
+def _axes(title: str, xlabel: str, ylabel: str):
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, linestyle="--", alpha=STYLE["grid_alpha"])
+    return fig, ax
+
+
+def _label_points(ax, xs, ys, labels, areas=None) -> None:
+    """Name each point just above its marker (`areas`: scatter sizes in pt^2, to clear big bubbles)."""
+    areas = [36.0] * len(labels) if areas is None else list(areas)
+    for x, y, text, area in zip(xs, ys, labels, areas):
+        ax.annotate(str(text), (x, y), textcoords="offset points", xytext=(0, math.sqrt(area) / 2 + 3),
+                    ha="center", va="bottom", fontsize=STYLE["label_size"])
+
+
+def bubble(points: pd.DataFrame, x: str, size: str, colors: dict, *, title: str, xlabel: str,
+           size_label: str, size_fmt: str, log_x: bool = False) -> Figure:
+    """Seed-notebook bubble plot: x vs accuracy, bubble area ~ `size`, error bars = 95% CI."""
+    fig, ax = _axes(title, xlabel, "test accuracy")
+    data = points.dropna(subset=[x, "accuracy"])
+    sizes = data[size].fillna(0.0) if size in data else pd.Series(0.0, index=data.index)
+    peak = float(sizes.max()) if len(sizes) and sizes.max() > 0 else 1.0
+    area = 40 + 700 * sizes / peak
+    ax.scatter(data[x], data["accuracy"], s=area, c=[colors[m] for m in data.index],
+               alpha=STYLE["point_alpha"], edgecolors="black", linewidths=0.5)
+    if "accuracy_ci" in data and data["accuracy_ci"].notna().any():
+        ax.errorbar(data[x], data["accuracy"], yerr=data["accuracy_ci"].fillna(0.0), fmt="none",
+                    ecolor="grey", elinewidth=1, capsize=3)
+    _label_points(ax, data[x], data["accuracy"], data.index, area)
+    if log_x:
+        ax.set_xscale("log")
+    if len(sizes) and sizes.max() > 0:
+        for value in sorted({float(sizes.min()), float(np.median(sizes)), float(sizes.max())}):
+            ax.scatter([], [], s=40 + 700 * value / peak, color="grey", alpha=0.5,
+                       label=format(value, size_fmt))
+        ax.legend(title=size_label, loc="lower right", labelspacing=1.3, borderpad=1.0, fontsize=8)
+    ax.margins(x=0.08, y=0.12)
+    return fig
+
+
+def radar(scores: pd.DataFrame, colors: dict) -> Figure:
+    """Six dimension scores per method. Unmeasured scores are not drawn (the outline breaks there, and
+    the method is not filled); a dimension nobody measured is labelled "(not measured)"."""
+    dims = list(scores.columns)
+    labels = [d.replace("_", "\n") + ("\n(not measured)" if scores[d].isna().all() else "") for d in dims]
+    angles = np.linspace(0, 2 * math.pi, len(dims), endpoint=False).tolist()
+    fig = Figure(figsize=FIGSIZE)  # fixed axes box: constrained layout clips polar tick labels
+    ax = fig.add_axes((0.1, 0.1, 0.5, 0.74), projection="polar")
+    fig.suptitle("Dimension scores (1 = best of the methods measured)")
+    ax.set_xticks(angles, labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.25, 0.5, 0.75], ["0.25", "0.5", "0.75"], color="grey", fontsize=7)
+    for method, row in scores.iterrows():
+        values = row.tolist() + row.tolist()[:1]
+        ax.plot(angles + angles[:1], values, linewidth=2, label=method, color=colors[method])
+        if not row.isna().any():
+            ax.fill(angles + angles[:1], values, alpha=0.08, color=colors[method])
+    fig.legend(loc="upper right", fontsize=8, bbox_to_anchor=(0.99, 0.9))
+    return fig
+
+
+def data_efficiency(curves: pd.DataFrame, colors: dict) -> Figure:
+    """Accuracy vs training-set size per method (log x: each doubling of data one step)."""
+    fig, ax = _axes("Data efficiency: accuracy vs training-set size", "training examples (log scale)",
+                    "accuracy on the fixed evaluation set")
+    for method, grp in curves.groupby("method", sort=False):
+        ax.errorbar(grp["train_size"], grp["accuracy"], yerr=grp["ci_half_width"].fillna(0.0), marker="o",
+                    linewidth=2, capsize=3, label=method, color=colors.get(method))
+    sizes = sorted(curves["train_size"].unique())
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
+    return fig
+
+
+def rank_sweep(curve: pd.DataFrame, chosen_rank: int) -> Figure:
+    """Two panels as in the seed: rank vs accuracy, and trainable % vs accuracy labelled r=..."""
+    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    accs = curve["accuracy"]
+    left.plot(curve["rank"], accs, marker="o", linewidth=2)
+    left.set_xscale("log", base=2)
+    left.set_xticks(curve["rank"].tolist(), [str(r) for r in curve["rank"]])
+    left.minorticks_off()
+    left.set(title="LoRA rank vs accuracy", xlabel="LoRA rank r (log2 scale)", ylabel="test accuracy")
+    areas = 30 + 12 * np.sqrt(curve["rank"])
+    right.scatter(curve["trainable_pct"], accs, s=areas, alpha=STYLE["point_alpha"])
+    _label_points(right, curve["trainable_pct"], accs, [f"r={r}" for r in curve["rank"]], areas)
+    right.set(title="Trainable parameters vs accuracy", xlabel="trainable parameters (% of base model)",
+              ylabel="test accuracy")
+    pick = curve[curve["rank"] == chosen_rank]
+    left.scatter(pick["rank"], pick["accuracy"], marker="*", s=260, color="crimson", zorder=3,
+                 label=f"smallest sufficient rank (r={chosen_rank})")
+    left.legend(fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.grid(True, linestyle="--", alpha=STYLE["grid_alpha"])
+        ax.margins(y=0.15)
+    return fig
+
+
+def pareto(table: pd.DataFrame, x: str, y: str, colors: dict) -> Figure:
+    """y (max) vs x (min, log scale): the front drawn as a staircase, dominated methods in grey."""
+    fig, ax = _axes(f"Pareto front: {y} (higher) vs {x} (lower)", f"{x} (log scale)", y)
+    front = table[table["on_front"]].sort_values(x)
+    rest = table[~table["on_front"]]
+    ax.scatter(rest[x], rest[y], color="lightgrey", edgecolors="grey", s=60, label="dominated")
+    ax.scatter(front[x], front[y], c=[colors[m] for m in front.index], edgecolors="black", s=90,
+               label="on the front", zorder=3)
+    ax.step(front[x], front[y], where="post", color="black", linewidth=1, alpha=0.6)
+    _label_points(ax, table[x], table[y], table.index, [90.0] * len(table))
+    ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.12)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

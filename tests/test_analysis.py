@@ -1,0 +1,370 @@
+"""The decision layer on hand-made records: scores, Pareto, TOPSIS, scenarios, the recommender and
+its CLI. No training: every number is written down here, so every expected result can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from peftbench.analysis.pareto import Objective, pareto_table, parse_objectives
+from peftbench.analysis.recommend import Limits, data_advice, recommend
+from peftbench.analysis.scenarios import SCENARIOS, parse_weights, scenario_weights
+from peftbench.analysis.scores import (
+    DIMENSION_NAMES,
+    dimension_scores,
+    normalize,
+    scoring_notes,
+    weighted_scores,
+)
+from peftbench.analysis.topsis import topsis
+from peftbench.config import MethodSpec, TrainSpec, TrialSpec
+from peftbench.errors import PeftbenchError
+from peftbench.store import Store
+
+BASE_PARAMS = 22_700_000
+PROVENANCE = {"versions": {"peftbench": "0.1.0", "torch": "2.13.0"}, "git_hash": "a" * 40, "git_dirty": False,
+              "python": "3.11.2", "platform": "Linux", "cpu": "Test CPU", "gpu": None, "torch_threads": 1,
+              "start_time": "2025-01-01T00:00:00+00:00",
+              "data": {"dataset": "embedded", "split_hash": "abc123", "split_sizes": {"test": 800}}}
+
+
+class Profile(NamedTuple):
+    """One method's measurements in the tradeoff study (seed 0 and 1 differ by +-0.004 accuracy)."""
+
+    family: str
+    options: dict
+    trainable: int
+    acc: float
+    f1: float
+    train_s: float
+    rss_mb: float
+    flops: float
+    ood: float
+    robust: float
+    p50_ms: float
+    merged_p50_ms: float | None
+    throughput: float
+    merged_throughput: float | None
+    adapter_bytes: float
+
+
+P = Profile
+TRADEOFF = {  # fields in Profile's order
+    "Full": P("full", {}, 22_700_000, .92, .92, 300, 2400, 3.0e11, .80, .95, 10.0, None, 300, None, 90e6),
+    "LoRA-r8": P("lora", {"r": 8, "alpha": 16}, 150_000, .89, .89, 200, 1500, 2e11, .78, .93, 13.0, 10.2, 240,
+                 295, 600e3),
+    "BitFit": P("bitfit", {}, 100_000, .85, .84, 150, 1050, 2.0e11, .74, .90, 10.0, None, 300, None, 400e3),
+    "PrefixTuning-len32": P("prefix", {"tokens": 32}, 400_000, .80, .79, 170, 1150, 2.2e11, .70, .88, 14.0,
+                            None, 220, None, 1.6e6),
+    "AdaLoRA": P("adalora", {"init_r": 12}, 220_000, .895, .89, 260, 1600, 2.1e11, .79, .94, 13.5, 10.3, 235,
+                 290, 900e3),
+}
+DATA_EFFICIENCY = {  # accuracy at 100, 250, 500, 1000 examples: BitFit wins small, Full wins large
+    "Full": [.55, .66, .80, .88], "LoRA-r8": [.60, .70, .79, .86], "BitFit": [.66, .72, .78, .83],
+    "PrefixTuning-len32": [.52, .58, .66, .74],
+}
+SIZES = [100, 250, 500, 1000]
+RANK_SWEEP = {1: (.80, .81), 2: (.84, .845), 4: (.860, .870), 8: (.866, .872), 16: (.865, .870)}  # seed 0, 1
+
+
+def trial(study: str, method: str, family: str, options: dict, seed: int, train_size: int = 1000,
+          **measured) -> tuple[dict, dict]:
+    """(spec dict, record) as the trial runner would store them."""
+    spec = TrialSpec(study=study, method=MethodSpec(method, family, options), seed=seed,
+                     train=TrainSpec(train_size=train_size),
+                     eval_size=200 if study == "data-efficiency" else None)
+    record = {"trial_id": spec.trial_id, "study": study, "method": method, "family": family, "seed": seed,
+              "train_size": train_size, "device": "cpu", "base_params": BASE_PARAMS, "provenance": PROVENANCE,
+              "lora_r": options.get("r"), "eval_size": spec.eval_size,  # as Store.records adds them
+              **measured}
+    if "trainable_params" in record:
+        record["trainable_pct"] = 100.0 * record["trainable_params"] / BASE_PARAMS
+    return spec.to_dict(), record
+
+
+def tradeoff_trials(extra: dict[str, Profile] | None = None) -> list[tuple[dict, dict]]:
+    out = []
+    for method, p in {**TRADEOFF, **(extra or {})}.items():
+        for seed in (0, 1):
+            jitter = 0.004 * (1 if seed else -1)  # seeds differ a little, symmetric around the listed mean
+            out.append(trial("tradeoff", method, p.family, p.options, seed, trainable_params=p.trainable,
+                             accuracy=p.acc + jitter, f1=p.f1 + jitter, train_seconds=p.train_s + 5 * seed,
+                             peak_rss_mb=p.rss_mb, flops_per_step=p.flops, ood_accuracy=p.ood,
+                             robustness=p.robust, latency_p50_ms=p.p50_ms,
+                             merged_latency_p50_ms=p.merged_p50_ms,
+                             throughput_per_s=p.throughput, merged_throughput_per_s=p.merged_throughput,
+                             adapter_bytes=p.adapter_bytes, can_merge=p.merged_p50_ms is not None,
+                             peak_cuda_allocated_mb=None))
+    return out
+
+
+def sweep_trials() -> list[tuple[dict, dict]]:
+    out = []
+    for method, accs in DATA_EFFICIENCY.items():
+        p = TRADEOFF[method]
+        for size, acc in zip(SIZES, accs):
+            out.append(trial("data-efficiency", method, p.family, p.options, 0, size, accuracy=acc,
+                             trainable_params=p.trainable))
+    for rank, accs in RANK_SWEEP.items():
+        for seed, acc in enumerate(accs):
+            out.append(trial("rank-sweep", f"LoRA-r{rank}", "lora", {"r": rank, "alpha": 2 * rank}, seed, 500,
+                             accuracy=acc, trainable_params=13_824 * rank + 296_000))
+    return out
+
+
+def write_store(path, trials) -> str:
+    with Store(path) as store:
+        for spec, record in trials:
+            store.mark_running(spec, record["trial_id"])
+            store.finish(record["trial_id"], "ok", record)
+    return str(path)
+
+
+def records_of(trials) -> pd.DataFrame:
+    return pd.DataFrame([r for _, r in trials])
+
+
+@pytest.fixture
+def full_store(tmp_path) -> str:
+    return write_store(tmp_path / "known.db", tradeoff_trials() + sweep_trials())
+
+
+# --- scores -----------------------------------------------------------------------------------------
+def test_normalize_min_max_log_and_degenerate_cases():
+    s = pd.Series([1.0, 2.0, 3.0, np.nan])
+    assert normalize(s, "max").tolist()[:3] == [0.0, 0.5, 1.0] and math.isnan(normalize(s, "max").iloc[3])
+    assert normalize(s, "min").tolist()[:3] == [1.0, 0.5, 0.0]
+    assert normalize(pd.Series([1e3, 1e5, 1e7]), "min", log=True).tolist() == [1.0, 0.5, 0.0]
+    assert normalize(pd.Series([7.0]), "max").tolist() == [1.0]  # a single method gets 1
+    assert normalize(pd.Series([4.0, 4.0]), "min").tolist() == [1.0, 1.0]  # a tie gets 1
+
+
+def test_dimension_scores_on_known_records():
+    records = records_of(tradeoff_trials() + sweep_trials())
+    dims = dimension_scores(records[records["study"] == "tradeoff"], records)
+    s = dims.scores
+    assert s.loc["Full", "performance"] == 1.0 and s.loc["PrefixTuning-len32", "performance"] == 0.0
+    # parameter efficiency on log10 scale: BitFit fewest (1), Full most (0), LoRA-r8 in between on the log
+    expected = (math.log10(22.7e6) - math.log10(150e3)) / (math.log10(22.7e6) - math.log10(100e3))
+    assert s.loc["BitFit", "parameter_efficiency"] == 1.0 and s.loc["Full", "parameter_efficiency"] == 0.0
+    assert s.loc["LoRA-r8", "parameter_efficiency"] == pytest.approx(expected)
+    # computational: mean of train_seconds, peak_rss_mb and flops scores; BitFit is best on all three
+    assert s.loc["BitFit", "computational_efficiency"] == 1.0
+    assert dims.metrics_used["computational_efficiency"] == ["train_seconds", "train_memory_mb",
+                                                             "flops_per_step"]
+    # inference uses the merged latency when the method can merge: LoRA-r8 merged 10.2 ms vs best 10.0
+    assert dims.means.loc["LoRA-r8", "deployed_latency_ms"] == 10.2
+    assert dims.means.loc["PrefixTuning-len32", "deployed_latency_ms"] == 14.0
+    # data efficiency exists only for the four methods of that study; AdaLoRA's is missing, not invented
+    assert math.isnan(s.loc["AdaLoRA", "data_efficiency"])
+    assert s.loc["BitFit", "data_efficiency"] == 1.0  # best at 100 examples and best AUC here
+    assert dims.missing() == {"data_efficiency": ["AdaLoRA"]}
+    measured = s.to_numpy(float)[~s.isna().to_numpy()]
+    assert measured.min() >= 0 and measured.max() <= 1
+
+
+def test_no_data_efficiency_study_is_missing_and_weights_renormalise():
+    records = records_of(tradeoff_trials())
+    dims = dimension_scores(records)
+    assert dims.scores["data_efficiency"].isna().all() and dims.metrics_used["data_efficiency"] == []
+    w = scenario_weights("limited-data")
+    ws = weighted_scores(dims.scores, w)
+    assert ws["coverage"].tolist() == pytest.approx([1 - w["data_efficiency"]] * 5)
+    manual = sum(dims.scores.loc["BitFit", d] * w[d] for d in DIMENSION_NAMES if d != "data_efficiency")
+    assert ws.loc["BitFit", "score"] == pytest.approx(manual / (1 - w["data_efficiency"]))
+    rec = recommend(records, w)
+    assert any("data_efficiency was not measured" in n and "renormalised" in n for n in rec.notes)
+
+
+def test_scoring_notes_cover_every_dimension():
+    notes = scoring_notes()
+    assert list(notes) == list(DIMENSION_NAMES)
+    assert "log10" in notes["parameter_efficiency"] and "merged" in notes["inference_efficiency"]
+
+
+# --- scenarios and weights --------------------------------------------------------------------------
+def test_scenarios_are_the_seeds_ratings_normalised():
+    assert set(SCENARIOS) == {"performance-critical", "resource-constrained", "limited-data",
+                              "deployment-focused", "balanced"}
+    w = scenario_weights("performance-critical")
+    assert sum(w.values()) == pytest.approx(1.0)
+    assert w["performance"] == pytest.approx(10 / 30)
+    assert w["computational_efficiency"] == pytest.approx(2 / 30)
+    assert parse_weights("performance=3, inference_efficiency=1") == pytest.approx(
+        {"parameter_efficiency": 0, "computational_efficiency": 0, "performance": .75, "generalization": 0,
+         "data_efficiency": 0, "inference_efficiency": .25})
+
+
+@pytest.mark.parametrize("text,phrase", [
+    ("speed=3", "unknown dimension 'speed'"), ("performance=-1", "non-negative"),
+    ("performance=0,generalization=0", "all weights are zero"), ("performance", "dimension=value"),
+    ("performance=x", "must be a number"), ("performance=1,performance=2", "given twice"),
+])
+def test_bad_weights(text, phrase):
+    with pytest.raises(PeftbenchError, match=phrase):
+        parse_weights(text)
+
+
+# --- Pareto -----------------------------------------------------------------------------------------
+def test_pareto_ties_and_duplicates():
+    pts = pd.DataFrame({"accuracy": [.90, .90, .85, .85, .80, .80, .95],
+                        "params": [100, 200, 50, 50, 300, 300, 1000]},
+                       index=["A", "B-tied-acc-more-params", "C", "C-dup", "D", "D-dup", "E"])
+    table = pareto_table(pts, [Objective("accuracy", "max"), Objective("params", "min")])
+    front = set(table.index[table["on_front"]])
+    # B ties A on accuracy with more params: A strictly dominates it. C and its exact duplicate both stay
+    # (neither dominates the other). D and its duplicate are both dominated (by A).
+    assert front == {"A", "C", "C-dup", "E"}
+    assert table.loc["B-tied-acc-more-params", "dominated_by"] == "A"
+    assert not table.loc["D", "on_front"] and not table.loc["D-dup", "on_front"]
+
+
+def test_pareto_drops_unmeasured_points_and_three_objectives():
+    pts = pd.DataFrame({"a": [1.0, 2.0, np.nan], "b": [3.0, 1.0, 0.0], "c": [1.0, 1.0, 1.0]},
+                       index=["x", "y", "z"])
+    table = pareto_table(pts, [Objective("a", "max"), Objective("b", "max"), Objective("c", "min")])
+    assert list(table.index) == ["x", "y"] and table["on_front"].all()
+
+
+@pytest.mark.parametrize("text,phrase", [
+    ("accuracy:max,nope:min", "unknown metric 'nope'"), ("accuracy:up,peak_rss_mb:min", "needs a direction"),
+    ("accuracy:max", "at least two"), ("accuracy:max,accuracy:min", "named twice"),
+])
+def test_bad_objectives(text, phrase):
+    with pytest.raises(PeftbenchError, match=phrase):
+        parse_objectives(text, ["accuracy", "peak_rss_mb"])
+
+
+# --- TOPSIS -----------------------------------------------------------------------------------------
+def test_topsis_hand_computed():
+    # x, y benefit; cost is a cost; weights .5/.25/.25. Column norms are all 5 (3-4-5 triangles), so
+    # v(A) = (.3, .2, .15), v(B) = (.4, .15, .2); ideal (.4, .2, .15), worst (.3, .15, .2).
+    # A: d+ = .1, d- = sqrt(.0025 + .0025) -> closeness 1/(1+sqrt 2) = sqrt2 - 1; B: 2 - sqrt 2.
+    m = pd.DataFrame({"x": [3.0, 4.0], "y": [4.0, 3.0], "cost": [3.0, 4.0]}, index=["A", "B"])
+    c = topsis(m, {"x": 2, "y": 1, "cost": 1}, {"x": "max", "y": "max", "cost": "min"})
+    assert c["A"] == pytest.approx(math.sqrt(2) - 1) and c["B"] == pytest.approx(2 - math.sqrt(2))
+    lone = topsis(m.iloc[:1], {"x": 1, "y": 1, "cost": 1}, {"x": "max", "y": "max", "cost": "min"})
+    assert lone["A"] == 1.0
+
+
+# --- recommender (library) --------------------------------------------------------------------------
+def test_scenarios_change_the_top_method_and_limits_list_exclusions():
+    records = records_of(tradeoff_trials() + sweep_trials())
+    perf = recommend(records, scenario_weights("performance-critical"))
+    lean = recommend(records, scenario_weights("resource-constrained"), Limits(max_memory_mb=1200))
+    assert perf.top == "AdaLoRA"  # most accurate PEFT method; Full pays for 0 parameter/compute scores
+    assert lean.top == "BitFit" and set(lean.ranking.index) == {"BitFit", "PrefixTuning-len32"}
+    assert {(e.method, e.limit, e.metric, e.value) for e in lean.excluded} == {
+        ("Full", "--max-memory-mb 1200", "peak_rss_mb", 2400.0),
+        ("LoRA-r8", "--max-memory-mb 1200", "peak_rss_mb", 1500.0),
+        ("AdaLoRA", "--max-memory-mb 1200", "peak_rss_mb", 1600.0)}
+    # limits only remove candidates: the remaining methods keep their scores
+    unlimited = recommend(records, scenario_weights("resource-constrained"))
+    assert lean.ranking.loc["BitFit", "score"] == unlimited.ranking.loc["BitFit", "score"]
+
+
+def test_every_limit_and_advice_from_the_sweeps():
+    records = records_of(tradeoff_trials() + sweep_trials())
+    rec = recommend(records, scenario_weights("balanced"),
+                    Limits(max_trainable_params=300_000, min_accuracy=0.85, max_train_seconds=250,
+                           max_latency_ms=11))
+    assert set(rec.ranking.index) == {"LoRA-r8", "BitFit"}  # AdaLoRA's 262.5 s mean train time is over 250
+    broken = {(e.method, e.limit.split()[0]) for e in rec.excluded}
+    assert ("Full", "--max-trainable-params") in broken and ("PrefixTuning-len32", "--min-accuracy") in broken
+    assert ("AdaLoRA", "--max-train-seconds") in broken
+    assert ("PrefixTuning-len32", "--max-latency-ms") in broken
+    assert ("LoRA-r8", "--max-latency-ms") not in broken  # merged latency 10.2 ms counts
+    rec = recommend(records, {"performance": 1.0}, Limits(max_trainable_params=200_000))
+    advice = " ".join(rec.advice.values())
+    assert "r=4 suffices" in advice and "paired t-test" in advice  # r2 is significantly worse, r4 is not
+    assert "below 500 training examples prefer BitFit" in advice
+    assert "Merge LoRA-r8" in advice and "13.00 -> 10.20 ms" in advice
+
+
+def test_data_advice_reports_ties_as_ties():
+    flat = [trial("data-efficiency", m, "lora", {}, 0, size, accuracy=.5)
+            for m in ("A", "B") for size in (32, 64)]
+    assert data_advice(records_of(flat)) == ("Data efficiency: A = B tie for the most accurate at every "
+                                             "training-set size tried (32-64: A = B)")
+
+
+def test_topsis_column_in_recommendation():
+    records = records_of(tradeoff_trials())
+    rec = recommend(records, scenario_weights("balanced"), use_topsis=True)
+    assert rec.ranking["topsis"].between(0, 1).all()
+    assert any(n.startswith("TOPSIS criteria") for n in rec.notes)
+
+
+# --- the CLI ----------------------------------------------------------------------------------------
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m peftbench.cli ...` in a fresh process (the path where cli.py is __main__)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "peftbench.cli", *args], input=stdin, capture_output=True,
+                          text=True, timeout=300, check=False, env=env)
+
+
+def test_cli_recommend_scenarios_limits_and_pareto(full_store):
+    perf = run_cli("recommend", "--db", full_store, "--scenario", "performance-critical")
+    assert perf.returncode == 0, perf.stderr
+    assert "Recommended: AdaLoRA" in perf.stdout
+    lean = run_cli("recommend", "--db", full_store, "--scenario", "resource-constrained",
+                   "--max-memory-mb", "1200", "--topsis")
+    assert lean.returncode == 0, lean.stderr
+    assert "Recommended: BitFit" in lean.stdout and "TOPSIS" in lean.stdout
+    excluded = lean.stdout.split("Excluded by your limits", 1)[1]
+    for method, value in (("Full", "2400"), ("LoRA-r8", "1500"), ("AdaLoRA", "1600")):
+        line = next(ln for ln in excluded.splitlines() if f" {method} " in ln)
+        assert "--max-memory-mb 1200" in line and "peak_rss_mb" in line and value in line
+    assert "r=4 suffices" in lean.stdout
+    front = run_cli("pareto", "--db", full_store, "--objectives",
+                    "accuracy:max,peak_rss_mb:min,trainable_params:min")
+    assert front.returncode == 0, front.stderr
+    assert "dominated by" in front.stdout and "PrefixTuning-len32" in front.stdout
+
+
+def test_cli_bad_input_one_line_nonzero(full_store, tmp_path, capsys, monkeypatch):
+    """peftbench.cli.main in-process (same code path as the entry point, without a process per case)."""
+    from peftbench import cli
+
+    empty = tmp_path / "empty.db"
+    Store(empty).close()
+    cases = [
+        (["recommend", "--db", full_store, "--scenario", "speedy"], "unknown scenario 'speedy'"),
+        (["recommend", "--db", full_store, "--weights", "speed=2"], "unknown dimension 'speed'"),
+        (["recommend", "--db", full_store, "--weights", "performance=-2"], "non-negative"),
+        (["recommend", "--db", full_store, "--weights", "performance=1", "--scenario", "balanced"],
+         "only one of"),
+        (["recommend", "--db", full_store, "--max-memory-mb", "-5"],
+         "--max-memory-mb must be a non-negative"),
+        (["recommend", "--db", full_store, "--max-memory-mb", "10"], "no method meets every limit"),
+        (["recommend", "--db", full_store, "--study", "nope"], "no finished trials in study 'nope'"),
+        (["pareto", "--db", full_store, "--objectives", "accuracy:max,bogus_metric:min"],
+         "unknown metric 'bogus_metric'"),
+        (["pareto", "--db", full_store], "--objectives is required"),
+        (["recommend", "--db", str(empty)], f"no finished trials in {empty}"),
+        (["report", "--db", str(empty), "--output", str(tmp_path / "r.html")], "no finished trials"),
+    ]
+    for argv, phrase in cases:
+        monkeypatch.setattr(sys, "argv", ["peftbench", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (argv, err)
+        assert phrase in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_interactive_prompts_and_normalises(full_store):
+    proc = run_cli("recommend", "--db", full_store, "--interactive", stdin="0\n0\n11\n10\n0\n0\n0\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "answer with a whole number from 0 to 10" in proc.stderr  # 11 was refused and asked again
+    assert "weights: performance 1.00" in proc.stdout and "Recommended: Full" in proc.stdout
