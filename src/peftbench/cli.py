@@ -316,14 +316,15 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (typer ships its own click): shown as click shows them
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's main, not this __main__ copy, so every command registers on one app.
+    from peftbench.cli import main as _main
+
+    _main()
