@@ -307,7 +307,11 @@ from . import cli_analysis  # noqa: E402,F401  (registers recommend/pareto/repor
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # typer turns Ctrl-C into a returned 130 in this mode
+            if code == 130:
+                err_console.print("aborted")
+            sys.exit(code)
     except PeftbenchError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -134,6 +134,40 @@ CONFIG_KEYS = {
 }
 
 
+# What each config key holds; a wrong type is one clear line rather than a traceback later on.
+_WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers", "retries", "test_size",
+          "validation_size")
+_NUMBER = ("learning_rate", "trial_timeout")
+_LISTS = {"methods": str, "sizes": int, "ranks": int}  # a YAML list, or one comma-separated string
+_MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks", "db")
+PRESETS = ("default", "quick")
+
+
+def _check_config_types(p: Path, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if value is None:
+            if key in _MAY_BE_EMPTY:
+                continue
+            raise PeftbenchError(f"config file {p}: {key} has no value")
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if key in _WHOLE and not is_int:
+            raise PeftbenchError(f"config file {p}: {key} must be a whole number, got {value!r}")
+        if key in _NUMBER and not (is_int or isinstance(value, float)):
+            raise PeftbenchError(f"config file {p}: {key} must be a number, got {value!r}")
+        if key in _LISTS:
+            kind = _LISTS[key]
+            ok = isinstance(value, str) or (isinstance(value, list) and all(
+                isinstance(v, kind) and not isinstance(v, bool) for v in value))
+            if not ok:
+                what = "names" if kind is str else "whole numbers"
+                raise PeftbenchError(f"config file {p}: {key} must be a list of {what} (or one comma-separated "
+                                     f"string), got {value!r}")
+        if key not in (*_WHOLE, *_NUMBER, *_LISTS) and not isinstance(value, str):
+            raise PeftbenchError(f"config file {p}: {key} must be text, got {value!r}")
+    if data.get("preset") not in (None, *PRESETS):
+        raise PeftbenchError(f"config file {p}: preset must be one of {', '.join(PRESETS)}, got {data['preset']!r}")
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML study config (safe_load only) and reject keys we do not know."""
     p = Path(path)
@@ -151,4 +185,5 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise PeftbenchError(f"config file {p} has unknown keys: {', '.join(unknown)}"
                              f" (known: {', '.join(sorted(CONFIG_KEYS))})")
+    _check_config_types(p, data)
     return data

@@ -76,36 +76,50 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
         from .execute.local import LocalExecutor
 
         executor = LocalExecutor()
-    with Store(db) as store:
-        store.lock_for_writing()
-        to_run = select_to_run(specs, store.statuses(ids), force, retry_failed)
-        summary = RunSummary(planned=len(specs), skipped=len(specs) - len(to_run), ok=0, failed=0, cancelled=0)
-        if display is not None:
-            display.begin(len(specs), summary.skipped)
-        groups: dict[Any, list[TrialSpec]] = defaultdict(list)
-        for s in to_run:
-            groups[(s.model, s.data)].append(s)
-        with _Interrupts(executor) as interrupts:
-            for (model, data_spec), group in groups.items():
-                if interrupts.count:
+    store = Store(db)
+    try:
+        summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display)
+    except BaseException:
+        store.discard_if_unused()  # a study that could not start leaves no store behind
+        raise
+    store.close()
+    if interrupted:
+        raise KeyboardInterrupt  # the caller (the CLI) exits non-zero; cancelled trials are stored
+    return summary
+
+
+def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
+                    retries: int, display) -> tuple[RunSummary, bool]:
+    ids = [s.trial_id for s in specs]
+    store.lock_for_writing()
+    to_run = select_to_run(specs, store.statuses(ids), force, retry_failed)
+    summary = RunSummary(planned=len(specs), skipped=len(specs) - len(to_run), ok=0, failed=0, cancelled=0)
+    if display is not None:
+        display.begin(len(specs), summary.skipped)
+    groups: dict[Any, list[TrialSpec]] = defaultdict(list)
+    for s in to_run:
+        groups[(s.model, s.data)].append(s)
+    with _Interrupts(executor) as interrupts:
+        for (model, data_spec), group in groups.items():
+            if interrupts.count:
+                break
+            data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
+            attempt, queue = 0, group
+            while queue and not interrupts.count:
+                failed_now = []
+                for outcome in executor.run(queue, data, _sink(display), store_start(store)):
+                    _store(store, outcome)
+                    setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
+                    if outcome.status == "failed":
+                        failed_now.append(outcome.spec)
+                attempt += 1
+                if attempt > retries:
                     break
-                data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
-                attempt, queue = 0, group
-                while queue and not interrupts.count:
-                    failed_now = []
-                    for outcome in executor.run(queue, data, _sink(display), store_start(store)):
-                        _store(store, outcome)
-                        setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
-                        if outcome.status == "failed":
-                            failed_now.append(outcome.spec)
-                    attempt += 1
-                    if attempt > retries:
-                        break
-                    summary.failed -= len(failed_now)  # retried: counted again by the next attempt
-                    queue = failed_now
-        if display is not None:
-            display.end(summary)
-        return summary
+                summary.failed -= len(failed_now)  # retried: counted again by the next attempt
+                queue = failed_now
+    if display is not None:
+        display.end(summary)
+    return summary, bool(interrupts.count)
 
 
 def store_start(store: Store):

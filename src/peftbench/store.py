@@ -58,12 +58,22 @@ class Store:
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
             raise PeftbenchError(f"store {self.path} does not exist; run a study first")
+        self._lock_fd: int | None = None
+        # What this call creates, so that a study that cannot start leaves nothing behind (discard_if_unused).
+        self.created = not exists
+        self._file_existed = self.path.exists()
+        self._made_dirs: list[Path] = []
         if exists:
             self._check_foreign()
         else:
+            missing = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs = missing
+        self.conn: sqlite3.Connection = None  # type: ignore[assignment]
         try:
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if exists:
+                self._check_schema()  # before anything writes: a foreign SQLite file stays byte-identical
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if not exists:
@@ -72,9 +82,13 @@ class Store:
                     f"BEGIN; {SCHEMA} INSERT OR REPLACE INTO meta VALUES ('app', '{APP_ID}');"
                     f" INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise PeftbenchError(f"store {self.path} cannot be opened: {exc}") from None
-        self._check_schema()
-        self._lock_fd: int | None = None
+        except PeftbenchError:
+            self.close()
+            raise
+        if not exists:
+            self._check_schema()
 
     # --- opening -------------------------------------------------------------------------------
     def _check_foreign(self) -> None:
@@ -118,7 +132,33 @@ class Store:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self.conn is not None:
+            self.conn.close()
+
+    def discard_if_unused(self) -> None:
+        """Close, and remove the store if this very call created it and no trial was ever written to it
+        (a study that could not start leaves no file behind). Only the lock holder may remove it."""
+        try:
+            empty = self.conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+        except sqlite3.Error:
+            empty = False
+        if not (self.created and self._lock_fd is not None and empty):
+            self.close()
+            return
         self.conn.close()
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        if self._file_existed:  # the user's own empty file: give it back empty
+            self.path.write_bytes(b"")
+        else:
+            self.path.unlink(missing_ok=True)
+        self.path.with_name(self.path.name + ".lock").unlink(missing_ok=True)
+        self.close()  # releases the lock
+        for d in self._made_dirs:  # innermost first
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
     def __enter__(self) -> Store:
         return self

@@ -50,7 +50,7 @@ def _specs(study: str, methods: list[MethodSpec], opts: StudyOptions, train: Tra
 
 
 def tradeoff(opts: StudyOptions) -> list[TrialSpec]:
-    methods = parse_methods(opts.methods or list(SEED_PRESETS), opts.learning_rate)
+    methods = parse_methods(list(SEED_PRESETS) if opts.methods is None else opts.methods, opts.learning_rate)
     return _specs("tradeoff", methods, opts, opts.train)
 
 
@@ -64,7 +64,7 @@ def data_efficiency(opts: StudyOptions, sizes: list[int] | None = None, epochs: 
         raise PeftbenchError(f"training-set sizes must be positive, got {bad[0]}")
     if len(set(sizes)) != len(sizes):
         raise PeftbenchError("a training-set size is listed twice")
-    methods = parse_methods(opts.methods or DATA_EFFICIENCY_METHODS, opts.learning_rate)
+    methods = parse_methods(DATA_EFFICIENCY_METHODS if opts.methods is None else opts.methods, opts.learning_rate)
     out: list[TrialSpec] = []
     for size in sorted(sizes):
         train = dataclasses.replace(opts.train, train_size=size, epochs=epochs, batch_size=min(batch_size, size))

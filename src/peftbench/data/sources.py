@@ -152,6 +152,9 @@ def load_source(source: str, text_column: str, label_column: str, *, ood: bool =
     if p.is_file():
         return frame_to_labelled(read_table(p), text_column, label_column, str(p))
     if p.is_dir():
+        if not any(f.is_file() and not f.name.startswith(".") for f in p.rglob("*")):
+            raise PeftbenchError(f"{p} is a directory with no data files; give a CSV, TSV, JSONL, JSON or "
+                                 f"Parquet file (or a dataset folder)")
         return load_hf_dataset(str(p), text_column, label_column)
     if source.startswith((".", "/", "~")) or p.suffix.lower() in FILE_READERS:
         raise PeftbenchError(f"data file {source} does not exist")

@@ -28,19 +28,42 @@ def context():
     return _CONTEXT
 
 
+def _driver_alive(driver_pid: int) -> bool:
+    try:
+        os.kill(driver_pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a killed driver its parent has not reaped yet is a zombie: as good as gone
+        with open(f"/proc/{driver_pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _watch_driver(driver_pid: int) -> None:
     while True:
         time.sleep(1.0)
-        try:
-            os.kill(driver_pid, 0)
-        except ProcessLookupError:
+        if not _driver_alive(driver_pid):
             os._exit(3)  # the driver is gone: nobody will store our result
 
 
-def child_main(spec_dict: dict, data, queue, spawned_at: float, threads: int, cuda_device: int | None,
+def _name_process(name: bytes) -> None:
+    """Let `ps`/`pgrep peftbench-trial` find trial processes (Linux; 15 characters at most)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def child_main(spec_dict: dict, data, queue, spawned_at: float, threads: int, cuda_device: int | str | None,
                driver_pid: int) -> None:
-    """Entry point of a trial process. Sends ('event', ...), then ('result', record) or ('error', text)."""
+    """Entry point of a trial process. Sends ('event', ...), then ('result', record) or ('error', text).
+
+    `cuda_device`: the value for CUDA_VISIBLE_DEVICES (a GPU index, or "" for none); None leaves it as is."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    _name_process(b"peftbench-trial")
     if cuda_device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(cuda_device)
     threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True).start()

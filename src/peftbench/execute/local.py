@@ -63,8 +63,8 @@ class LocalExecutor:
                 proc = ctx.Process(target=child_main, name=f"peftbench-trial-{spec.trial_id}",
                                    args=(spec.to_dict(), data, q, spawned, self.threads,
                                          slot if self.gpus else None, os.getpid()))
-                proc.start()
-                running[spec.trial_id] = (proc, spec, spawned, slot)
+                proc.start()  # the first start waits for the forkserver's imports: not the trial's time
+                running[spec.trial_id] = (proc, spec, time.time(), slot)
                 on_event(Event(spec.trial_id, "started", {"method": spec.method.name}))
             if self._cancel:
                 yield from self._cancel_all(running, pending)

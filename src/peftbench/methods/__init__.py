@@ -97,6 +97,9 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
 
 
 def parse_methods(texts: list[str], learning_rate: float | None = None) -> list[MethodSpec]:
+    if not texts:
+        raise PeftbenchError("--methods names no method (give presets or family:key=value specs, or leave "
+                             "it out for the default set)")
     specs = [parse_method(t, learning_rate) for t in texts]
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
