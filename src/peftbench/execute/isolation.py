@@ -24,6 +24,10 @@ def context():
     if _CONTEXT is None:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
+        # Start the server and wait for its imports now, so no trial's start-up figure carries them.
+        warm = ctx.Process(target=time.sleep, args=(0,))
+        warm.start()
+        warm.join()
         _CONTEXT = ctx
     return _CONTEXT
 

@@ -40,7 +40,9 @@ class LocalExecutor:
         if self.gpus and self.workers > self.gpus:
             self.workers = self.gpus  # one trial per GPU: sharing a GPU would distort memory figures
         self.trial_timeout = trial_timeout
-        self.threads = max(1, default_threads() // self.workers)
+        # OMP_NUM_THREADS, when set, is the user's budget for this machine; otherwise cores / workers.
+        budget = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else None
+        self.threads = max(1, (budget or default_threads()) // self.workers)
         self._cancel = False
 
     def cancel(self) -> None:
