@@ -36,7 +36,7 @@ class DataSpec:
     ood_size: int = 300
     max_length: int = 128
     perturbation_rate: float = 0.1
-    perturbation_size: int = 150  # test examples perturbed per perturbation kind
+    perturbation_size: int = 100  # test examples perturbed per perturbation kind
 
     def validate(self) -> None:
         for name in ("validation_size", "test_size", "ood_size", "perturbation_size", "max_length"):

@@ -19,7 +19,7 @@ DATA_EFFICIENCY_EVAL_SIZE = 200  # the seed's fixed evaluation set
 RANK_SWEEP_RANKS = [1, 2, 4, 8, 16, 32, 64]
 
 # Default study sizes, chosen so the whole seed method set runs in ~15 minutes on 2 CPU cores.
-TRADEOFF_TRAIN = TrainSpec(train_size=1000, epochs=2, batch_size=16)
+TRADEOFF_TRAIN = TrainSpec(train_size=1200, epochs=2, batch_size=16)
 QUICK_TRAIN = TrainSpec(train_size=256, epochs=2, batch_size=8, latency_runs=20, throughput_batches=2)
 QUICK_DATA = DataSpec(validation_size=100, test_size=300, ood_size=100, perturbation_size=50)
 
