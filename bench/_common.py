@@ -26,6 +26,8 @@ REPO = BENCH_DIR.parent
 if str(REPO / "src") not in sys.path:  # runnable from a checkout even when peftbench is not installed
     sys.path.insert(0, str(REPO / "src"))
 
+from peftbench.store import json_default  # noqa: E402 - after the path set-up above
+
 
 def cores() -> int:
     """CPU cores this process may run on (what peftbench's LocalExecutor gives one trial)."""
@@ -117,17 +119,9 @@ def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"script": f"bench/{name}.py", "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "argv": sys.argv[1:], "machine": machine(), **payload}
-    out.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(payload, indent=2, default=json_default) + "\n", encoding="utf-8")
     print(f"figures written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return out
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 def split_methods(text: str) -> list[str]:

@@ -5,8 +5,6 @@ Registered on the main app when cli.py imports this module.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -16,18 +14,6 @@ from rich.table import Table
 
 from .cli import DbOption, app, console, err_console
 from .errors import PeftbenchError
-
-
-def command(fn: Callable) -> Callable:
-    """@app.command(), also on the running app under `python -m peftbench.cli`: that module is __main__,
-    a second module object beside the importable peftbench.cli whose app this module imported."""
-    running = sys.modules.get("__main__")
-    apps = [app]
-    if getattr(getattr(running, "__spec__", None), "name", None) == "peftbench.cli":
-        apps += [running.app] if running.app is not app else []
-    for target in apps:
-        target.command()(fn)
-    return fn
 
 
 StudyOption = typer.Option(None, "--study", help="study to rank (default: tradeoff when present, else all)")
@@ -135,7 +121,7 @@ RADAR_OPT = typer.Option(None, "--radar-methods", help="methods on the radar cha
                          "PrefixTuning-len32, BitFit, AdaLoRA)")
 
 
-@command
+@app.command()
 def recommend(
     db: str | None = DbOption, study: str | None = StudyOption, scenario: str | None = SCENARIO_OPT,
     weights: str | None = WEIGHTS_OPT, interactive: bool = INTERACTIVE_OPT, use_topsis: bool = TOPSIS_OPT,
@@ -168,7 +154,7 @@ def recommend(
         console.print(f"  - {escape(line)}", highlight=False)
 
 
-@command
+@app.command()
 def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DbOption,
            study: str | None = StudyOption) -> None:
     """Methods no other method beats on every objective (means over seeds)."""
@@ -198,7 +184,7 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DbOption,
                       highlight=False)
 
 
-@command
+@app.command()
 def report(db: str | None = DbOption, output: Path | None = OUTPUT_OPT, study: str | None = StudyOption,
            radar_methods: str | None = RADAR_OPT) -> None:
     """Write one self-contained HTML report (inline SVG plots) plus PNG copies of the plots."""

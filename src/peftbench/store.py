@@ -183,7 +183,7 @@ class Store:
         with self.transaction():
             self.conn.execute(
                 "UPDATE trials SET status=?, error=?, record_json=?, finished_at=? WHERE trial_id=?",
-                (status, error, json.dumps(record, default=_json_default), time.time(), trial_id))
+                (status, error, json.dumps(record, default=json_default), time.time(), trial_id))
 
     # --- reading -------------------------------------------------------------------------------
     def statuses(self, trial_ids: Iterable[str]) -> dict[str, str]:
@@ -240,7 +240,8 @@ class _Transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """json.dumps fallback for numpy scalars/arrays (records hold them); anything else as text."""
     if hasattr(o, "item"):
         return o.item()
     if hasattr(o, "tolist"):
