@@ -113,11 +113,27 @@ def seed_trial(name: str, lr: float, model_path: str, train_ds, test_ds, args, w
         eargs = TrainingArguments(output_dir=f"{workdir}/eval_results", per_device_eval_batch_size=SEED_EVAL_BATCH,
                                   report_to="none")
         result = Trainer(model=model, args=eargs, eval_dataset=test_ds, compute_metrics=_accuracy).evaluate()
+        t_eval1 = time.perf_counter()
+        if not args.no_seed_inference:
+            seed_inference(model, test_ds)
         t1 = time.perf_counter()
     del trainer, model
     return {"method": name, "learning_rate": lr, "seconds": t1 - t0, "load_build_seconds": t_loaded - t0,
-            "train_seconds": t_train1 - t_train0, "eval_seconds": t1 - t_train1,
-            "accuracy": result["eval_accuracy"], "train_steps": steps}
+            "train_seconds": t_train1 - t_train0, "eval_seconds": t_eval1 - t_train1,
+            "inference_seconds": t1 - t_eval1, "accuracy": result["eval_accuracy"], "train_steps": steps}
+
+
+def seed_inference(model, ds) -> float:
+    """The notebook's measure_inference_efficiency(model, eval_subset): batch 1 over every evaluation row
+    (padded to 128, labels passed, so the loss is computed too), under no_grad. Returns rows per second."""
+    import torch
+
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(ds, batch_size=1):
+            model(**{k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    return len(ds) / (time.perf_counter() - t0)
 
 
 @contextlib.contextmanager
@@ -176,15 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated presets (default {DEFAULT_METHODS})")
-    p.add_argument("--train-size", type=int, default=256, help="training examples (default 256)")
-    p.add_argument("--epochs", type=int, default=1, help="epochs, both pipelines (default 1, the seed's)")
-    p.add_argument("--batch-size", type=int, default=8, help="batch size, both pipelines (default 8, the seed's)")
-    p.add_argument("--eval-size", type=int, default=200, help="test rows both pipelines are scored on (default 200)")
+    # Defaults: the default tradeoff study's work (studies.TRADEOFF_TRAIN, DataSpec().test_size).
+    p.add_argument("--train-size", type=int, default=1200, help="training examples (default 1200, the default study's)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs, both pipelines (default 2, the default study's)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size, both pipelines (default 16, the default study's)")
+    p.add_argument("--eval-size", type=int, default=800,
+                   help="test rows both pipelines are scored on (default 800, the default study's test set)")
     p.add_argument("--quick-data", action="store_true",
                    help="peftbench's quick held-out sizes (validation 100, test 300, OOD 100, perturbed 50) "
                         "instead of DataSpec's defaults (200, 800, 300, 150)")
     p.add_argument("--no-rerun", action="store_true",
                    help="do not re-run the seed pipeline at peftbench's learning rate where 2e-5 stays at chance")
+    p.add_argument("--no-seed-inference", action="store_true",
+                   help="skip the notebook's batch-1 inference pass over the evaluation rows in the seed pipeline "
+                        "(peftbench still measures latency and throughput)")
     p.add_argument("--verbose", action="store_true", help="show the Trainer's own output")
     C.add_common_args(p)
     args = p.parse_args(argv)
@@ -271,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     pb_train = sum(b["train_seconds"] or 0 for b in pb["methods"].values())
     notes = [
         ("speed-up = seed seconds / peftbench seconds (>1: peftbench is faster). 'seed s' = load + build + "
-        "Trainer.train + Trainer.evaluate of that method; 'pb trial s' = the record's trial_seconds (child entered "
+        "Trainer.train + Trainer.evaluate + the notebook's batch-1 inference pass over the evaluation rows; 'pb trial s' = the record's trial_seconds (child entered "
         "-> record produced); 'pb wall s' = the store's started -> finished (spawn and storing included)."),
         ("peftbench does more per trial than the seed: validation set, out-of-domain set, 4 perturbation sets, "
         "batch-1 latency, batch-32 throughput, adapter size on disk, FLOP count, and merged-model inference for "

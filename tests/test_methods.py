@@ -4,7 +4,7 @@ import pytest
 
 from peftbench.errors import PeftbenchError
 from peftbench.measure.params import base_parameter_count, count_parameters, saved_parameter_count
-from peftbench.methods import FAMILIES, PRESETS, SEED_PRESETS, BuildContext, build_model, parse_method
+from peftbench.methods import FAMILIES, PRESETS, SEED_PRESETS, BuildContext, build_model, parse_method, parse_methods
 from peftbench.models import attention_targets, load_classifier
 
 CTX = BuildContext(total_steps=100, num_labels=2)
@@ -77,6 +77,20 @@ def test_custom_spec_and_lr():
     assert spec.options == {"r": 2, "alpha": 4.0, "dropout": 0.1, "targets": "query+value"}
     assert spec.learning_rate == 3e-4
     assert parse_method("LoRA-r8").learning_rate == FAMILIES["lora"].default_lr
+
+
+def test_a_non_default_learning_rate_is_in_the_name():
+    """Results group by name: two learning rates must never look like two seeds of one method."""
+    default = FAMILIES["full"].default_lr
+    assert parse_method("full").name == "Full"  # the preset of that name
+    assert parse_method(f"Full:lr={default:g}").name == "Full"
+    assert parse_method("Full:lr=1e-2").name == "Full:lr=0.01"
+    assert parse_method("Full", learning_rate=3e-5).name == "Full:lr=3e-05"
+    assert parse_method("lora:r=2:lr=3e-4").name == "lora:r=2:lr=0.0003"
+    # the name is itself a method string that gives back the same spec
+    again = parse_method(parse_method("LoRA-r8:lr=1e-3").name)
+    assert (again.options, again.learning_rate) == (parse_method("LoRA-r8:lr=1e-3").options, 1e-3)
+    assert [m.name for m in parse_methods(["Full", "Full:lr=1e-2"])] == ["Full", "Full:lr=0.01"]
 
 
 @pytest.mark.parametrize("text,phrase", [

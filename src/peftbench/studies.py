@@ -82,6 +82,8 @@ def rank_sweep(opts: StudyOptions, ranks: list[int] | None = None, alpha_ratio: 
         raise PeftbenchError(f"alpha ratio must be positive, got {alpha_ratio}")
     methods = [parse_method(f"lora:r={r}:alpha={alpha_ratio * r:g}:targets={targets}", opts.learning_rate)
                for r in ranks]
-    methods = [dataclasses.replace(m, name=f"LoRA-r{m.options['r']}") for m in methods]
+    # Short names for the sweep's table; a non-default learning rate stays in the name (see parse_method).
+    methods = [dataclasses.replace(m, name=f"LoRA-r{m.options['r']}" + m.name[m.name.find(":lr="):]
+                                   if ":lr=" in m.name else f"LoRA-r{m.options['r']}") for m in methods]
     train = dataclasses.replace(opts.train, train_size=train_size, epochs=epochs, batch_size=batch_size)
     return _specs("rank-sweep", methods, opts, train)

@@ -77,9 +77,9 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
         preset = lower[head.lower()]
         fam_name, options = PRESETS[preset]
         options = {**options, **given}
-        name = preset if not given else text
+        name = preset if not given else _method_text(preset, given)
     elif head in FAMILIES:
-        fam_name, options, name = head, given, text
+        fam_name, options, name = head, given, _method_text(head, given)
     else:
         raise PeftbenchError(f"unknown method {head!r}; presets: {', '.join(PRESETS)}; "
                              f"families: {', '.join(FAMILIES)}")
@@ -92,8 +92,17 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
             raise PeftbenchError(f"learning rate in {text!r} must be a number, got {lr!r}") from None
     if learning_rate is not None and not learning_rate > 0:
         raise PeftbenchError(f"learning rate must be positive, got {learning_rate}")
+    if learning_rate is not None and learning_rate != fam.default_lr:
+        # A learning rate other than the family's default is part of the name: results are grouped by
+        # name, and two learning rates must never pass for two seeds of one method.
+        name = f"{name}:lr={learning_rate:g}"
     return MethodSpec(name=name, family=fam_name, options=resolved,
                       learning_rate=learning_rate if learning_rate is not None else fam.default_lr)
+
+
+def _method_text(head: str, options: dict[str, str]) -> str:
+    """The method string without its learning rate (which parse_method appends only when not the default)."""
+    return ":".join([head, *(f"{k}={v}" for k, v in options.items())])
 
 
 def parse_methods(texts: list[str], learning_rate: float | None = None) -> list[MethodSpec]:
