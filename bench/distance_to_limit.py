@@ -83,6 +83,9 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
     batch = {k: v.to(device) for k, v in batch.items()}
     model.train()
     step_flops, fwd_flops = fl.train_step_flops(model, batch)
+    compile_seconds = None
+    if args.compile:  # headroom probe: inductor's fused kernels on the same step (peftbench does not compile)
+        model = torch.compile(model, dynamic=False)
 
     # peftbench.train.train's step, on the same batch every time.
     opt = torch.optim.AdamW(optimizer_groups(model, train.weight_decay), lr=spec.learning_rate, fused=True)
@@ -107,6 +110,8 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         _sync(device)
         t3 = time.perf_counter()
+        if i == 0 and args.compile:
+            compile_seconds = t3 - t0  # the first step compiles forward and backward
         if i >= args.warmup:
             for k, v in (("forward", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2), ("step", t3 - t0)):
                 phases[k].append(v)
@@ -117,7 +122,8 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
             "batch_shape": list(batch["input_ids"].shape), "batch_tokens": int(batch["attention_mask"].sum()),
             "trainable_params": trainable_params, "median_seconds": med,
             "min_step_seconds": min(phases["step"]), "max_step_seconds": max(phases["step"]),
-            "achieved_gflops_per_s": step_flops / med["step"] / 1e9}
+            "achieved_gflops_per_s": step_flops / med["step"] / 1e9, "compiled": bool(args.compile),
+            "compile_seconds": compile_seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-repeats", type=int, default=3, help="timed GEMMs per size; the best counts (default 3)")
     p.add_argument("--pad-to", type=int, default=None,
                    help="pad the batch to this length, as padding='max_length' does (e.g. 128, the seed's)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model first (compile time printed apart): how much of the gap to the "
+                        "peak fused kernels would close; peftbench itself trains eagerly")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     C.add_common_args(p)
     args = p.parse_args(argv)
@@ -180,13 +189,18 @@ def main(argv: list[str] | None = None) -> int:
              (f"ms/step: median of {args.steps} steps after {args.warmup} warm-up steps, same batch; step = forward + "
              f"backward + clip + fused AdamW + scheduler + zero_grad (the 'opt ms' column; its arithmetic is not "
              f"counted as FLOPs).")]
+    if args.compile:
+        notes.append("compiled with torch.compile (inductor), compile time: " + ", ".join(
+            f"{r['method']} {r['compile_seconds']:.1f} s" for r in results)
+            + ". peftbench trains eagerly; these rows show what fused kernels would add.")
     C.print_table("Training step vs the machine's fp32 matmul peak",
                   ["method", "batch", "GFLOP/step", "ms/step", "fwd ms", "bwd ms", "opt ms", "GFLOP/s",
                    "% of peak", "target", "meets"], rows, notes)
     C.write_json("distance_to_limit", {
         "settings": {"methods": [r["method"] for r in results], "train_size": args.train_size,
                      "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-                     "pad_to": args.pad_to, "threads": args.threads, "device": str(device)},
+                     "pad_to": args.pad_to, "threads": args.threads, "device": str(device),
+                     "compile": bool(args.compile)},
         "peak": peak, "methods": results}, args.json)
     return 0
 

@@ -85,3 +85,51 @@ def test_bad_input_one_line_no_store(tiny_run_args, args, phrase):
     assert len(lines) == 1 and phrase in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not db.exists()
+
+
+def test_config_file_fills_what_the_command_line_leaves_out(tiny_model, tiny_csv, tiny_ood_csv, tmp_path):
+    """One precedence for every option: command line, then the config file, then the default. The config's
+    db is where the trials land; its methods are overridden by --methods."""
+    import yaml
+
+    db = tmp_path / "from_config.db"
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": tiny_model, "dataset": tiny_csv, "ood_dataset": tiny_ood_csv, "train_size": 32, "epochs": 1,
+        "batch_size": 16, "max_length": 32, "db": str(db), "methods": ["Full", "LoRA-r4"], "seeds": 2}))
+    cli("run", "--config", str(cfg), "--methods", "BitFit", "--seeds", "1")
+    assert db.exists() and not (tmp_path / "peftbench-results").exists()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT method, seed FROM trials").fetchall()
+    assert rows == [("BitFit", 0)]  # the command line's methods and seeds, the config's db
+    with sqlite3.connect(db) as conn:
+        record = json.loads(conn.execute("SELECT record_json FROM trials").fetchone()[0])
+    assert (record["train_size"], record["epochs"]) == (32, 1)  # from the config
+
+
+def test_study_all_stores_three_studies_answers_and_resumes(tiny_run_args):
+    """`study all` on a tiny model: tradeoff, data-efficiency (nested sizes) and rank-sweep land in one
+    store; results prints the AUC table and the smallest sufficient rank; a re-run trains nothing."""
+    db, args = tiny_run_args
+    args = [a for a in args if a not in ("--train-size", "64")]  # the sweep's and the study's own sizes
+    study = ["study", "all", *args, "--train-size", "48", "--methods", "Full,LoRA-r4", "--sizes", "16,48",
+             "--ranks", "1,2"]
+    first = cli(*study)
+    assert "8 trials ok" in first.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT study, method, train_size FROM trials WHERE status = 'ok'").fetchall()
+    assert sorted(rows) == sorted([
+        ("tradeoff", "Full", 48), ("tradeoff", "LoRA-r4", 48),
+        ("data-efficiency", "Full", 16), ("data-efficiency", "Full", 48),
+        ("data-efficiency", "LoRA-r4", 16), ("data-efficiency", "LoRA-r4", 48),
+        ("rank-sweep", "LoRA-r1", 48), ("rank-sweep", "LoRA-r2", 48)])
+    shown = cli("results", "--db", str(db), "--study", "data-efficiency").stdout
+    assert "normalised AUC" in shown and "16-48 (2)" in shown
+    assert "Rank sweep: LoRA r=" in cli("results", "--db", str(db), "--study", "rank-sweep").stdout
+    import peftbench as pb
+
+    auc = pb.data_efficiency(db)
+    assert set(auc.index) == {"Full", "LoRA-r4"} and auc["normalized_auc"].between(0, 1).all()
+    assert pb.rank_choice(db).rank in (1, 2)
+    again = cli(*study)
+    assert "8 already in the store" in again.stderr

@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .api import parameters, results, run, study, summary  # noqa: E402
+from .api import data_efficiency, parameters, rank_choice, results, run, study, summary  # noqa: E402
 from .errors import PeftbenchError  # noqa: E402
 
-__all__ = ["PeftbenchError", "parameters", "results", "run", "study", "summary", "__version__"]
+__all__ = ["PeftbenchError", "data_efficiency", "parameters", "rank_choice", "results", "run", "study", "summary",
+           "__version__"]

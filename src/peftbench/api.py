@@ -81,6 +81,20 @@ def summary(db: str | Path | None = None, study: str | None = None) -> pd.DataFr
     return summary_frame(results(db, study))
 
 
+def data_efficiency(db: str | Path | None = None) -> pd.DataFrame:
+    """Per method, from the data-efficiency study: accuracy at the smallest size and normalised AUC."""
+    from .analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+
+    return data_efficiency_summary(study_records(results(db), DATA_EFFICIENCY_STUDY))
+
+
+def rank_choice(db: str | Path | None = None):
+    """From the rank sweep: the smallest sufficient LoRA rank (a RankChoice, None if the sweep was not run)."""
+    from .analysis.curves import RANK_SWEEP_STUDY, smallest_sufficient_rank, study_records
+
+    return smallest_sufficient_rank(study_records(results(db), RANK_SWEEP_STUDY))
+
+
 def parameters(model: str = EMBEDDED, methods: list[str] | None = None, num_labels: int = 2) -> pd.DataFrame:
     """Each method's parameter accounting on a model, without training."""
     from .param_report import parameter_rows

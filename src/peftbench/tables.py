@@ -62,3 +62,20 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
         cells += [_fmt(row, m, f, several) for m, _, f in shown]
         table.add_row(*cells)
     return table
+
+
+def data_efficiency_table(records: pd.DataFrame) -> Table | None:
+    """Per method: accuracy at the smallest size and the normalised AUC (None when the study was not run)."""
+    from .analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+
+    summary = data_efficiency_summary(study_records(records, DATA_EFFICIENCY_STUDY))
+    if summary.empty:
+        return None
+    table = Table(title="data efficiency (sizes every method has; AUC = mean accuracy over log size)")
+    for col in ("method", "sizes", "acc at smallest", "normalised AUC"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, row in summary.iterrows():
+        sizes = f"{int(row['smallest_size'])}-{int(row['largest_size'])} ({int(row['sizes'])})"
+        table.add_row(str(method), sizes, f"{row['accuracy_at_smallest_size']:.3f}",
+                      "-" if math.isnan(row["normalized_auc"]) else f"{row['normalized_auc']:.3f}")
+    return table
