@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-size", type=int, default=1000,
                    help="training rows the representative batch is drawn from (default 1000, the tradeoff study's)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16, the tradeoff study's)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per method (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per method (default 30; fewer are noisy on a shared VM)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     p.add_argument("--peak-sizes", default="2048,3072,4096", help="GEMM sizes for the peak (default 2048,3072,4096)")
     p.add_argument("--peak-repeats", type=int, default=3, help="timed GEMMs per size; the best counts (default 3)")
     p.add_argument("--pad-to", type=int, default=None,

@@ -366,11 +366,22 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # usage errors (typer ships its own click): shown as click shows them
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+    except Exception as exc:  # usage errors (typer ships its own click, so matched by shape, not class)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            err_console.print(_usage_line(exc), highlight=False, soft_wrap=True, markup=False)
             sys.exit(exc.exit_code)
         raise
+
+
+def _usage_line(exc: Exception) -> str:
+    """Click's usage block (usage, a 'Try --help' line, a boxed error) as the one line every other mistake
+    gets: what is wrong, and where the help is."""
+    message = " ".join(exc.format_message().split())
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name is however Python was started
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return f"error: {message} (see '{' '.join(['peftbench', *names, '--help'])}')"
 
 
 if __name__ == "__main__":
