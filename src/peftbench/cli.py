@@ -353,7 +353,7 @@ from . import cli_analysis  # noqa: E402,F401  (registers recommend/pareto/repor
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="peftbench")  # not "python -m …" in usage and errors
         if isinstance(code, int) and code:  # typer turns Ctrl-C into a returned 130 in this mode
             if code == 130:
                 err_console.print("aborted")
@@ -377,11 +377,8 @@ def _usage_line(exc: Exception) -> str:
     """Click's usage block (usage, a 'Try --help' line, a boxed error) as the one line every other mistake
     gets: what is wrong, and where the help is."""
     message = " ".join(exc.format_message().split())
-    names, ctx = [], getattr(exc, "ctx", None)
-    while ctx is not None and ctx.parent is not None:  # the root's name is however Python was started
-        names.insert(0, ctx.info_name)
-        ctx = ctx.parent
-    return f"error: {message} (see '{' '.join(['peftbench', *names, '--help'])}')"
+    ctx = getattr(exc, "ctx", None)
+    return f"error: {message} (see '{ctx.command_path if ctx is not None else 'peftbench'} --help')"
 
 
 if __name__ == "__main__":
