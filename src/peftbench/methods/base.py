@@ -40,6 +40,13 @@ class MethodFamily:
     can_merge: bool = False
     uses_peft: bool = True
     lr_note: str = ""
+    lr_grid: tuple[float, ...] = ()  # the learning rates `--tune` tries; empty: default / 3, default, default x 3
+
+    def lr_candidates(self) -> list[float]:
+        """The learning rates a tuned study tries for this family, the default first (it is the likeliest
+        winner, so successive halving stops the others early)."""
+        grid = self.lr_grid or (self.default_lr, self.default_lr / 3, self.default_lr * 3)
+        return [self.default_lr, *sorted(v for v in grid if v != self.default_lr)]
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults, coerce types, reject unknown or out-of-range values with one clear line."""
