@@ -58,7 +58,8 @@ class DataSpec:
 def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
     """`--ood-label-map "pos=positive,neg=negative,neutral="` (or a YAML mapping) as sorted (ood, task) pairs.
 
-    Sorted, so that two spellings of one map give one trial id. An empty task name drops that OOD label's rows.
+    Sorted, so that two spellings of one map give one trial id. An empty task name drops that OOD label's
+    rows.
     """
     if value is None:
         return None
@@ -68,13 +69,14 @@ def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
             if not item:
                 continue
             if "=" not in item:
-                raise PeftbenchError(f"ood label map: {item!r} is not OOD=TASK (e.g. \"pos=positive,neg=negative\"; "
-                                     f"\"neutral=\" drops that label)")
+                raise PeftbenchError(f"ood label map: {item!r} is not OOD=TASK (e.g. "
+                                     f"\"pos=positive,neg=negative\"; \"neutral=\" drops that label)")
             ood, _, task = item.partition("=")
             pairs.append((ood.strip(), task.strip()))
     elif isinstance(value, dict):
         pairs = [(str(k), "" if v is None else str(v)) for k, v in value.items()]
-    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                  for p in value):
         pairs = [(str(a), "" if b is None else str(b)) for a, b in value]
     else:
         raise PeftbenchError(f"ood label map must be OOD=TASK pairs, got {value!r}")
@@ -178,8 +180,8 @@ _WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers"
           "validation_size")
 _NUMBER = ("learning_rate", "trial_timeout")
 _LISTS = {"methods": str, "sizes": int, "ranks": int}  # a YAML list, or one comma-separated string
-_MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks", "db",
-                 "ood_label_map")
+_MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
+                 "db", "ood_label_map")
 PRESETS = ("default", "quick")
 
 

@@ -60,7 +60,8 @@ def _subset(tokenizer, data: LabelledText, idx: np.ndarray, max_length: int) -> 
 
 
 def _uncased(tok) -> bool:
-    return tok("Aa Bb", add_special_tokens=False)["input_ids"] == tok("aa bb", add_special_tokens=False)["input_ids"]
+    upper, lower = (tok(t, add_special_tokens=False)["input_ids"] for t in ("Aa Bb", "aa bb"))
+    return upper == lower
 
 
 def perturb_test(tok, spec: DataSpec, clean: TokenizedSet, texts: list[str]
@@ -71,7 +72,7 @@ def perturb_test(tok, spec: DataSpec, clean: TokenizedSet, texts: list[str]
     skipped: dict[str, str] = {}
     for kind, fn in PERTURBATIONS.items():
         ids = _tokenize(tok, [fn(t, spec.perturbation_rate, spec.split_seed) for t in texts], spec.max_length)
-        if all(np.array_equal(a, b) for a, b in zip(ids, clean.input_ids)):
+        if all(np.array_equal(a, b) for a, b in zip(ids, clean.input_ids, strict=True)):
             why = " (uncased tokenizer)" if kind == "case" and _uncased(tok) else ""
             skipped[kind] = f"leaves the token ids unchanged{why}"
         else:
@@ -79,7 +80,8 @@ def perturb_test(tok, spec: DataSpec, clean: TokenizedSet, texts: list[str]
     return perturbed, skipped
 
 
-def _load_ood(spec: DataSpec, task: LabelledText, tok) -> tuple[TokenizedSet | None, dict[str, Any], list[str]]:
+def _load_ood(spec: DataSpec, task: LabelledText,
+              tok) -> tuple[TokenizedSet | None, dict[str, Any], list[str]]:
     if spec.ood_source is None:
         return None, {"ood_dataset": None, "ood_size": 0}, []
     raw = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True)
@@ -96,7 +98,7 @@ def _load_ood(spec: DataSpec, task: LabelledText, tok) -> tuple[TokenizedSet | N
     counts = np.bincount(ood.labels, minlength=task.num_labels)
     return ood, {"ood_dataset": raw.origin, "ood_size": len(ood), "ood_label_map": used,
                  "ood_rows_dropped": ood_data.dropped,
-                 "ood_class_counts": {n: int(c) for n, c in zip(task.label_names, counts)}}, notes
+                 "ood_class_counts": dict(zip(task.label_names, map(int, counts), strict=True))}, notes
 
 
 def _split_notes(data: LabelledText, split: Split) -> list[str]:
@@ -129,7 +131,8 @@ def prepare_data(spec: DataSpec, model: str, max_train_size: int) -> PreparedDat
     pool = split.train_pool[:max_train_size]
     test = _subset(tok, data, split.test, spec.max_length)
     n_pert = min(spec.perturbation_size, len(split.test))
-    perturbed, skipped = perturb_test(tok, spec, test.take(n_pert), [data.texts[i] for i in split.test[:n_pert]])
+    perturbed, skipped = perturb_test(tok, spec, test.take(n_pert),
+                                      [data.texts[i] for i in split.test[:n_pert]])
     ood, ood_provenance, ood_notes = _load_ood(spec, data, tok)
     notes = _split_notes(data, split) + ood_notes
     notes += [f"perturbation {kind!r} skipped: {why}" for kind, why in skipped.items()]

@@ -102,11 +102,12 @@ def read_table(path: Path) -> pd.DataFrame:
 def _is_unlabelled(raw: pd.Series, class_label: bool) -> np.ndarray:
     """Rows without a usable label: missing, blank, or -1.
 
-    -1 means "no label" for a ClassLabel column (how GLUE ships its test splits) and for an integer column whose
-    other labels are 0..K-1 style (non-negative, 0 included). In a column such as {-1, 1}, -1 is a real class.
+    -1 means "no label" for a ClassLabel column (how GLUE ships its test splits) and for an integer column
+    whose other labels are 0..K-1 style (non-negative, 0 included). In a column such as {-1, 1}, -1 is a
+    real class.
     """
-    missing = raw.isna().to_numpy()
-    if raw.dtype == object:
+    missing = raw.isna().to_numpy().copy()
+    if not pd.api.types.is_numeric_dtype(raw):
         missing |= raw.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
     numeric = pd.to_numeric(raw[~missing], errors="coerce")
     if numeric.notna().all() and len(numeric) and (numeric % 1 == 0).all():
@@ -135,9 +136,9 @@ def frame_to_labelled(df: pd.DataFrame, text_column: str, label_column: str, ori
         raise PeftbenchError(f"{origin} has no rows with both {text_column!r} and a label in {label_column!r}"
                              + (f" ({int(unlabelled.sum())} unlabelled rows)" if unlabelled.any() else ""))
     raw = kept[label_column]
-    if raw.dtype == object:
-        numeric = pd.to_numeric(raw, errors="coerce")
-        if numeric.notna().all() and (numeric % 1 == 0).all() and not raw.map(lambda v: isinstance(v, str)).any():
+    if not pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numeric = pd.to_numeric(raw, errors="coerce")  # "0", "1" read as text (a blank cell among them)
+        if numeric.notna().all() and (numeric % 1 == 0).all():
             raw = numeric
     if pd.api.types.is_float_dtype(raw) and (raw % 1 == 0).all():
         raw = raw.astype(np.int64)
@@ -167,7 +168,8 @@ def frame_to_labelled(df: pd.DataFrame, text_column: str, label_column: str, ori
 
 def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledText:
     """`name` or `name:config` through datasets.load_dataset. Every split is read; which row came from which
-    official split is kept (`splits`), so the split step can honour the dataset's own train/validation/test."""
+    official split is kept (`splits`), so the split step can honour the dataset's own train/validation/test.
+    """
     import datasets
 
     ds_name, _, config = name.partition(":")
@@ -191,17 +193,17 @@ def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledT
 
 def match_ood_labels(ood: LabelledText, task_names: list[str],
                      label_map: tuple[tuple[str, str], ...] | None) -> tuple[LabelledText, dict[str, str]]:
-    """Give the OOD rows the task's label indices, matching label names (integer labels are the names "0", "1").
+    """Give the OOD rows the task's label indices by label name (integer labels are the names "0", "1").
 
-    `label_map` renames OOD labels first; a label mapped to "" has its rows dropped. A name that matches no task
-    label stops the run: matching by position would silently score positives as negatives.
+    `label_map` renames OOD labels first; a label mapped to "" has its rows dropped. A name that matches no
+    task label stops the run: matching by position would silently score positives as negatives.
     Returns the relabelled set and the mapping used (OOD name -> task name, "" = dropped).
     """
     given = dict(label_map or ())
     wrong = sorted({t for t in given.values() if t and t not in task_names})
     if wrong:
-        raise PeftbenchError(f"--ood-label-map names {', '.join(map(repr, wrong))}, which the task does not have "
-                             f"(task labels: {', '.join(task_names)})")
+        raise PeftbenchError(f"--ood-label-map names {', '.join(map(repr, wrong))}, which the task does not "
+                             f"have (task labels: {', '.join(task_names)})")
     used: dict[str, str] = {}
     unmatched = []
     for name in ood.label_names:
@@ -212,8 +214,10 @@ def match_ood_labels(ood: LabelledText, task_names: list[str],
     if unmatched:
         raise PeftbenchError(
             f"out-of-domain labels {', '.join(map(repr, unmatched))} match no task label (task labels: "
-            f"{', '.join(task_names)}); map them with --ood-label-map \"ood=task,...\" (\"ood=\" drops those rows)")
-    to_task = np.array([task_names.index(used[n]) if used[n] else -1 for n in ood.label_names], dtype=np.int64)
+            f"{', '.join(task_names)}); map them with --ood-label-map \"ood=task,...\" "
+            f"(\"ood=\" drops those rows)")
+    to_task = np.array([task_names.index(used[n]) if used[n] else -1 for n in ood.label_names],
+                       dtype=np.int64)
     labels = to_task[ood.labels]
     keep = labels >= 0
     if not keep.any():

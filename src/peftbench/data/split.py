@@ -46,7 +46,7 @@ def _text_codes(texts: list[str]) -> np.ndarray:
 
 def grouped_holdouts(data: LabelledText, rows: np.ndarray, sizes: list[int],
                      rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, dict[str, int]]:
-    """Hold out parts of the given sizes from `rows`, made of whole groups of equal texts, stratified by label.
+    """Hold out parts of the given sizes from `rows`: whole groups of equal texts, stratified by label.
 
     A text that carries two or more labels stays in the remainder (the training side): the data do not say
     which label is right, so it cannot be scored fairly, but training on what the data say is harmless.
@@ -102,7 +102,7 @@ def make_split(data: LabelledText, seed: int, validation_size: int, test_size: i
 
 
 def _official_parts(splits: dict[str, np.ndarray]) -> tuple[np.ndarray, str | None, str | None, list[str]]:
-    """(train rows, validation split name, test split name, the names pooled into train) from non-empty splits."""
+    """Non-empty splits: train rows, the validation and test split names, the names pooled in train."""
     present = {name: idx for name, idx in splits.items() if len(idx)}
     test = "test" if "test" in present else None
     validation = next((v for v in VALIDATION_NAMES if v in present), None)
@@ -121,7 +121,7 @@ def _sample(data: LabelledText, rows: np.ndarray, size: int, rng: np.random.Gene
 
 
 def official_split(data: LabelledText, seed: int, validation_size: int, test_size: int) -> Split | None:
-    """Keep a dataset's own validation/test splits (None when it has neither, with labels, beside a train split).
+    """Keep a dataset's own validation/test splits (None: no labelled validation or test beside train).
 
     Test: the official test split, or the official validation split when the test split has no labels
     (GLUE). Validation: the official one, or carved from train (seeded, stratified, equal texts together).
@@ -162,13 +162,13 @@ def official_split(data: LabelledText, seed: int, validation_size: int, test_siz
         val_words = f"carved from {train_words} (seeded stratified, seed {seed}; equal texts kept together)"
         train_words += " minus the carved validation rows"
     if len(pool) < 10:
-        raise PeftbenchError(f"the official training split has only {len(pool)} usable examples; peftbench needs "
-                             f"at least ~10 (or use --resplit)")
+        raise PeftbenchError(f"the official training split has only {len(pool)} usable examples; peftbench "
+                             f"needs at least ~10 (or use --resplit)")
     if dropped["train"] or dropped["validation"]:
         train_words += " minus texts also in a held-out split"
     pool = pool[stratified_order(data.labels[pool], rng)]
-    return Split(pool, validation, test, {"mode": "official", "train_pool": train_words, "validation": val_words,
-                                          "test": test_words},
+    origin = {"mode": "official", "train_pool": train_words, "validation": val_words, "test": test_words}
+    return Split(pool, validation, test, origin,
                  {**counts, "duplicate_rows_dropped": dropped["train"] + dropped["validation"],
                   "duplicate_rows_dropped_from_train": dropped["train"],
                   "duplicate_rows_dropped_from_validation": dropped["validation"]})
