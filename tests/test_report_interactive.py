@@ -47,7 +47,8 @@ PROBE = """
     await sleep(500);
     out.plots = {};
     document.querySelectorAll('div.iplot').forEach(d => { out.plots[d.id] = {
-      svg: d.querySelectorAll('svg.main-svg').length, points: d.querySelectorAll('.scatterlayer .point').length}; });
+      svg: d.querySelectorAll('svg.main-svg').length,
+      points: d.querySelectorAll('.scatterlayer .point').length}; });
     const gd = document.getElementById('iplot-pareto_explorer');
     const index = name => gd.data.findIndex(t => t.name === name);
     for (const name of ask.hover) {
@@ -56,12 +57,14 @@ PROBE = """
       gd.querySelector('.nsewdrag').dispatchEvent(new MouseEvent('mousemove', {
         clientX: b.left + b.width / 2, clientY: b.top + b.height / 2, bubbles: true}));
       await sleep(300);
-      out.hover[name] = Array.from(gd.querySelectorAll('.hoverlayer .hovertext')).map(n => n.textContent).join('|');
+      const labels = gd.querySelectorAll('.hoverlayer .hovertext');
+      out.hover[name] = Array.from(labels).map(n => n.textContent).join('|');
     }
     out.front_start = front();
     click(gd.querySelectorAll('.updatemenu-header')[1], 'click');
     await sleep(300);
-    const button = Array.from(gd.querySelectorAll('.updatemenu-dropdown-button')).find(b => b.textContent === ask.y);
+    const buttons = Array.from(gd.querySelectorAll('.updatemenu-dropdown-button'));
+    const button = buttons.find(b => b.textContent === ask.y);
     click(button, 'click');
     await sleep(800);
     out.y_title = gd.layout.yaxis.title.text;
@@ -70,7 +73,9 @@ PROBE = """
     click(toggle, 'mousedown');
     click(toggle, 'mouseup');
     await sleep(1500);
-    out.visible = gd.data.map(t => t.visible === undefined ? true : t.visible);
+    const shown = plot => plot.data.map(t => t.visible === undefined ? true : t.visible);
+    out.visible = shown(gd);
+    out.visible_elsewhere = shown(document.getElementById('iplot-time_vs_accuracy'));
     out.names = gd.data.map(t => t.name);
     out.front_hidden = front();
   } catch (e) { out.errors.push(String(e && e.stack || e)); }
@@ -102,16 +107,18 @@ def offline_probe(report: Path, tmp_path: Path, ask: dict) -> dict:
     probed = probed.replace("</body>", f"<script>{PROBE.replace('ASK', json.dumps(ask))}</script></body>")
     page = tmp_path / "probed.html"
     page.write_text(probed, encoding="utf-8")
-    dom = browse(page, tmp_path, "--dump-dom", "--virtual-time-budget=20000", "--window-size=1280,1600").stdout
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    dom = browse(page, tmp_path, "--dump-dom", "--virtual-time-budget=20000",
+                 "--window-size=1280,1600").stdout
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL)
     assert found, dom[-2000:]
     return json.loads(html.unescape(found.group(1)))
 
 
 def expected_front(records: pd.DataFrame, x: str, y: str, hidden: str | None = None) -> list[str]:
     means = records.groupby("method", sort=False)[[x, y]].mean()
-    table = pareto_table(means.drop(index=hidden) if hidden else means,
-                         [Objective(x, "min"), Objective(y, "max" if interactive.higher_is_better(y) else "min")])
+    y_goal = "max" if interactive.higher_is_better(y) else "min"
+    shown = means.drop(index=hidden) if hidden else means
+    table = pareto_table(shown, [Objective(x, "min"), Objective(y, y_goal)])
     return sorted(table.index[table["on_front"]])
 
 
@@ -135,7 +142,7 @@ def test_interactive_report_hover_legend_and_pareto_axes_work_offline(store, tmp
     assert proc.returncode == 0, proc.stderr
     text = out.read_text(encoding="utf-8")
     assert text.count("* plotly.js v") == 1  # inlined once
-    assert not re.search(r"<script[^>]*\ssrc=", text, re.I) and not re.search(r"<link[^>]*\shref=", text, re.I)
+    assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=|<link[^>]*\shref=", text, re.IGNORECASE)
     assert EVIL not in text
     with Store(store, create=False) as opened:
         records = opened.records()
@@ -144,17 +151,19 @@ def test_interactive_report_hover_legend_and_pareto_axes_work_offline(store, tmp
     seen = offline_probe(out, tmp_path, {"hover": ["LoRA-r8", COLLAPSED, ONE_SEED], "y": "latency_p50_ms",
                                          "hide": ONE_SEED})
     assert seen["errors"] == []
-    assert set(seen["plots"]) == {"iplot-param_vs_accuracy", "iplot-time_vs_accuracy", "iplot-memory_vs_accuracy",
-                                  "iplot-pareto_explorer"}
+    assert set(seen["plots"]) == {f"iplot-{name}" for name in ("param_vs_accuracy", "time_vs_accuracy",
+                                                               "memory_vs_accuracy", "pareto_explorer")}
     for name, counts in seen["plots"].items():
         front_points = len(seen["front_start"]) if name == "iplot-pareto_explorer" else 0
         assert counts["svg"] >= 1 and counts["points"] == len(methods) + front_points, (name, counts)
 
     lora = seen["hover"]["LoRA-r8"]
-    assert lora.startswith("LoRA-r8") and "r=8" in lora and "learning rate: " in lora and "seeds: 2 (0, 1)" in lora
+    assert lora.startswith("LoRA-r8") and "r=8" in lora and "learning rate: 0.002" in lora
+    assert "seeds: 2 (0, 1)" in lora
     assert interval_of(records, "LoRA-r8") in lora and "COLLAPSED" not in lora
     assert f"COLLAPSED in 2 of 2 trials: {REASON}" in seen["hover"][COLLAPSED]
-    assert "seeds: 1 (0)" in seen["hover"][ONE_SEED] and interval_of(records, ONE_SEED) in seen["hover"][ONE_SEED]
+    assert "seeds: 1 (0)" in seen["hover"][ONE_SEED]
+    assert interval_of(records, ONE_SEED) in seen["hover"][ONE_SEED]
 
     assert sorted(seen["front_start"]) == expected_front(records, "trainable_params", "accuracy")
     assert seen["y_title"].startswith("latency_p50_ms (lower is better)")
@@ -164,7 +173,8 @@ def test_interactive_report_hover_legend_and_pareto_axes_work_offline(store, tmp
     assert seen["visible"][hidden] == "legendonly"
     assert [v for i, v in enumerate(seen["visible"]) if i != hidden] == [True] * (len(seen["visible"]) - 1)
     front_without = expected_front(records, "trainable_params", "latency_p50_ms", ONE_SEED)
-    assert sorted(seen["front_hidden"]) == front_without != sorted(seen["front_y"])  # the front follows the legend
+    assert sorted(seen["front_hidden"]) == front_without != sorted(seen["front_y"])  # follows the legend
+    assert seen["visible_elsewhere"] == seen["visible"][:-1]  # one legend for every plot
     assert html.escape(EVIL) in seen["names"]  # shown as text, never run as markup
 
     assert seen["blocked"] == [] and seen["resources"] == []  # nothing asked for the network
@@ -199,7 +209,8 @@ def test_intervals_come_from_summary_frame_when_it_gives_them(monkeypatch):
 
     def with_binomial(frame):  # as the statistics work adds: an accuracy interval even for one seed
         agg = summary_frame(frame)
-        agg["accuracy_ci_low"], agg["accuracy_ci_high"] = agg["accuracy_mean"] - 0.03, agg["accuracy_mean"] + 0.03
+        agg["accuracy_ci_low"] = agg["accuracy_mean"] - .03
+        agg["accuracy_ci_high"] = agg["accuracy_mean"] + .03
         return agg
 
     monkeypatch.setattr(interactive, "summary_frame", with_binomial)
@@ -215,5 +226,6 @@ def test_axis_fields_are_measurements_with_directions():
     assert fields[:3] == ["accuracy", "f1", "trainable_params"]
     assert {"seed", "train_size", "base_params", "collapsed", "can_merge", "lora_r"}.isdisjoint(fields)
     assert {"peak_rss_net_mb", "latency_p50_ms", "ood_accuracy"} <= set(fields)
-    assert interactive.higher_is_better("ood_balanced_accuracy") and interactive.higher_is_better("robustness_drop")
-    assert not interactive.higher_is_better("peak_rss_net_mb") and not interactive.higher_is_better("val_loss")
+    better = interactive.higher_is_better
+    assert better("ood_balanced_accuracy") and better("robustness_drop") and better("throughput_per_s")
+    assert not better("peak_rss_net_mb") and not better("val_loss") and not better("latency_p50_ms")

@@ -41,10 +41,6 @@ MEMORY_FIELDS = ["peak_cuda_allocated_mb", "peak_rss_net_mb", "peak_rss_mb"]  # 
 CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
 
 
-def _measured(frame: pd.DataFrame, column: str) -> bool:
-    return column in frame and bool(pd.to_numeric(frame[column], errors="coerce").notna().any())
-
-
 def axis_fields(records: pd.DataFrame) -> list[str]:
     """The measured numeric fields a reader may put on an axis: the common ones first, then the rest A-Z."""
     numeric = []
@@ -75,16 +71,30 @@ def _method_details(method: str, records: pd.DataFrame) -> tuple[str, str]:
         rates = pd.to_numeric(records["learning_rate"], errors="coerce").dropna().unique()
         lr = ", ".join(f"{r:g}" for r in sorted(rates)) or None
     if options is None or lr is None:
-        try:
-            from ..methods import parse_method
-
-            spec = parse_method(method)
+        spec = _parsed(method)
+        if spec is not None:
             options = spec.options if options is None else options
-            lr = lr or f"{spec.learning_rate:g} (family default)"
-        except Exception:  # a method this version no longer knows: say so rather than fail the report
-            pass
-    text = ", ".join(f"{k}={v}" for k, v in options.items()) if options else ("none" if options == {} else "?")
-    return text, lr or "?"
+            default = spec.learning_rate == _family_default_lr(spec.family)
+            lr = lr or f"{spec.learning_rate:g}" + (" (family default)" if default else "")
+    if options is None:
+        return "?", lr or "?"
+    return ", ".join(f"{k}={v}" for k, v in options.items()) or "none", lr or "?"
+
+
+def _parsed(method: str):
+    """The MethodSpec a method name stands for; None for a name this version does not know (shown as ?)."""
+    from ..methods import parse_method
+
+    try:
+        return parse_method(method)
+    except PeftbenchError:
+        return None
+
+
+def _family_default_lr(name: str) -> float | None:
+    from ..methods import FAMILIES
+
+    return FAMILIES[name].default_lr if name in FAMILIES else None
 
 
 def _interval_text(field: str, mean: float, low: float, high: float, seeds: int) -> str:
@@ -102,17 +112,16 @@ def configurations(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     Intervals come from peftbench.tables.summary_frame where it gives them (it may give accuracy and F1
     an interval even for one seed); other fields get the t-interval over seeds, none for one seed."""
     keys = [k for k in KEYS if k in records]
-    agg = summary_frame(records).set_index(keys) if len(records) else pd.DataFrame()
+    agg = summary_frame(records)
     rows = []
     for key, grp in records.groupby(keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        given = agg.loc[key] if key in agg.index else pd.Series(dtype=object)
-        if isinstance(given, pd.DataFrame):
-            given = given.iloc[0]
-        row = dict(zip(keys, key))
-        seeds = int(grp["seed"].nunique()) if "seed" in grp else len(grp)
-        row["seeds"] = seeds
-        row["seed_list"] = ", ".join(str(s) for s in sorted(grp["seed"].dropna().unique())) if "seed" in grp else ""
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        match = agg
+        for k in keys:
+            match = match[match[k] == row[k]] if k in match else match
+        given = match.iloc[0] if len(match) else pd.Series(dtype=object)
+        seeds = sorted(grp["seed"].dropna().unique()) if "seed" in grp else []
+        row["seeds"], row["seed_list"] = len(seeds) or len(grp), ", ".join(str(s) for s in seeds)
         for field in fields:
             s = summarize(pd.to_numeric(grp[field], errors="coerce").tolist())
             low, high = s.ci_low, s.ci_high
@@ -135,18 +144,18 @@ def _collapse_text(grp: pd.DataFrame) -> str:
     reasons = []
     if "collapse_reason" in grp:
         reasons = list(dict.fromkeys(str(r) for r in grp.loc[flags, "collapse_reason"].dropna()))
-    return f"COLLAPSED in {int(flags.sum())} of {len(grp)} trials" + (": " + "; ".join(reasons) if reasons else "")
+    because = ": " + "; ".join(reasons) if reasons else ""
+    return f"COLLAPSED in {int(flags.sum())} of {len(grp)} trials{because}"
 
 
 def _hover_lines(row: pd.Series, y: str) -> str:
     """Hover text (Plotly's HTML subset; every value escaped) for one point, with the interval of `y`."""
     lines = [f"<b>{html.escape(str(row['method']))}</b>",
+             f"study: {html.escape(str(row.get('study', '?')))}, train n {row.get('train_size', '?')}",
              f"options: {html.escape(row['options'])}",
              f"learning rate: {html.escape(row['lr'])}",
-             f"seeds: {row['seeds']} ({html.escape(row['seed_list'])}) - train n {row.get('train_size', '?')}",
+             f"seeds: {row['seeds']} ({html.escape(row['seed_list'])})",
              html.escape(_interval_text(y, row[y], row[f"{y}_lo"], row[f"{y}_hi"], row["seeds"]))]
-    if len(KEYS) and row.get("study") is not None:
-        lines.insert(1, f"study: {html.escape(str(row['study']))}")
     if row["collapse"]:
         lines.append(f"<b>{html.escape(row['collapse'])}</b>")
     return "<br>".join(lines)
@@ -165,7 +174,7 @@ def _errors(rows: pd.DataFrame, field: str) -> dict:
 def _color(rgba) -> str:
     if isinstance(rgba, str):
         return rgba
-    r, g, b = (int(round(255 * c)) for c in rgba[:3])
+    r, g, b = (round(255 * c) for c in rgba[:3])
     return f"rgb({r},{g},{b})"
 
 
@@ -187,7 +196,8 @@ def _traces(table: pd.DataFrame, x: str, y: str, colors: dict) -> list[dict]:
     for method, rows in table.groupby("method", sort=False):
         traces.append({
             "type": "scatter", "mode": "markers", "name": html.escape(str(method)),
-            "x": _clean(rows[x]), "y": _clean(rows[y]), "error_x": _errors(rows, x), "error_y": _errors(rows, y),
+            "x": _clean(rows[x]), "y": _clean(rows[y]),
+            "error_x": _errors(rows, x), "error_y": _errors(rows, y),
             "text": [_hover_lines(r, y) for _, r in rows.iterrows()],
             "hovertemplate": _x_template(x),
             "marker": {"size": 12, "color": _color(colors.get(method, (0.3, 0.3, 0.3))),
@@ -198,8 +208,9 @@ def _traces(table: pd.DataFrame, x: str, y: str, colors: dict) -> list[dict]:
 
 
 def _layout(title: str, x: str, y: str, table: pd.DataFrame, height: int = 420) -> dict:
-    return {"title": {"text": html.escape(title), "x": 0.01, "xanchor": "left"}, "height": height, "hovermode": "closest",
-            "margin": {"l": 60, "r": 10, "t": 50, "b": 50}, "legend": {"itemclick": "toggle"},
+    return {"title": {"text": html.escape(title), "x": 0.01, "xanchor": "left"}, "height": height,
+            "hovermode": "closest", "margin": {"l": 60, "r": 10, "t": 50, "b": 50},
+            "legend": {"itemclick": "toggle"},
             "xaxis": {"title": {"text": _axis_title(x)}, "type": _axis_type(table, x)},
             "yaxis": {"title": {"text": _axis_title(y)}, "type": _axis_type(table, y)}}
 
@@ -242,8 +253,9 @@ def _explorer_figure(table: pd.DataFrame, fields: list[str], colors: dict) -> di
                   f"{axis}axis.autorange": True}
         return {"label": html.escape(field), "method": "update", "args": [data, layout, methods_idx]}
 
-    menus = [{"buttons": [button(f, axis) for f in fields], "active": fields.index(start), "x": pos, "y": 1.18,
-              "xanchor": "left", "yanchor": "top", "direction": "down", "showactive": True, "name": axis}
+    menus = [{"buttons": [button(f, axis) for f in fields], "active": fields.index(start),
+              "x": pos, "y": 1.18, "xanchor": "left", "yanchor": "top", "direction": "down",
+              "showactive": True, "name": axis}
              for axis, start, pos in (("x", x0, 0.06), ("y", y0, 0.52))]
     layout = _layout("", x0, y0, table, height=560)
     layout.update(updatemenus=menus, margin={"l": 60, "r": 10, "t": 90, "b": 50},
@@ -256,9 +268,8 @@ def _explorer_figure(table: pd.DataFrame, fields: list[str], colors: dict) -> di
 
 FRONT_JS = """
 (function(){
-  var fields = FIELDS, higher = HIGHER;
+  var fields = __FIELDS__, higher = __HIGHER__;
   var gd = document.getElementById('iplot-pareto_explorer');
-  var busy = false;
   function better(a, b, up){ return up ? a > b : a < b; }
   function front(){
     var menus = gd.layout.updatemenus, xf = fields[menus[0].active], yf = fields[menus[1].active];
@@ -267,28 +278,48 @@ FRONT_JS = """
       var tr = gd.data[t];
       if (tr.visible === 'legendonly' || tr.visible === false) continue;
       for (var i = 0; i < tr.x.length; i++) {
-        if (typeof tr.x[i] === 'number' && typeof tr.y[i] === 'number' && isFinite(tr.x[i]) && isFinite(tr.y[i]))
+        if (isFinite(tr.x[i]) && isFinite(tr.y[i]) && tr.x[i] !== null && tr.y[i] !== null)
           pts.push({x: tr.x[i], y: tr.y[i], name: tr.name});
       }
     }
     var on = pts.filter(function(p){
       return !pts.some(function(q){
-        var geX = q.x === p.x || better(q.x, p.x, higher[xf]), geY = q.y === p.y || better(q.y, p.y, higher[yf]);
-        return geX && geY && (better(q.x, p.x, higher[xf]) || better(q.y, p.y, higher[yf]));
+        var bx = better(q.x, p.x, higher[xf]), by = better(q.y, p.y, higher[yf]);
+        return (bx || q.x === p.x) && (by || q.y === p.y) && (bx || by);
       });
     }).sort(function(a, b){ return a.x - b.x; });
-    busy = true;
-    Plotly.restyle(gd, {x: [on.map(function(p){return p.x;})], y: [on.map(function(p){return p.y;})],
-                        text: [on.map(function(p){return p.name;})]}, [last]).then(function(){ busy = false; });
-    var names = on.map(function(p){ var d = document.createElement('textarea'); d.innerHTML = p.name; return d.value; });
+    Plotly.restyle(gd, {x: [on.map(function(p){ return p.x; })], y: [on.map(function(p){ return p.y; })],
+                        text: [on.map(function(p){ return p.name; })]}, [last]);
+    var names = on.map(function(p){
+      var d = document.createElement('textarea'); d.innerHTML = p.name; return d.value; });
     var note = document.getElementById('pareto-explorer-front');
     note.textContent = 'On the front of ' + xf + ' (' + (higher[xf] ? 'max' : 'min') + ') vs ' + yf + ' (' +
       (higher[yf] ? 'max' : 'min') + '): ' + (names.length ? names.join(', ') : 'nothing measured on both');
     note.setAttribute('data-front', JSON.stringify(names));
   }
   gd.on('plotly_update', front);
-  gd.on('plotly_restyle', function(ev){ if (!busy && ev && ev[0] && 'visible' in ev[0]) front(); });
+  gd.on('plotly_restyle', function(ev){ if (ev && ev[0] && 'visible' in ev[0]) front(); });
   front();
+  // One legend for all: hiding a method in any plot hides it in the others (idempotent, so no loop).
+  var plots = Array.prototype.slice.call(document.querySelectorAll('div.iplot'));
+  plots.forEach(function(src){
+    src.on('plotly_restyle', function(ev){
+      if (!(ev && ev[0] && 'visible' in ev[0])) return;
+      var shown = {};
+      src.data.forEach(function(t){ shown[t.name] = t.visible === undefined ? true : t.visible; });
+      plots.forEach(function(dst){
+        if (dst === src) return;
+        var idx = [], vis = [];
+        dst.data.forEach(function(t, i){
+          var now = t.visible === undefined ? true : t.visible;
+          if (t.name in shown && t.name !== 'Pareto front' && now !== shown[t.name]) {
+            idx.push(i); vis.push(shown[t.name]);
+          }
+        });
+        if (idx.length) Plotly.restyle(dst, {visible: vis}, idx);
+      });
+    });
+  });
 })();
 """
 
@@ -322,18 +353,20 @@ def interactive_section(records: pd.DataFrame, label: str, colors: dict | None =
     figures = _tradeoff_figures(table, colors) if "accuracy" in fields else []
     figures.append(("pareto_explorer", _explorer_figure(table, fields, colors)))
     divs = "".join(f"<div class='iplot' id='iplot-{name}'></div>" for name, _ in figures[:-1])
-    draw = "".join(f"Plotly.newPlot('iplot-{name}',{_json(fig['data'])},{_json(fig['layout'])},{_json(CONFIG)});"
-                   for name, fig in figures)
-    front = FRONT_JS.replace("FIELDS", _json(fields)).replace(
-        "HIGHER", _json({f: higher_is_better(f) for f in fields}))
+    draw = "".join(f"Plotly.newPlot('iplot-{name}',{_json(fig['data'])},{_json(fig['layout'])},"
+                   f"{_json(CONFIG)});" for name, fig in figures)
+    front = FRONT_JS.replace("__FIELDS__", _json(fields)).replace(
+        "__HIGHER__", _json({f: higher_is_better(f) for f in fields}))
     style = ("<style>.iplots{display:flex;flex-wrap:wrap;gap:1rem}.iplot{flex:0 1 calc(50% - .5rem);"
              "border:1px solid #dfe3ea;border-radius:6px;box-sizing:border-box;min-width:0}"
              ".iplot.wide{flex-basis:100%}</style>")
-    intro = ("<p class='muted'>Hover a point for its configuration and the 95% interval of the y metric; click a "
-             "legend entry to hide or show a method; in the Pareto view pick any two measured fields. Points "
-             "marked x collapsed to one class. Error bars: 95% intervals where they exist.</p>")
-    explorer = ("<h3>Pareto view: pick the two axes</h3><p class='muted'>The front (ringed, dotted) is recomputed "
-                "for the chosen pair and the methods shown; each axis's direction is in its title.</p>"
+    intro = ("<p class='muted'>Hover a point for its configuration and the 95% interval of the y metric; "
+             "click a legend entry to hide or show a method in every plot; in the Pareto view pick any two "
+             "measured fields. Points marked x collapsed to one class. Error bars: 95% intervals where they "
+             "exist.</p>")
+    explorer = ("<h3>Pareto view: pick the two axes</h3><p class='muted'>The front (ringed, dotted) is "
+                "recomputed for the chosen pair and the methods shown; each axis's direction is in its "
+                "title.</p>"
                 "<div class='iplot wide' id='iplot-pareto_explorer'></div><p id='pareto-explorer-front'></p>")
     return (head + style + intro + f"<script>{plotly_js()}</script>" + f"<div class='iplots'>{divs}</div>"
             + explorer + f"<script>{draw}{front}</script>")
