@@ -159,7 +159,7 @@ def test_interactive_report_hover_legend_and_pareto_axes_work_offline(store, tmp
 
     lora = seen["hover"]["LoRA-r8"]
     assert lora.startswith("LoRA-r8") and "r=8" in lora and "learning rate: 0.002" in lora
-    assert "seeds: 2 (0, 1)" in lora
+    assert "seeds: 2 (0, 1)" in lora and lora.endswith("trainable_params: 150,000")
     assert interval_of(records, "LoRA-r8") in lora and "COLLAPSED" not in lora
     assert f"COLLAPSED in 2 of 2 trials: {REASON}" in seen["hover"][COLLAPSED]
     assert "seeds: 1 (0)" in seen["hover"][ONE_SEED]

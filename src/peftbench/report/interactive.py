@@ -38,6 +38,7 @@ PREFERRED = ["accuracy", "f1", "trainable_params", "trainable_pct", "train_secon
 HIGHER_IS_BETTER = re.compile(r"accuracy|f1|precision|recall|throughput|samples_per_s|auc|robustness")
 LOG_SCALE = re.compile(r"params|bytes|flops|trainable_pct")
 MEMORY_FIELDS = ["peak_cuda_allocated_mb", "peak_rss_net_mb", "peak_rss_mb"]  # first measured is plotted
+HOVER = "%{text}<br>%{customdata}<extra></extra>"  # text: the y lines; customdata: the x line
 CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
 
 
@@ -97,12 +98,22 @@ def _family_default_lr(name: str) -> float | None:
     return FAMILIES[name].default_lr if name in FAMILIES else None
 
 
-def _interval_text(field: str, mean: float, low: float, high: float, seeds: int) -> str:
+def _number(value: float) -> str:
+    """Counts in full with separators (22,713,986), other values to four significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def _interval_text(field: str, mean: float, low: float, high: float, seeds: int,
+                   say_none: bool = True) -> str:
     if mean is None or math.isnan(mean):
         return f"{field}: not measured"
-    text = f"{field}: {mean:.4g}"
+    text = f"{field}: {_number(mean)}"
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
-        return text + f" [{low:.4g}, {high:.4g}] 95% CI"
+        if low == high:  # a count every seed gives alike (parameters, bytes): no spread to show
+            return text + (f" (same in all {seeds} seeds)" if say_none else "")
+        return text + f" [{_number(low)}, {_number(high)}] 95% CI"
+    if not say_none:
+        return text
     return text + (" - no interval (1 seed)" if seeds <= 1 else " - no interval")
 
 
@@ -187,8 +198,10 @@ def _axis_type(table: pd.DataFrame, field: str) -> str:
     return "log" if LOG_SCALE.search(field) and len(values) and bool((values > 0).all()) else "linear"
 
 
-def _x_template(x: str) -> str:
-    return f"%{{text}}<br>{html.escape(x)}: %{{x:,.4~r}}<extra></extra>"
+def _x_lines(rows: pd.DataFrame, x: str) -> list[str]:
+    """The x value of each point for hover (with its interval when there is one)."""
+    return [html.escape(_interval_text(x, r[x], r[f"{x}_lo"], r[f"{x}_hi"], r["seeds"], say_none=False))
+            for _, r in rows.iterrows()]
 
 
 def _traces(table: pd.DataFrame, x: str, y: str, colors: dict) -> list[dict]:
@@ -199,7 +212,7 @@ def _traces(table: pd.DataFrame, x: str, y: str, colors: dict) -> list[dict]:
             "x": _clean(rows[x]), "y": _clean(rows[y]),
             "error_x": _errors(rows, x), "error_y": _errors(rows, y),
             "text": [_hover_lines(r, y) for _, r in rows.iterrows()],
-            "hovertemplate": _x_template(x),
+            "customdata": _x_lines(rows, x), "hovertemplate": HOVER,
             "marker": {"size": 12, "color": _color(colors.get(method, (0.3, 0.3, 0.3))),
                        "line": {"width": [3 if c else 0.5 for c in rows["collapse"]], "color": "#222"},
                        "symbol": ["x" if c else "circle" for c in rows["collapse"]]},
@@ -248,7 +261,7 @@ def _explorer_figure(table: pd.DataFrame, fields: list[str], colors: dict) -> di
         if axis == "y":
             data["text"] = [[_hover_lines(r, field) for _, r in col[m].iterrows()] for m in methods]
         else:
-            data["hovertemplate"] = [_x_template(field)] * len(methods)
+            data["customdata"] = [_x_lines(col[m], field) for m in methods]
         layout = {f"{axis}axis.title.text": _axis_title(field), f"{axis}axis.type": _axis_type(table, field),
                   f"{axis}axis.autorange": True}
         return {"label": html.escape(field), "method": "update", "args": [data, layout, methods_idx]}
