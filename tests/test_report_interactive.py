@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from test_analysis import Profile, run_cli, tradeoff_trials, write_store
 from test_report import browse
 
 from peftbench.analysis.pareto import Objective, pareto_table
+from peftbench.errors import PeftbenchError
 from peftbench.report import html as report_html
 from peftbench.report import interactive
 from peftbench.store import Store
@@ -229,3 +231,9 @@ def test_axis_fields_are_measurements_with_directions():
     better = interactive.higher_is_better
     assert better("ood_balanced_accuracy") and better("robustness_drop") and better("throughput_per_s")
     assert not better("peak_rss_net_mb") and not better("val_loss") and not better("latency_p50_ms")
+
+
+def test_a_missing_plotly_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "plotly.offline", None)  # import plotly.offline now raises ImportError
+    with pytest.raises(PeftbenchError, match="needs plotly: pip install plotly"):
+        interactive.plotly_js()
