@@ -277,7 +277,7 @@ def provenance_section(page: Page, records: pd.DataFrame) -> None:
 
 
 def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str | None,
-               radar_methods: list[str] | None) -> Page:
+               radar_methods: list[str] | None, interactive: bool = False) -> Page:
     page = Page(png_folder)
     selected, label = select_study(records, study)
     dims = dimension_scores(selected, records)
@@ -288,6 +288,10 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
              f"written {stamp}</p>")
     results_section(page, records)
     tradeoff_section(page, selected, label, dims, colors, radar_methods)
+    if interactive:  # Plotly views after the static plots they mirror (report/interactive.py)
+        from .interactive import interactive_section
+
+        page.add(interactive_section(selected, label, colors))
     pareto_section(page, dims.means, colors)
     data_efficiency_section(page, records, colors)
     rank_section(page, records)
@@ -298,7 +302,7 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
 
 
 def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str | None = None,
-                 radar_methods: list[str] | None = None) -> WrittenReport:
+                 radar_methods: list[str] | None = None, interactive: bool = False) -> WrittenReport:
     """Write `output` and `<stem>_plots/*.png` beside it, replacing an earlier report atomically."""
     if records.empty:
         raise PeftbenchError(f"no finished trials in {db_path}")
@@ -309,7 +313,7 @@ def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str 
     if png_dir.exists() and (not png_dir.is_dir() or any(p.suffix != ".png" for p in png_dir.iterdir())):
         raise PeftbenchError(f"{png_dir} exists and holds files peftbench did not write; move it or pick "
                              "another --output")
-    page = build_page(records, db_path, png_dir.name, study, radar_methods)
+    page = build_page(records, db_path, png_dir.name, study, radar_methods, interactive)
     document = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>peftbench report</title>"
                 f"<style>{CSS}</style></head><body>" + "\n".join(page.parts) + "</body></html>")
     output.parent.mkdir(parents=True, exist_ok=True)
