@@ -102,7 +102,6 @@ def lora_options(r: int = 8, alpha: float = 16.0, targets: str = "attention") ->
 LORA = MethodFamily(
     name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v).",
     default_lr=2e-3, build=build_lora, options=lora_options(), can_merge=True,
-    lr_note="adapters start at zero and need ~20x the full rate: 1e-3 gave 75.6%, 2e-3 78.9%",
 )
 LORA_ALL = MethodFamily(
     name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
@@ -121,7 +120,6 @@ BITFIT_LORA = MethodFamily(
 ADALORA = MethodFamily(
     name="adalora", summary="AdaLoRA: LoRA whose rank budget is re-allocated across layers while training.",
     default_lr=5e-3, build=build_adalora, can_merge=True,
-    lr_note="prunes its rank budget mid-run; 2e-3 stayed at chance in 150 steps",
     options={
         "init_r": Option(12, int, "initial rank of each layer (the trainable count reported)", minimum=1),
         "target_r": Option(8, int, "average rank after pruning", minimum=1),
