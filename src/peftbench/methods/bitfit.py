@@ -19,5 +19,5 @@ def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
 
 FAMILY = MethodFamily(
     name="bitfit", summary="BitFit: only bias terms and the classifier head train (hand-built; not in peft).",
-    default_lr=3e-3, build=build, uses_peft=False,
+    default_lr=3e-3, build=build, lr_grid=(1e-3, 3e-3, 1e-2), uses_peft=False,
 )
