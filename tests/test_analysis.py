@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -20,13 +21,15 @@ from peftbench.analysis.scenarios import SCENARIOS, parse_weights, scenario_weig
 from peftbench.analysis.scores import (
     DIMENSION_NAMES,
     dimension_scores,
-    normalize,
+    METRICS,
+    scale_values,
     scoring_notes,
     weighted_scores,
 )
 from peftbench.analysis.topsis import topsis
 from peftbench.config import MethodSpec, TrainSpec, TrialSpec
 from peftbench.errors import PeftbenchError
+from peftbench.predictions import encode
 from peftbench.store import Store
 
 BASE_PARAMS = 22_700_000
@@ -43,12 +46,11 @@ class Profile(NamedTuple):
     options: dict
     trainable: int
     acc: float
-    f1: float
     train_s: float
-    rss_mb: float
+    rss_net_mb: float
     flops: float
-    ood: float
-    robust: float
+    ood_bal: float  # OOD balanced accuracy
+    drop_pts: float  # robustness drop in accuracy points (negative = worse under perturbation)
     p50_ms: float
     merged_p50_ms: float | None
     throughput: float
@@ -58,13 +60,13 @@ class Profile(NamedTuple):
 
 P = Profile
 TRADEOFF = {  # fields in Profile's order
-    "Full": P("full", {}, 22_700_000, .92, .92, 300, 2400, 3.0e11, .80, .95, 10.0, None, 300, None, 90e6),
-    "LoRA-r8": P("lora", {"r": 8, "alpha": 16}, 150_000, .89, .89, 200, 1500, 2e11, .78, .93, 13.0, 10.2, 240,
+    "Full": P("full", {}, 22_700_000, .92, 300, 2400, 3.0e11, .80, -4.0, 10.0, None, 300, None, 90e6),
+    "LoRA-r8": P("lora", {"r": 8, "alpha": 16}, 150_000, .89, 200, 1500, 2e11, .78, -5.0, 13.0, 10.2, 240,
                  295, 600e3),
-    "BitFit": P("bitfit", {}, 100_000, .85, .84, 150, 1050, 2.0e11, .74, .90, 10.0, None, 300, None, 400e3),
-    "PrefixTuning-len32": P("prefix", {"tokens": 32}, 400_000, .80, .79, 170, 1150, 2.2e11, .70, .88, 14.0,
+    "BitFit": P("bitfit", {}, 100_000, .85, 150, 1050, 2.0e11, .74, -8.0, 10.0, None, 300, None, 400e3),
+    "PrefixTuning-len32": P("prefix", {"tokens": 32}, 400_000, .80, 170, 1150, 2.2e11, .70, -10.0, 14.0,
                             None, 220, None, 1.6e6),
-    "AdaLoRA": P("adalora", {"init_r": 12}, 220_000, .895, .89, 260, 1600, 2.1e11, .79, .94, 13.5, 10.3, 235,
+    "AdaLoRA": P("adalora", {"init_r": 12}, 220_000, .895, 260, 1600, 2.1e11, .79, -5.0, 13.5, 10.3, 235,
                  290, 900e3),
 }
 DATA_EFFICIENCY = {  # accuracy at 100, 250, 500, 1000 examples: BitFit wins small, Full wins large
@@ -73,6 +75,45 @@ DATA_EFFICIENCY = {  # accuracy at 100, 250, 500, 1000 examples: BitFit wins sma
 }
 SIZES = [100, 250, 500, 1000]
 RANK_SWEEP = {1: (.80, .81), 2: (.84, .845), 4: (.860, .870), 8: (.866, .872), 16: (.865, .870)}  # seed 0, 1
+TEST_N, OOD_N, PERTURBED_N = 500, 300, 200
+TEST_LABELS = np.random.default_rng(0).permutation(np.repeat([0, 1], TEST_N // 2))  # majority rate 0.5
+OOD_LABELS = np.random.default_rng(1).permutation(np.repeat([0, 1], [210, 90]))  # 70/30, as the issue says
+
+
+def _rng(*key) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _flip(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = labels.copy()
+    out[rows] = 1 - out[rows]
+    return out
+
+
+def predicted(method: str, seed: int, acc: float, ood_bal: float, drop_pts: float) -> dict:
+    """Per-row predictions that realise the wanted figures, and the figures they give (what a trial
+    stores: the summary numbers agree with the rows, so the bootstrap is centred on them)."""
+    rng = _rng(method, seed)
+    test = _flip(TEST_LABELS, rng.choice(TEST_N, round((1 - acc) * TEST_N), replace=False))
+    ood_wrong = np.concatenate([rng.choice(np.flatnonzero(OOD_LABELS == c), round((1 - ood_bal) * n),
+                                           replace=False) for c, n in ((0, 210), (1, 90))])
+    ood = _flip(OOD_LABELS, ood_wrong)
+    clean, truth = test[:PERTURBED_N], TEST_LABELS[:PERTURBED_N]
+    right = np.flatnonzero(clean == truth)
+    typo = _flip(clean, rng.choice(right, round(-drop_pts / 100 * PERTURBED_N), replace=False))
+    f1 = float(np.mean([2 * np.sum((test == c) & (TEST_LABELS == c)) / (np.sum(test == c) +
+                                                                          np.sum(TEST_LABELS == c))
+                        for c in (0, 1)]))
+    recall = [np.mean(ood[OOD_LABELS == c] == c) for c in (0, 1)]
+    drop = float(np.mean(typo == truth) - np.mean(clean == truth))
+    return {"accuracy": float(np.mean(test == TEST_LABELS)), "f1": f1, "test_size": TEST_N,
+            "test_predictions": encode(test), "test_labels": encode(TEST_LABELS),
+            "val_accuracy": float(np.mean(test == TEST_LABELS)) - 0.01, "val_majority_rate": 0.5,
+            "ood_accuracy": float(np.mean(ood == OOD_LABELS)), "ood_balanced_accuracy": float(np.mean(recall)),
+            "ood_predictions": encode(ood), "ood_labels": encode(OOD_LABELS),
+            "perturbation_rows": PERTURBED_N, "perturbed_typo_predictions": encode(typo),
+            "perturbed_typo_accuracy": float(np.mean(typo == truth)), "robustness_drop_typo": drop,
+            "robustness_drop": drop, "collapsed": False, "collapse_reason": None}
 
 
 def trial(study: str, method: str, family: str, options: dict, seed: int, train_size: int = 1000,
@@ -96,10 +137,10 @@ def tradeoff_trials(extra: dict[str, Profile] | None = None) -> list[tuple[dict,
         for seed in (0, 1):
             jitter = 0.004 * (1 if seed else -1)  # seeds differ a little, symmetric around the listed mean
             out.append(trial("tradeoff", method, p.family, p.options, seed, trainable_params=p.trainable,
-                             accuracy=p.acc + jitter, f1=p.f1 + jitter, train_seconds=p.train_s + 5 * seed,
-                             peak_rss_mb=p.rss_mb, flops_per_step=p.flops, ood_accuracy=p.ood,
-                             robustness=p.robust, latency_p50_ms=p.p50_ms,
-                             merged_latency_p50_ms=p.merged_p50_ms,
+                             **predicted(method, seed, p.acc + jitter, p.ood_bal, p.drop_pts),
+                             train_seconds=p.train_s + 5 * seed, peak_rss_mb=p.rss_net_mb + 350,
+                             baseline_rss_mb=350.0, peak_rss_net_mb=p.rss_net_mb, flops_per_step=p.flops,
+                             latency_p50_ms=p.p50_ms, merged_latency_p50_ms=p.merged_p50_ms,
                              throughput_per_s=p.throughput, merged_throughput_per_s=p.merged_throughput,
                              adapter_bytes=p.adapter_bytes, can_merge=p.merged_p50_ms is not None,
                              peak_cuda_allocated_mb=None))
@@ -112,11 +153,12 @@ def sweep_trials() -> list[tuple[dict, dict]]:
         p = TRADEOFF[method]
         for size, acc in zip(SIZES, accs):
             out.append(trial("data-efficiency", method, p.family, p.options, 0, size, accuracy=acc,
-                             trainable_params=p.trainable))
+                             val_accuracy=acc - 0.01, val_majority_rate=0.5, trainable_params=p.trainable))
     for rank, accs in RANK_SWEEP.items():
         for seed, acc in enumerate(accs):
             out.append(trial("rank-sweep", f"LoRA-r{rank}", "lora", {"r": rank, "alpha": 2 * rank}, seed, 500,
-                             accuracy=acc, trainable_params=13_824 * rank + 296_000))
+                             accuracy=acc, val_accuracy=acc - 0.01, val_majority_rate=0.5,
+                             trainable_params=13_824 * rank + 296_000))
     return out
 
 
