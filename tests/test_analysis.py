@@ -180,37 +180,97 @@ def full_store(tmp_path) -> str:
 
 
 # --- scores -----------------------------------------------------------------------------------------
-def test_normalize_min_max_log_and_degenerate_cases():
-    s = pd.Series([1.0, 2.0, 3.0, np.nan])
-    assert normalize(s, "max").tolist()[:3] == [0.0, 0.5, 1.0] and math.isnan(normalize(s, "max").iloc[3])
-    assert normalize(s, "min").tolist()[:3] == [1.0, 0.5, 0.0]
-    assert normalize(pd.Series([1e3, 1e5, 1e7]), "min", log=True).tolist() == [1.0, 0.5, 0.0]
-    assert normalize(pd.Series([7.0]), "max").tolist() == [1.0]  # a single method gets 1
-    assert normalize(pd.Series([4.0, 4.0]), "min").tolist() == [1.0, 1.0]  # a tie gets 1
+REFS = {"chance_accuracy": np.array([0.5]), "chance_f1": np.array([1 / 3]), "chance_balanced": np.array([0.5]),
+        "base_params": np.array([1e6]), "base_bytes": np.array([1e8])}
+
+
+@pytest.mark.parametrize("column,values,expected", [
+    ("accuracy", [0.75, 0.5, 0.4, 1.0], [0.5, 0.0, 0.0, 1.0]),  # from the majority rate (0.5) to 1, clipped
+    ("f1", [2 / 3, 1 / 3], [0.5, 0.0]),  # from the constant predictor's macro F1 (1/3 for two balanced classes)
+    ("ood_balanced_accuracy", [0.75, 0.5], [0.5, 0.0]),  # from 1/K to 1
+    ("robustness_drop", [0.0, -0.05, -0.20, -0.30, 0.02], [1.0, 0.75, 0.0, 0.0, 1.0]),  # points on a fixed range
+    ("trainable_params", [1.0, 1e3, 1e6], [1.0, 0.5, 0.0]),  # log scale from 1 to the base model
+    ("adapter_bytes", [1e4, 1e8], [0.5, 0.0]),
+    ("train_seconds", [100.0, 200.0, 400.0], [1.0, 0.5, 0.25]),  # cheapest / value
+    ("deployed_throughput_per_s", [300.0, 150.0], [1.0, 0.5]),  # value / best
+])
+def test_fixed_scales_by_hand(column, values, expected):
+    assert scale_values(METRICS[column], np.array(values), REFS).tolist() == pytest.approx(expected)
+
+
+def test_scores_inside_each_others_noise_are_near_equal():
+    """Two methods 1 point apart on accuracy (well inside +-4 points on 500 rows) and 2% apart on cost:
+    min-max made them 1 and 0; fixed scales keep them within a few hundredths on every dimension."""
+    rows = [{"method": m, "seed": 0, "study": "tradeoff", "accuracy": acc, "f1": acc, "val_majority_rate": 0.5,
+             "ood_balanced_accuracy": ood, "robustness_drop": drop, "train_seconds": t, "peak_rss_net_mb": mem,
+             "flops_per_step": 2e11, "trainable_params": n, "base_params": BASE_PARAMS, "latency_p50_ms": lat,
+             "throughput_per_s": 1000 / lat, "adapter_bytes": 4 * n}
+            for m, acc, ood, drop, t, mem, n, lat in (("A", .80, .75, -.030, 100, 1000, 100_000, 10.0),
+                                                     ("B", .81, .76, -.035, 102, 1020, 104_000, 10.2))]
+    s = dimension_scores(pd.DataFrame(rows)).scores
+    assert (s.loc["A"] - s.loc["B"]).abs().max() < 0.03
+    assert s.notna().sum().sum() == 10  # five dimensions each (no data-efficiency study)
 
 
 def test_dimension_scores_on_known_records():
     records = records_of(tradeoff_trials() + sweep_trials())
     dims = dimension_scores(records[records["study"] == "tradeoff"], records)
-    s = dims.scores
-    assert s.loc["Full", "performance"] == 1.0 and s.loc["PrefixTuning-len32", "performance"] == 0.0
-    # parameter efficiency on log10 scale: BitFit fewest (1), Full most (0), LoRA-r8 in between on the log
-    expected = (math.log10(22.7e6) - math.log10(150e3)) / (math.log10(22.7e6) - math.log10(100e3))
-    assert s.loc["BitFit", "parameter_efficiency"] == 1.0 and s.loc["Full", "parameter_efficiency"] == 0.0
-    assert s.loc["LoRA-r8", "parameter_efficiency"] == pytest.approx(expected)
-    # computational: mean of train_seconds, peak_rss_mb and flops scores; BitFit is best on all three
+    s, m = dims.scores, dims.means
+    for method in TRADEOFF:  # accuracy from 0.5 (majority rate) to 1, macro F1 from 1/3 to 1
+        expected = ((m.loc[method, "accuracy"] - .5) / .5 + (m.loc[method, "f1"] - 1 / 3) / (2 / 3)) / 2
+        assert s.loc[method, "performance"] == pytest.approx(expected)
+    assert s["performance"].idxmax() == "Full" and s["performance"].idxmin() == "PrefixTuning-len32"
+    # parameter efficiency: 1 - log(params) / log(base params); Full trains the whole model: 0
+    assert s.loc["Full", "parameter_efficiency"] == 0.0
+    assert s.loc["LoRA-r8", "parameter_efficiency"] == pytest.approx(1 - math.log(150e3) / math.log(BASE_PARAMS))
+    # computational: mean of cheapest/value over train_seconds, net training memory and flops
     assert s.loc["BitFit", "computational_efficiency"] == 1.0
+    assert s.loc["Full", "computational_efficiency"] == pytest.approx((152.5 / 302.5 + 1050 / 2400 + 2 / 3) / 3)
     assert dims.metrics_used["computational_efficiency"] == ["train_seconds", "train_memory_mb",
                                                              "flops_per_step"]
+    assert m.loc["Full", "train_memory_mb"] == 2400  # peak_rss_net_mb, not the raw 2750 MB peak
+    # generalization: OOD balanced accuracy from 0.5, robustness drop in points (0 = 1, -20 = 0)
+    for method in TRADEOFF:
+        expected = ((m.loc[method, "ood_balanced_accuracy"] - .5) / .5 + 1 + 5 * m.loc[method, "robustness_drop"]) / 2
+        assert s.loc[method, "generalization"] == pytest.approx(expected)
+    assert s["generalization"].idxmax() == "Full"  # highest OOD figure and smallest drop: the radar agrees
     # inference uses the merged latency when the method can merge: LoRA-r8 merged 10.2 ms vs best 10.0
-    assert dims.means.loc["LoRA-r8", "deployed_latency_ms"] == 10.2
-    assert dims.means.loc["PrefixTuning-len32", "deployed_latency_ms"] == 14.0
+    assert m.loc["LoRA-r8", "deployed_latency_ms"] == 10.2
+    assert m.loc["PrefixTuning-len32", "deployed_latency_ms"] == 14.0
     # data efficiency exists only for the four methods of that study; AdaLoRA's is missing, not invented
     assert math.isnan(s.loc["AdaLoRA", "data_efficiency"])
-    assert s.loc["BitFit", "data_efficiency"] == 1.0  # best at 100 examples and best AUC here
+    assert s.loc["BitFit", "data_efficiency"] == pytest.approx(((.66 - .5) / .5 + (m.loc["BitFit", "normalized_auc"]
+                                                                                   - .5) / .5) / 2)
     assert dims.missing() == {"data_efficiency": ["AdaLoRA"]}
     measured = s.to_numpy(float)[~s.isna().to_numpy()]
     assert measured.min() >= 0 and measured.max() <= 1
+
+
+def test_a_dimension_measured_for_only_some_never_favours_the_others():
+    """The issue's case: after `study all`, LoRA-r4 (no data-efficiency run) ranked first because its
+    missing score was renormalised away while BitFit's measured one counted against it."""
+    lora = TRADEOFF["LoRA-r8"]._replace(trainable=56_000, acc=.845)  # a little worse than BitFit on the rest
+    bitfit = TRADEOFF["BitFit"]._replace(p50_ms=9.0, drop_pts=-4.0)
+    trials = tradeoff_trials({"LoRA-r4": lora}) + [
+        trial("data-efficiency", "BitFit", "bitfit", {}, 0, size, accuracy=acc, val_accuracy=acc,
+              val_majority_rate=0.5, trainable_params=100_000) for size, acc in ((100, .52), (1000, .60))]
+    records = records_of([t for t in trials if t[1]["method"] in ("LoRA-r4", "BitFit")])
+    records.loc[records["method"] == "BitFit", ["train_seconds", "peak_rss_net_mb"]] = [140, 1000]
+    w = scenario_weights("limited-data")
+    dims = dimension_scores(records[records["study"] == "tradeoff"], records)
+    assert math.isnan(dims.scores.loc["LoRA-r4", "data_efficiency"])
+    assert dims.scores.loc["BitFit", "data_efficiency"] < 0.2  # measured, and poor
+    old_rule = {m: sum(dims.scores.loc[m, d] * w[d] for d in DIMENSION_NAMES if not math.isnan(dims.scores.loc[m, d]))
+                / sum(w[d] for d in DIMENSION_NAMES if not math.isnan(dims.scores.loc[m, d])) for m in dims.scores.index}
+    assert old_rule["LoRA-r4"] > old_rule["BitFit"]  # what renormalising per method did
+    ws = weighted_scores(dims.scores, w)
+    assert ws["coverage"].tolist() == pytest.approx([1 - w["data_efficiency"]] * 2)  # left out for both
+    rec = recommend(records, w)
+    assert rec.top == "BitFit"
+    assert any("data_efficiency left out for every method: not measured for LoRA-r4" in n
+               and "peftbench study data-efficiency --methods LoRA-r4" in n for n in rec.notes)
+    only_bitfit = recommend(records[records["method"] == "BitFit"], w)  # every candidate has it: it counts
+    assert only_bitfit.ranking["coverage"].tolist() == [1.0]
 
 
 def test_no_data_efficiency_study_is_missing_and_weights_renormalise():
@@ -230,6 +290,9 @@ def test_scoring_notes_cover_every_dimension():
     notes = scoring_notes()
     assert list(notes) == list(DIMENSION_NAMES)
     assert "log10" in notes["parameter_efficiency"] and "merged" in notes["inference_efficiency"]
+    assert "peak_rss_net_mb" in notes["computational_efficiency"] and "val_majority_rate" in notes["performance"]
+    assert "points" in notes["generalization"] and "ood_balanced_accuracy" in notes["generalization"]
+    assert "min-max" not in " ".join(notes.values())
 
 
 # --- scenarios and weights --------------------------------------------------------------------------

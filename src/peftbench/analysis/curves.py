@@ -38,7 +38,8 @@ def accuracy_by_size(records: pd.DataFrame) -> pd.DataFrame:
     """Mean test accuracy (with 95% t-interval half width over seeds) and mean validation accuracy per
     method and training-set size."""
     rows = []
-    for (method, size), grp in records.groupby(["method", "train_size"], sort=False):
+    groups = records.groupby(["method", "train_size"], sort=False) if len(records) else []
+    for (method, size), grp in groups:
         acc = summarize(pd.to_numeric(grp["accuracy"], errors="coerce").tolist())
         rows.append({"method": method, "train_size": int(size), "accuracy": acc.mean,
                      "ci_half_width": acc.half_width, "seeds": acc.n, "val_accuracy": float(_val(grp).mean())})
