@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -544,20 +545,36 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def test_cli_recommend_scenarios_limits_and_pareto(full_store):
     perf = run_cli("recommend", "--db", full_store, "--scenario", "performance-critical")
     assert perf.returncode == 0, perf.stderr
-    assert "Recommended: AdaLoRA" in perf.stdout
+    assert "Recommended: LoRA-r8 (P(best) 0." in perf.stdout and "P(best)" in perf.stdout
+    tied_line = next(ln for ln in perf.stdout.splitlines() if ln.startswith("Statistically tied with it:"))
+    assert "AdaLoRA" in tied_line and "PrefixTuning" not in tied_line
     lean = run_cli("recommend", "--db", full_store, "--scenario", "resource-constrained",
                    "--max-memory-mb", "1200", "--topsis")
     assert lean.returncode == 0, lean.stderr
     assert "Recommended: BitFit" in lean.stdout and "TOPSIS" in lean.stdout
+    assert "Statistically tied with it: none" in lean.stdout
     excluded = lean.stdout.split("Excluded by your limits", 1)[1]
     for method, value in (("Full", "2400"), ("LoRA-r8", "1500"), ("AdaLoRA", "1600")):
         line = next(ln for ln in excluded.splitlines() if f" {method} " in ln)
-        assert "--max-memory-mb 1200" in line and "peak_rss_mb" in line and value in line
+        assert "--max-memory-mb 1200" in line and "peak_rss_net_mb" in line and value in line
     assert "r=4 suffices" in lean.stdout
     front = run_cli("pareto", "--db", full_store, "--objectives",
-                    "accuracy:max,peak_rss_mb:min,trainable_params:min")
+                    "accuracy:max,peak_rss_net_mb:min,trainable_params:min")
     assert front.returncode == 0, front.stderr
     assert "dominated by" in front.stdout and "PrefixTuning-len32" in front.stdout
+    assert "P(on front)" in front.stdout and "paired bootstrap" in front.stdout
+
+
+def test_cli_recommend_all_scenarios_one_line_each(full_store):
+    proc = run_cli("recommend", "--db", full_store, "--all-scenarios", "--max-memory-mb", "2000")
+    assert proc.returncode == 0, proc.stderr
+    lines = {name: next(ln for ln in proc.stdout.splitlines() if f" {name} " in ln) for name in SCENARIOS}
+    for name, line in lines.items():
+        assert any(m in line for m in TRADEOFF) and "Full" not in line, (name, line)  # Full is over 2000 MB
+        assert re.search(r" (0\.\d\d|1\.00) ", line), line  # P(best)
+    assert "LoRA-r8" in lines["performance-critical"] and "AdaLoRA" in lines["performance-critical"]
+    clash = run_cli("recommend", "--db", full_store, "--all-scenarios", "--scenario", "balanced")
+    assert clash.returncode == 2 and "--all-scenarios" in clash.stderr
 
 
 def test_cli_bad_input_one_line_nonzero(full_store, tmp_path, capsys, monkeypatch):
