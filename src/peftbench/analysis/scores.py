@@ -72,10 +72,11 @@ IDENTITY_COLUMNS = {"trial_id", "study", "method", "family", "seed", "status", "
 
 def scoring_notes() -> dict[str, str]:
     """Dimension -> one line on how its score is computed (shown by `peftbench dimensions` and the report)."""
-    rule = "a metric or dimension counts only when measured for every method ranked"
-
     def notes(dim: str) -> str:
-        return "; ".join(f"{m.column}: {SCALE_NOTES[m.scale]}" for m in DIMENSIONS[dim])
+        by_scale: dict[str, list[str]] = {}
+        for m in DIMENSIONS[dim]:
+            by_scale.setdefault(m.scale, []).append(m.column)
+        return "; ".join(f"{', '.join(cols)}: {SCALE_NOTES[scale]}" for scale, cols in by_scale.items())
 
     return {
         "parameter_efficiency": f"{notes('parameter_efficiency')} (log10 scale)",
@@ -88,8 +89,13 @@ def scoring_notes() -> dict[str, str]:
         "data_efficiency": "from the data-efficiency study only (missing if not run); "
                            f"{notes('data_efficiency')}; mean of the two",
         "inference_efficiency": "latency and throughput of the deployed form (merged when the method can "
-                                f"merge); {notes('inference_efficiency')}; mean of the three; {rule}",
+                                f"merge); {notes('inference_efficiency')}; mean of the three",
     }
+
+
+COUNTING_RULE = ("A metric counts in a dimension only when every method with that dimension measured it, and a "
+                 "weighted dimension counts only when every ranked method has it; otherwise it is left out "
+                 "for all of them, with a note naming who lacks it.")
 
 
 def memory_metric(records: pd.DataFrame) -> str:

@@ -33,7 +33,7 @@ from ..analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
 from ..analysis.pareto import Objective, pareto_table
 from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice
 from ..analysis.scenarios import SCENARIOS, scenario_weights
-from ..analysis.scores import scoring_notes
+from ..analysis.scores import COUNTING_RULE, scoring_notes
 from ..analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
 from ..errors import PeftbenchError
 from ..stats import aggregate, summarize
@@ -219,7 +219,7 @@ def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors
 def scores_section(page: Page, dims) -> None:
     page.add("<h2>Dimension scores</h2><p class='muted'>On fixed scales (a constant predictor's accuracy = 0, "
              "no robustness drop = 1, cost as a ratio to the cheapest; see below), means over seeds; "
-             "'-' = not measured.</p>")
+             f"'-' = not measured. {esc(COUNTING_RULE)}</p>")
     rows = [[str(m)] + [_num(v, "{:.2f}") for v in row] for m, row in dims.scores.iterrows()]
     page.add(table_html(["method"] + list(dims.scores.columns), rows))
     notes = scoring_notes()
