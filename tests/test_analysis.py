@@ -27,8 +27,8 @@ from peftbench.analysis.recommend import Limits, data_advice, recommend
 from peftbench.analysis.scenarios import SCENARIOS, parse_weights, scenario_weights
 from peftbench.analysis.scores import (
     DIMENSION_NAMES,
-    dimension_scores,
     METRICS,
+    dimension_scores,
     scale_values,
     scoring_notes,
     weighted_scores,
@@ -257,7 +257,6 @@ def test_a_dimension_measured_for_only_some_never_favours_the_others():
     """The issue's case: after `study all`, LoRA-r4 (no data-efficiency run) ranked first because its
     missing score was renormalised away while BitFit's measured one counted against it."""
     lora = TRADEOFF["LoRA-r8"]._replace(trainable=56_000, acc=.845)  # a little worse than BitFit on the rest
-    bitfit = TRADEOFF["BitFit"]._replace(p50_ms=9.0, drop_pts=-4.0)
     trials = tradeoff_trials({"LoRA-r4": lora}) + [
         trial("data-efficiency", "BitFit", "bitfit", {}, 0, size, accuracy=acc, val_accuracy=acc,
               val_majority_rate=0.5, trainable_params=100_000) for size, acc in ((100, .52), (1000, .60))]

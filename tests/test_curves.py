@@ -144,3 +144,14 @@ def test_data_efficiency_winner_does_not_move_when_the_test_split_is_poisoned():
                                                                           "tied"]].values.tolist()
     assert bad["val_accuracy"].tolist() == clean["val_accuracy"].tolist()
     assert bad["accuracy"].tolist() == pytest.approx([1 - .66, 1 - .88])  # the winners' test figures, reported
+
+
+def test_one_seed_curve_points_get_a_row_bootstrap_interval():
+    from peftbench.predictions import encode
+
+    labels = [0, 1] * 200
+    preds = labels[:320] + [1 - v for v in labels[320:]]  # 80% right on 400 rows
+    rows = sized([("A", 100, 0, .8)]).assign(test_predictions=encode(preds), test_labels=encode(labels))
+    half = accuracy_by_size(rows)["ci_half_width"].iloc[0]
+    assert half == pytest.approx(1.96 * math.sqrt(.8 * .2 / 400), rel=0.15)  # the normal approximation
+    assert math.isnan(accuracy_by_size(sized([("A", 100, 0, .8)]))["ci_half_width"].iloc[0])

@@ -12,7 +12,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_analysis import Profile, mixed_setups, records_of, run_cli, sweep_trials, tradeoff_trials, write_store
+from test_analysis import (
+    Profile,
+    mixed_setups,
+    records_of,
+    run_cli,
+    sweep_trials,
+    tradeoff_trials,
+    write_store,
+)
 
 from peftbench.errors import PeftbenchError
 from peftbench.report import html as report_html

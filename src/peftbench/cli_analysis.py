@@ -15,7 +15,6 @@ from rich.table import Table
 from .cli import DbOption, app, console, err_console
 from .errors import PeftbenchError
 
-
 StudyOption = typer.Option(None, "--study", help="study to rank (default: tradeoff when present, else all)")
 SETUP_OPT = typer.Option(None, "--setup", help="setup key to use when the store holds several (they are "
                          "listed when you need to pick)")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..predictions import decode
 from ..stats import summarize
 
 DATA_EFFICIENCY_STUDY = "data-efficiency"
@@ -34,15 +35,29 @@ def _val(frame: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(frame["val_accuracy"], errors="coerce").astype(float)
 
 
+def row_bootstrap_half_width(record: dict, resamples: int = 500, seed: int = 0) -> float:
+    """Half width of the 95% percentile bootstrap interval of one trial's test accuracy over its rows
+    (NaN without stored predictions): the interval a single seed can still have."""
+    pred, lab = decode(record.get("test_predictions")), decode(record.get("test_labels"))
+    if not pred.size or pred.size != lab.size:
+        return float("nan")
+    idx = np.random.default_rng(seed).integers(0, pred.size, size=(resamples, pred.size))
+    low, high = np.quantile((pred[idx] == lab[idx]).mean(axis=1), [0.025, 0.975])
+    return float(high - low) / 2
+
+
 def accuracy_by_size(records: pd.DataFrame) -> pd.DataFrame:
-    """Mean test accuracy (with 95% t-interval half width over seeds) and mean validation accuracy per
-    method and training-set size."""
+    """Mean test accuracy and mean validation accuracy per method and training-set size, with a 95% half
+    width: the t-interval over seeds, or for one seed a bootstrap over its test rows when stored."""
     rows = []
     groups = records.groupby(["method", "train_size"], sort=False) if len(records) else []
     for (method, size), grp in groups:
         acc = summarize(pd.to_numeric(grp["accuracy"], errors="coerce").tolist())
+        half = acc.half_width
+        if acc.n == 1 and "test_predictions" in grp:
+            half = row_bootstrap_half_width(grp.iloc[0].to_dict())
         rows.append({"method": method, "train_size": int(size), "accuracy": acc.mean,
-                     "ci_half_width": acc.half_width, "seeds": acc.n, "val_accuracy": float(_val(grp).mean())})
+                     "ci_half_width": half, "seeds": acc.n, "val_accuracy": float(_val(grp).mean())})
     out = pd.DataFrame(rows, columns=["method", "train_size", "accuracy", "ci_half_width", "seeds",
                                       "val_accuracy"])
     return out.sort_values(["method", "train_size"], kind="stable").reset_index(drop=True)

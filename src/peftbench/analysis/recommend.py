@@ -256,8 +256,11 @@ def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits()
                          f"scores at least as high in >= {TIE_SHARE:.0%} of them")
     elif rec.top is not None:
         rec.tied = [rec.top]
-        rec.notes.append("no per-row predictions stored: no probability of being best (re-run the trials "
-                         "with the current peftbench)")
+        if not counted:
+            rec.notes.append("no weighted dimension is measured for every candidate: no score to rank by")
+        elif prep.boot is None:
+            rec.notes.append("no per-row predictions stored: no probability of being best (re-run the trials "
+                             "with the current peftbench)")
     if rec.top is not None:
         rec.advice = configuration_advice(prep.records, dims.means, rec.top)
     return rec

@@ -50,7 +50,7 @@ METRICS: dict[str, Metric] = {m.column: m for ms in DIMENSIONS.values() for m in
 DROP_ZERO_POINTS = 20.0  # a robustness drop of this many accuracy points scores 0; no drop scores 1
 SCALE_NOTES = {
     "above_chance": "(value - c) / (1 - c), c = val_majority_rate (what predicting the most common class "
-                    "scores), clipped to [0, 1]",
+                    "scores; older trials without it: the test labels' majority share), clipped to [0, 1]",
     "f1_above_chance": "(value - c) / (1 - c), c = the constant predictor's macro F1, 2p / ((1 + p) K) "
                        "for majority rate p and K classes",
     "balanced_above_chance": "(value - 1/K) / (1 - 1/K) for K classes (0.5 to 1 for two): balanced "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
 from ..analysis.curves import (
     DATA_EFFICIENCY_STUDY,
     RANK_SWEEP_STUDY,
@@ -29,7 +30,6 @@ from ..analysis.curves import (
     smallest_sufficient_rank,
     study_records,
 )
-from ..analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
 from ..analysis.pareto import Objective, pareto_table
 from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice
 from ..analysis.scenarios import SCENARIOS, scenario_weights
