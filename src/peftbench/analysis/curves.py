@@ -38,7 +38,8 @@ def _val(frame: pd.DataFrame) -> pd.Series:
 def row_bootstrap_half_width(record: dict, resamples: int = 500, seed: int = 0) -> float:
     """Half width of the 95% percentile bootstrap interval of one trial's test accuracy over its rows
     (NaN without stored predictions): the interval a single seed can still have."""
-    pred, lab = decode(record.get("test_predictions")), decode(record.get("test_labels"))
+    pred, lab = (decode(v) if isinstance(v, str) else np.empty(0) for v in
+                 (record.get("test_predictions"), record.get("test_labels")))
     if not pred.size or pred.size != lab.size:
         return float("nan")
     idx = np.random.default_rng(seed).integers(0, pred.size, size=(resamples, pred.size))
