@@ -150,7 +150,7 @@ def results_section(page: Page, records: pd.DataFrame) -> None:
                 text = _num(row[f"{metric}_mean"] * k, fmt)
                 low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
                 half = (high - low) / 2 if low is not None and high is not None else float("nan")
-                if not pd.isna(half) and text != "-":
+                if not pd.isna(half) and half > 0 and text != "-":  # a zero-width interval says nothing
                     text += " ± " + fmt.format(half * k).lstrip("+")
                     any_ci = True
                 cells.append(text)
