@@ -39,8 +39,10 @@ class Resampled:
 
 
 def _codes(record: Mapping, key: str) -> np.ndarray:
+    """Stored labels as int16 (class ids are small): resampled copies stay a quarter of int64's size."""
     value = record.get(key)
-    return decode(value) if isinstance(value, str) else np.empty(0, dtype=np.int64)
+    codes = decode(value) if isinstance(value, str) else np.empty(0, dtype=np.int64)
+    return codes.astype(np.int16) if codes.size and codes.max() < 2**15 else codes
 
 
 def accuracy_rows(pred: np.ndarray, lab: np.ndarray) -> np.ndarray:
@@ -81,7 +83,7 @@ class _Draws:
 
     def __call__(self, kind: str, n: int) -> np.ndarray:
         if (kind, n) not in self.cache:
-            self.cache[(kind, n)] = self.rng.integers(0, n, size=(self.resamples, n))
+            self.cache[(kind, n)] = self.rng.integers(0, n, size=(self.resamples, n), dtype=np.int32)
         return self.cache[(kind, n)]
 
 
