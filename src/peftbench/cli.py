@@ -62,7 +62,8 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
                    seeds: Optional[int], max_length: Optional[int], device: Optional[str], lr: Optional[float],
                    ood_dataset: Optional[str], ood_text_column: Optional[str], ood_label_column: Optional[str],
                    no_ood: bool, bf16: bool, test_size: Optional[int] = None,
-                   validation_size: Optional[int] = None):
+                   validation_size: Optional[int] = None, resplit: bool = False,
+                   ood_label_map: Optional[str] = None):
     import dataclasses
 
     from .config import EMBEDDED, DataSpec
@@ -90,7 +91,9 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         test_size=_pick(test_size, cfg, "test_size", data.test_size),
         validation_size=_pick(validation_size, cfg, "validation_size", data.validation_size),
         ood_text_column=_pick(ood_text_column, cfg, "ood_text_column", text_column),
-        ood_label_column=_pick(ood_label_column, cfg, "ood_label_column", label_column))
+        ood_label_column=_pick(ood_label_column, cfg, "ood_label_column", label_column),
+        resplit=resplit or bool(cfg.get("resplit", False)),
+        ood_label_map=_pick(ood_label_map, cfg, "ood_label_map", None))
     if dataset == EMBEDDED and ood_src == EMBEDDED:
         data = dataclasses.replace(data, text_column="text", label_column="label")
     methods_list = _pick(_split(methods), cfg, "methods", None)
@@ -129,6 +132,8 @@ M_OOD = _opt(None, "--ood-dataset", help="out-of-domain evaluation file/dataset 
 M_OOD_TEXT = _opt(None, "--ood-text-column", help="text column of the OOD data (default: --text-column)")
 M_OOD_LABEL = _opt(None, "--ood-label-column", help="label column of the OOD data (default: --label-column)")
 M_NO_OOD = _opt(False, "--no-ood", help="skip out-of-domain evaluation")
+M_OOD_MAP = _opt(None, "--ood-label-map", help="OOD labels whose names differ from the task's: \"pos=positive,neg=negative\"; \"neutral=\" (nothing after =) drops that label's rows. Other labels match by name (integers too: \"0\", \"1\"); an unmatched label stops the run")
+M_RESPLIT = _opt(False, "--resplit", help="pool a dataset's official train/validation/test splits and make the seeded stratified split instead of keeping them")
 M_BF16 = _opt(False, "--bf16", help="bf16 autocast (GPU only)")
 M_CONFIG = _opt(None, "--config", help="YAML file with the same options (safe_load; unknown keys rejected); the command line wins over it")
 M_WORKERS = _opt(None, "--workers", help="parallel trial processes (default: 1, or one per visible GPU)")
@@ -200,6 +205,7 @@ def run(
     max_length: Optional[int] = M_MAXLEN, device: Optional[str] = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
+    ood_label_map: Optional[str] = M_OOD_MAP, resplit: bool = M_RESPLIT,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
@@ -218,7 +224,8 @@ def run(
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
-                          test_size=test_size, validation_size=validation_size)
+                          test_size=test_size, validation_size=validation_size, resplit=resplit,
+                          ood_label_map=ood_label_map)
     specs = tradeoff(opts)
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
                           _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
@@ -235,6 +242,7 @@ def study(
     max_length: Optional[int] = M_MAXLEN, device: Optional[str] = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
+    ood_label_map: Optional[str] = M_OOD_MAP, resplit: bool = M_RESPLIT,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
@@ -259,7 +267,8 @@ def study(
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
-                          test_size=test_size, validation_size=validation_size)
+                          test_size=test_size, validation_size=validation_size, resplit=resplit,
+                          ood_label_map=ood_label_map)
     specs = []
     names = st.STUDIES if name == "all" else (name,)
     # The seed's 3 epochs (and the sweep's 500 examples) unless the command line or config says otherwise.

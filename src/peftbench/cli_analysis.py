@@ -129,6 +129,8 @@ OBJECTIVES_OPT = typer.Option(None, "--objectives", help="metric:max|min,... e.g
                               "accuracy:max,peak_rss_mb:min,trainable_params:min")
 OUTPUT_OPT = typer.Option(None, "--output", "-o", help="HTML file to write (default: report.html beside the "
                           "store); PNGs go to <name>_plots/ next to it")
+INTERACTIVE_REPORT_OPT = typer.Option(False, "--interactive", help="add Plotly views: hover, legend "
+                                      "toggling, a Pareto view on any two fields (+4.8 MB of plotly.js)")
 RADAR_OPT = typer.Option(None, "--radar-methods", help="methods on the radar chart (default: Full, LoRA-r8, "
                          "PrefixTuning-len32, BitFit, AdaLoRA)")
 
@@ -253,15 +255,16 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DbOption,
 
 @app.command()
 def report(db: str | None = DbOption, output: Path | None = OUTPUT_OPT, study: str | None = StudyOption,
-           radar_methods: str | None = RADAR_OPT, setup: str | None = SETUP_OPT, model: str | None = MODEL_OPT,
-           dataset: str | None = DATASET_OPT, include_collapsed: bool = COLLAPSED_OPT) -> None:
+           radar_methods: str | None = RADAR_OPT, interactive: bool = INTERACTIVE_REPORT_OPT,
+           setup: str | None = SETUP_OPT, model: str | None = MODEL_OPT, dataset: str | None = DATASET_OPT,
+           include_collapsed: bool = COLLAPSED_OPT) -> None:
     """Write one self-contained HTML report (inline SVG plots) plus PNG copies of the plots."""
     from .report.html import write_report
 
     records, db_path = load_records(db)
     target = output or db_path.parent / "report.html"
     radar = [m.strip() for m in radar_methods.split(",") if m.strip()] if radar_methods else None
-    written = write_report(records, db_path, target, study=study, radar_methods=radar, setup=setup, model=model,
-                           dataset=dataset, include_collapsed=include_collapsed)
+    written = write_report(records, db_path, target, study=study, radar_methods=radar, interactive=interactive,
+                           setup=setup, model=model, dataset=dataset, include_collapsed=include_collapsed)
     console.print(f"wrote {escape(str(written.html))} and {written.png_count} PNG plots in "
                   f"{escape(str(written.png_dir))}", highlight=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .methods import FAMILIES, PRESETS, SEED_PRESETS, parse_method
+from .methods import FAMILIES, HEAD_LR_CAP, PRESETS, SEED_PRESETS, parse_method
+from .methods.evidence import EVIDENCE, SETTING
 
 DIMENSIONS = [
     ("Parameter efficiency", [
@@ -99,9 +100,17 @@ def methods_tables() -> list[Table]:
         presets.add_row(name + ("" if name in SEED_PRESETS else " (extra)"), spec.family, opts,
                         f"{spec.learning_rate:g}")
     fams = Table(title="Families (use as family:key=value:lr=..., e.g. lora:r=4:alpha=8:targets=all-linear)")
-    for col in ("family", "what it trains", "options (default)", "default lr", "why this lr"):
+    for col in ("family", "what it trains", "options (default)", "default lr", "--tune grid",
+                "why this lr (validation, never test)"):
         fams.add_column(col)
     for f in FAMILIES.values():
         opts = ", ".join(f"{k} ({o.default})" for k, o in f.options.items()) or "-"
-        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", f.lr_note or "-")
+        grid = ", ".join(f"{lr:g}" for lr in sorted(f.lr_candidates()))
+        ev = EVIDENCE.get(f.name)
+        why = (f"{ev.preset}: {ev.summary()}. Re-run: {ev.command(f.name)}" if ev else
+               (f.lr_note or "not derived here: the method authors' usual rate") +
+               f". Derive it: peftbench run --tune --methods {f.name}")
+        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why)
+    fams.caption = (f"Measured in: {SETTING}. The classifier head (and an untrained pooler) trains at the "
+                    f"method's rate capped at {HEAD_LR_CAP:g} (head_lr= overrides it).")
     return [presets, fams]

@@ -104,6 +104,8 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
             if interrupts.count:
                 break
             data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
+            for note in data.notes:
+                print(f"data: {note}", file=sys.stderr)
             attempt, queue = 0, group
             while queue and not interrupts.count:
                 failed_now = []

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import PeftbenchError
-from ..models import attention_targets
+from ..models import attention_targets, head_module_names
 from .base import BuildContext, MethodFamily, Option, targets_option
 
 
@@ -31,8 +31,14 @@ def _seq_cls(peft_config_cls, **kwargs):
 
 
 def _wrap(model: nn.Module, config) -> nn.Module:
+    """get_peft_model, with every head module trained and saved: peft adds the classifier by itself, and an
+    untrained pooler (models.untrained_pooler) joins it so that no method classifies through a frozen
+    random projection."""
     from peft import get_peft_model
 
+    extra = [n for n in head_module_names(model) if n not in ("classifier", "score")]
+    if extra:
+        config.modules_to_save = sorted(set(config.modules_to_save or []) | set(extra))
     return get_peft_model(model, config)
 
 
@@ -48,12 +54,19 @@ def build_lora(model: nn.Module, o: dict[str, Any], ctx: BuildContext, *, bias: 
 def build_adalora(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
     from peft import AdaLoraConfig
 
-    # AdaLoRA prunes ranks on a schedule inside the run: warm-up (tinit) and final (tfinal) phases are
-    # fractions of the real number of steps, which only the runner knows.
+    # AdaLoRA prunes ranks on a schedule inside the run: a warm-up without pruning (tinit), a budget that
+    # shrinks every deltaT steps, then a final phase at the target budget (tfinal). In a short run the
+    # phases must be real fractions of it: squeezed into the first steps, pruning starts while the
+    # orthogonality penalty still dominates the loss and the adapter never learns.
     total = max(ctx.total_steps, 10)
+    tinit, tfinal = int(o["warmup_frac"] * total), int(o["final_frac"] * total)
+    if tinit + tfinal >= total:
+        raise PeftbenchError(f"adalora: warmup_frac + final_frac must leave steps to prune in, got "
+                             f"{o['warmup_frac']} + {o['final_frac']}")
     cfg = _seq_cls(AdaLoraConfig, init_r=o["init_r"], target_r=o["target_r"], lora_alpha=o["alpha"],
                    lora_dropout=o["dropout"], target_modules=resolve_targets(model, o["targets"]),
-                   total_step=total, tinit=int(0.1 * total), tfinal=int(0.2 * total), deltaT=max(1, total // 20))
+                   total_step=total, tinit=tinit, tfinal=tfinal,
+                   deltaT=max(1, (total - tinit - tfinal) // 10), orth_reg_weight=o["orth_reg"])
     return _wrap(model, cfg)
 
 
@@ -88,46 +101,47 @@ def lora_options(r: int = 8, alpha: float = 16.0, targets: str = "attention") ->
 
 LORA = MethodFamily(
     name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v).",
-    default_lr=2e-3, build=build_lora, options=lora_options(), can_merge=True,
-    lr_note="adapters start at zero and need ~20x the full rate: 1e-3 gave 75.6%, 2e-3 78.9%",
+    default_lr=2e-3, build=build_lora, options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
 )
 LORA_ALL = MethodFamily(
     name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
-    default_lr=2e-3, build=build_lora, options=lora_options(targets="all-linear"), can_merge=True,
+    default_lr=2e-3, build=build_lora, options=lora_options(targets="all-linear"), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
 )
 DORA = MethodFamily(
     name="dora", summary="DoRA: LoRA with a learned magnitude per output feature.",
-    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, use_dora=True), options=lora_options(),
+    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, use_dora=True), options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3),
     can_merge=True,
 )
 BITFIT_LORA = MethodFamily(
     name="bitfit_lora", summary="BitFit + LoRA: LoRA updates and every bias term train together.",
-    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, bias="all"), options=lora_options(),
+    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, bias="all"), options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3),
     can_merge=True,
 )
 ADALORA = MethodFamily(
     name="adalora", summary="AdaLoRA: LoRA whose rank budget is re-allocated across layers while training.",
-    default_lr=5e-3, build=build_adalora, can_merge=True,
-    lr_note="prunes its rank budget mid-run; 2e-3 stayed at chance in 150 steps",
+    default_lr=5e-3, build=build_adalora, lr_grid=(2e-3, 5e-3, 1e-2), can_merge=True,
     options={
         "init_r": Option(12, int, "initial rank of each layer (the trainable count reported)", minimum=1),
         "target_r": Option(8, int, "average rank after pruning", minimum=1),
         "alpha": Option(16.0, float, "scaling numerator", minimum=0, exclusive=True),
         "dropout": Option(0.1, float, "dropout on the adapter input", minimum=0),
         "targets": targets_option(),
+        "warmup_frac": Option(0.3, float, "share of the steps trained before pruning starts (tinit)", minimum=0),
+        "final_frac": Option(0.3, float, "share of the steps trained at the final budget (tfinal)", minimum=0),
+        "orth_reg": Option(0.1, float, "weight of the orthogonality penalty (peft's default 0.5)", minimum=0),
     },
 )
 LOHA = MethodFamily(
-    name="loha", summary="LoHa: low-rank Hadamard-product updates.", default_lr=5e-3, build=build_loha,
+    name="loha", summary="LoHa: low-rank Hadamard-product updates.", default_lr=5e-3, build=build_loha, lr_grid=(2e-3, 5e-3, 1e-2),
     options={k: v for k, v in lora_options().items() if k != "dropout"}, can_merge=True,
 )
 LOKR = MethodFamily(
-    name="lokr", summary="LoKr: low-rank Kronecker-product updates.", default_lr=5e-3, build=build_lokr,
+    name="lokr", summary="LoKr: low-rank Kronecker-product updates.", default_lr=5e-3, build=build_lokr, lr_grid=(2e-3, 5e-3, 1e-2),
     options={k: v for k, v in lora_options().items() if k != "dropout"}, can_merge=True,
 )
 VERA = MethodFamily(
     name="vera", summary="VeRA: frozen shared random low-rank matrices, trained scaling vectors.",
-    default_lr=1e-2, build=build_vera, can_merge=True,
+    default_lr=1e-2, build=build_vera, lr_grid=(3e-3, 1e-2, 3e-2), can_merge=True,
     options={"r": Option(256, int, "rank of the shared random matrices", minimum=1),
              "targets": targets_option()},
 )

@@ -336,7 +336,7 @@ def provenance_section(page: Page, records: pd.DataFrame) -> None:
 
 
 def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str | None,
-               radar_methods: list[str] | None, **selection) -> Page:
+               radar_methods: list[str] | None, interactive: bool = False, **selection) -> Page:
     """selection: setup, model, dataset, include_collapsed (see analysis.recommend.prepare)."""
     page = Page(png_folder)
     include = selection.pop("include_collapsed", False)
@@ -351,6 +351,10 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
              f"written {stamp}</p>")
     results_section(page, records)
     tradeoff_section(page, selected, label, dims, colors, radar_methods, prep)
+    if interactive:  # Plotly views after the static plots they mirror (report/interactive.py)
+        from .interactive import interactive_section
+
+        page.add(interactive_section(selected, label, colors))
     pareto_section(page, dims.means, colors, prep)
     data_efficiency_section(page, prep.records, colors)
     rank_section(page, prep.records)
@@ -361,7 +365,8 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
 
 
 def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str | None = None,
-                 radar_methods: list[str] | None = None, **selection) -> WrittenReport:
+                 radar_methods: list[str] | None = None, interactive: bool = False,
+                 **selection) -> WrittenReport:
     """Write `output` and `<stem>_plots/*.png` beside it, replacing an earlier report atomically.
     selection: setup, model, dataset, include_collapsed."""
     if records.empty:
@@ -373,7 +378,7 @@ def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str 
     if png_dir.exists() and (not png_dir.is_dir() or any(p.suffix != ".png" for p in png_dir.iterdir())):
         raise PeftbenchError(f"{png_dir} exists and holds files peftbench did not write; move it or pick "
                              "another --output")
-    page = build_page(records, db_path, png_dir.name, study, radar_methods, **selection)
+    page = build_page(records, db_path, png_dir.name, study, radar_methods, interactive, **selection)
     document = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>peftbench report</title>"
                 f"<style>{CSS}</style></head><body>" + "\n".join(page.parts) + "</body></html>")
     output.parent.mkdir(parents=True, exist_ok=True)
