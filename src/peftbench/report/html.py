@@ -31,7 +31,7 @@ from ..analysis.curves import (
     study_records,
 )
 from ..analysis.pareto import Objective, pareto_table
-from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice
+from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice, select_study
 from ..analysis.scenarios import SCENARIOS, scenario_weights
 from ..analysis.scores import COUNTING_RULE, scoring_notes
 from ..analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
@@ -354,7 +354,7 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
     if interactive:  # Plotly views after the static plots they mirror (report/interactive.py)
         from .interactive import interactive_section
 
-        page.add(interactive_section(selected, label, colors))
+        page.add(interactive_section(select_study(records, study)[0], label, colors))  # collapsed kept, marked
     pareto_section(page, dims.means, colors, prep)
     data_efficiency_section(page, prep.records, colors)
     rank_section(page, prep.records)
