@@ -28,7 +28,7 @@ from peftbench.store import Store
 from peftbench.tables import summary_frame
 
 EVIL = "<script>alert(1)</script>"
-EVIL_METHOD = {EVIL: Profile("lora", {"r": 2, "alpha": 4}, 80_000, .86, .85, 180, 1100, 2.0e11, .72, .90,
+EVIL_METHOD = {EVIL: Profile("lora", {"r": 2, "alpha": 4}, 80_000, .86, 180, 1100, 2.0e11, .72, -6.0,
                              12.0, 10.1, 250, 297, 300e3)}
 COLLAPSED = "PrefixTuning-len32"
 REASON = "97% of validation predictions are class 0"
