@@ -339,7 +339,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _spec_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
     fa, fb = _flatten(a), _flatten(b)
     keys = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-    return ", ".join(f"{k.split('.')[-1]} {fb.get(k)} vs {fa.get(k)}" for k in keys[:3])
+    return ", ".join(f"{k.split('.')[-1]} {fb.get(k)} there, {fa.get(k)} now" for k in keys[:3])
 
 
 # --- setups: what must be equal for two trials to be compared or averaged -----------------------------
