@@ -1,11 +1,15 @@
-"""Statistics on known numbers."""
+"""Statistics on known numbers: intervals from per-row predictions, the paired test, Holm, reportable()."""
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
-from peftbench.stats import aggregate, paired_test, summarize
+from peftbench.intervals import holm, make_balanced_accuracy, make_macro_f1, metric_interval, paired_row_test
+from peftbench.predictions import encode
+from peftbench.stats import aggregate, paired_test, reportable, summarize
 
 
 def test_summary_known_values():
@@ -44,15 +48,6 @@ def test_aggregate_marks_against_full():
 
 
 # --- intervals from per-row predictions -----------------------------------------------------------------
-import numpy as np  # noqa: E402
-from scipy import stats as sps  # noqa: E402
-
-from peftbench.intervals import (combined_interval, holm, make_balanced_accuracy, make_macro_f1,  # noqa: E402
-                                 metric_interval, paired_row_test)
-from peftbench.predictions import encode  # noqa: E402
-from peftbench.stats import reportable  # noqa: E402
-
-
 def _rec(labels, preds, **extra):
     return {"test_labels": encode(labels), "test_predictions": encode(preds), **extra}
 
@@ -82,10 +77,11 @@ def test_vectorised_metrics_equal_sklearn():
     rng = np.random.default_rng(1)
     y, p = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
     p[:100] = y[:100]
-    assert float(make_macro_f1(np.unique(np.r_[y, p]))(y, p)) == pytest.approx(f1_score(y, p, average="macro"))
+    macro = f1_score(y, p, average="macro")
+    assert float(make_macro_f1(np.unique(np.r_[y, p]))(y, p)) == pytest.approx(macro)
     assert float(make_balanced_accuracy(3)(y, p)) == pytest.approx(balanced_accuracy_score(y, p))
     batch = np.stack([y, y]), np.stack([p, y])  # resamples on leading axes
-    assert make_macro_f1(np.arange(3))(*batch).tolist() == pytest.approx([f1_score(y, p, average="macro"), 1.0])
+    assert make_macro_f1(np.arange(3))(*batch).tolist() == pytest.approx([macro, 1.0])
 
 
 def test_ood_balanced_accuracy_of_a_constant_predictor_is_one_half():
@@ -149,7 +145,8 @@ def test_one_seed_gets_intervals_and_holm_decides_the_mark():
     rows = [{"study": "s", "method": "Full", "train_size": 100, "seed": 0, "accuracy": 0.80, **_rec(y, full)}]
     for name, acc, seed in (("Worse", 0.70, 1), ("Close", 0.79, 2), ("Close2", 0.785, 3)):
         _, p = _at(acc, seed=seed)
-        rows.append({"study": "s", "method": name, "train_size": 100, "seed": 0, "accuracy": acc, **_rec(y, p)})
+        rows.append({"study": "s", "method": name, "train_size": 100, "seed": 0, "accuracy": acc,
+                     **_rec(y, p)})
     agg = aggregate(pd.DataFrame(rows), ["accuracy", "f1"]).set_index("method")
     assert agg.loc["Full", "accuracy_interval"] == "rows" and agg.loc["Full", "accuracy_n"] == 1
     assert agg.loc["Full", "accuracy_ci_low"] < 0.80 < agg.loc["Full", "accuracy_ci_high"]
@@ -174,12 +171,13 @@ def test_results_table_marks_and_explains(tmp_path):
 
     y, full = _at(0.80)
     _, bad = _at(0.50, seed=3)
-    rows = [{"study": "s", "method": "Full", "train_size": 100, "seed": 0, "accuracy": 0.8, "peak_rss_net_mb": 700.0,
-             "train_seconds": 50.0, "timing_contended": True, "timing_note": "load 3.5 on 2 cores",
-             "latency_p50_ms": 18.0, "latency_p25_ms": 17.5, "latency_p75_ms": 19.0, **_rec(y, full)},
-            {"study": "s", "method": "BitFit", "train_size": 100, "seed": 0, "accuracy": 0.5, "collapsed": True,
-             "collapse_reason": "98% of validation predictions are one class", "peak_rss_net_mb": 400.0,
-             "train_seconds": 20.0, "timing_contended": False, **_rec(y, bad)}]
+    rows = [{"study": "s", "method": "Full", "train_size": 100, "seed": 0, "accuracy": 0.8,
+             "peak_rss_net_mb": 700.0, "train_seconds": 50.0, "timing_contended": True,
+             "timing_note": "load 3.5 on 2 cores", "latency_p50_ms": 18.0, "latency_p25_ms": 17.5,
+             "latency_p75_ms": 19.0, **_rec(y, full)},
+            {"study": "s", "method": "BitFit", "train_size": 100, "seed": 0, "accuracy": 0.5,
+             "collapsed": True, "collapse_reason": "98% of validation predictions are one class",
+             "peak_rss_net_mb": 400.0, "train_seconds": 20.0, "timing_contended": False, **_rec(y, bad)}]
     console = Console(width=300, record=True)
     console.print(results_table(pd.DataFrame(rows), "peftbench: s"))
     text = " ".join(console.export_text().split())  # the title wraps to the table's width
@@ -217,7 +215,8 @@ def test_reportable_chooses_per_seed_and_leaves_plain_records_alone():
     rows = [{"study": "s", "seed": s, "train_size": 10, "status": "ok", "method": f"m{lr}", "tune_group": "m",
              "learning_rate": lr, "val_accuracy": v} for s, lr, v in
             ((0, 1e-3, 0.9), (0, 1e-4, 0.8), (1, 1e-3, 0.6), (1, 1e-4, 0.7))]
-    rows.append({"study": "s", "seed": 0, "train_size": 10, "status": "ok", "method": "Full", "val_accuracy": 0.1})
+    rows.append({"study": "s", "seed": 0, "train_size": 10, "status": "ok", "method": "Full",
+                 "val_accuracy": 0.1})
     out = reportable(pd.DataFrame(rows))
     chosen = out[out["method"] == "m"].set_index("seed")["learning_rate"].to_dict()
     assert chosen == {0: 1e-3, 1: 1e-4}

@@ -15,22 +15,37 @@ from peftbench.predictions import encode
 from peftbench.store import Store, setup_key, setup_label
 
 
-def _spec(method="Full", seed=0, source="reviews.csv", epochs=1, latency_runs=5, test_size=80, study="tradeoff"):
-    return TrialSpec(study=study, method=MethodSpec(method, "full" if method == "Full" else "lora"), model="tiny",
-                     data=DataSpec(source=source, test_size=test_size),
-                     train=TrainSpec(train_size=64, epochs=epochs, batch_size=16, latency_runs=latency_runs),
-                     seed=seed)
+def _spec(
+    method="Full", seed=0, source="reviews.csv", epochs=1, latency_runs=5, test_size=80, study="tradeoff"
+):
+    return TrialSpec(
+        study=study,
+        method=MethodSpec(method, "full" if method == "Full" else "lora"),
+        model="tiny",
+        data=DataSpec(source=source, test_size=test_size),
+        train=TrainSpec(train_size=64, epochs=epochs, batch_size=16, latency_runs=latency_runs),
+        seed=seed,
+    )
 
 
 def _record(spec: TrialSpec, split_hash="aaaa1111bbbb2222", accuracy=0.8, dataset="reviews.csv (600 rows)"):
     y = np.array([0, 1] * 40)
     p = y.copy()
     p[: round((1 - accuracy) * 80)] ^= 1
-    return {"trial_id": spec.trial_id, "study": spec.study, "method": spec.method.name, "seed": spec.seed,
-            "train_size": spec.train.train_size, "accuracy": float((p == y).mean()), "status": "ok",
-            "test_labels": encode(y), "test_predictions": encode(p),
-            "perturbations_skipped": {"case": "leaves the token ids unchanged (uncased tokenizer)"},
-            "collapsed": False, "provenance": {"data": {"split_hash": split_hash, "dataset": dataset}}}
+    return {
+        "trial_id": spec.trial_id,
+        "study": spec.study,
+        "method": spec.method.name,
+        "seed": spec.seed,
+        "train_size": spec.train.train_size,
+        "accuracy": float((p == y).mean()),
+        "status": "ok",
+        "test_labels": encode(y),
+        "test_predictions": encode(p),
+        "perturbations_skipped": {"case": "leaves the token ids unchanged (uncased tokenizer)"},
+        "collapsed": False,
+        "provenance": {"data": {"split_hash": split_hash, "dataset": dataset}},
+    }
 
 
 def _store_trial(store: Store, spec: TrialSpec, **record_kw) -> None:
@@ -59,8 +74,13 @@ def test_a_store_holding_two_datasets_shows_them_apart(tmp_path):
     with Store(db) as store:
         for seed in (0, 1):
             _store_trial(store, _spec(seed=seed), accuracy=0.9)
-            _store_trial(store, _spec(seed=seed, source="other.csv"), split_hash="cccc3333dddd4444",
-                         accuracy=0.6, dataset="other.csv (300 rows)")
+            _store_trial(
+                store,
+                _spec(seed=seed, source="other.csv"),
+                split_hash="cccc3333dddd4444",
+                accuracy=0.6,
+                dataset="other.csv (300 rows)",
+            )
         records = store.records()
     assert records["setup"].nunique() == 2 and set(records.columns) >= {"setup", "setup_label"}
     from peftbench.tables import summary_frame
@@ -80,16 +100,22 @@ def test_a_repeated_seed_is_refused_not_doubled(tmp_path):
         _store_trial(store, first)
         again = _spec(latency_runs=9)  # same study, setup, method and seed: another trial id
         assert again.trial_id != first.trial_id
-        with pytest.raises(PeftbenchError, match="differs only in latency_runs 5 there, 9 now.*a repeated seed is refused"):
+        with pytest.raises(
+            PeftbenchError, match="differs only in latency_runs 5 there, 9 now.*a repeated seed is refused"
+        ):
             store.refuse_repeated_seeds([(again.to_dict(), again.trial_id)], "aaaa1111bbbb2222")
         # not a clash: the same trial (a --force re-run), another seed, another data split, a tuning candidate
         store.refuse_repeated_seeds([(first.to_dict(), first.trial_id)], "aaaa1111bbbb2222")
         store.refuse_repeated_seeds([(_spec(seed=1, latency_runs=9).to_dict(), "x")], "aaaa1111bbbb2222")
         store.refuse_repeated_seeds([(again.to_dict(), again.trial_id)], "another-split")
-        store.refuse_repeated_seeds([({**again.to_dict(), "tune_group": "Full"}, again.trial_id)], "aaaa1111bbbb2222")
+        store.refuse_repeated_seeds(
+            [({**again.to_dict(), "tune_group": "Full"}, again.trial_id)], "aaaa1111bbbb2222"
+        )
         with pytest.raises(PeftbenchError, match="twice for the same setup"):
-            store.refuse_repeated_seeds([(_spec(seed=4).to_dict(), "a"), (_spec(seed=4, latency_runs=7).to_dict(), "b")],
-                                        "aaaa1111bbbb2222")
+            store.refuse_repeated_seeds(
+                [(_spec(seed=4).to_dict(), "a"), (_spec(seed=4, latency_runs=7).to_dict(), "b")],
+                "aaaa1111bbbb2222",
+            )
 
 
 class _FakeExecutor:
@@ -103,16 +129,22 @@ class _FakeExecutor:
             yield TrialOutcome(spec, "ok", {**_record(spec), "provenance": {"data": data.provenance}})
 
 
-def test_runner_refuses_a_repeated_seed_and_force_keeps_the_earlier_record(tmp_path, tiny_model, tiny_csv,
-                                                                          capsys):
+def test_runner_refuses_a_repeated_seed_and_force_keeps_the_earlier_record(
+    tmp_path, tiny_model, tiny_csv, capsys
+):
     from peftbench.runner import run_trials
 
     db = tmp_path / "run.db"
     data = DataSpec(source=tiny_csv, validation_size=40, test_size=80, ood_source=None, max_length=32)
 
     def spec(latency_runs):
-        return TrialSpec(study="tradeoff", method=MethodSpec("Full", "full"), model=tiny_model, data=data,
-                         train=TrainSpec(train_size=64, epochs=1, batch_size=16, latency_runs=latency_runs))
+        return TrialSpec(
+            study="tradeoff",
+            method=MethodSpec("Full", "full"),
+            model=tiny_model,
+            data=data,
+            train=TrainSpec(train_size=64, epochs=1, batch_size=16, latency_runs=latency_runs),
+        )
 
     run_trials([spec(5)], db, _FakeExecutor())
     with pytest.raises(PeftbenchError, match="repeated seed is refused"):
@@ -129,10 +161,11 @@ def test_runner_refuses_a_repeated_seed_and_force_keeps_the_earlier_record(tmp_p
 
 SCHEMA_1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE trials (trial_id TEXT PRIMARY KEY, study TEXT NOT NULL, method TEXT NOT NULL, family TEXT NOT NULL,
-    seed INTEGER NOT NULL, train_size INTEGER NOT NULL,
+CREATE TABLE trials (trial_id TEXT PRIMARY KEY, study TEXT NOT NULL, method TEXT NOT NULL,
+    family TEXT NOT NULL, seed INTEGER NOT NULL, train_size INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cancelled')), error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0, spec_json TEXT NOT NULL, record_json TEXT, started_at REAL, finished_at REAL);
+    attempts INTEGER NOT NULL DEFAULT 0, spec_json TEXT NOT NULL, record_json TEXT, started_at REAL,
+    finished_at REAL);
 CREATE INDEX trials_study ON trials (study, status);
 INSERT INTO meta VALUES ('app', 'peftbench'), ('schema_version', '1');
 """
@@ -142,8 +175,10 @@ def _schema_1_store(path, version="1"):
     spec = _spec()
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA_1.replace("'schema_version', '1'", f"'schema_version', '{version}'"))
-        conn.execute("INSERT INTO trials VALUES (?, 'tradeoff', 'Full', 'full', 0, 64, 'ok', NULL, 1, ?, ?, 1.0, 2.0)",
-                     (spec.trial_id, json.dumps(spec.to_dict()), json.dumps(_record(spec))))
+        conn.execute(
+            "INSERT INTO trials VALUES (?, 'tradeoff', 'Full', 'full', 0, 64, 'ok', NULL, 1, ?, ?, 1.0, 2.0)",
+            (spec.trial_id, json.dumps(spec.to_dict()), json.dumps(_record(spec))),
+        )
     conn.close()
     return spec
 
@@ -178,7 +213,9 @@ def test_export_keeps_every_field_and_handles_dicts(tmp_path):
     with Store(tmp_path / "e.db") as store:
         _store_trial(store, _spec())
         _store_trial(store, _spec(seed=1))
-        store.conn.execute("UPDATE trials SET record_json = json_remove(record_json, '$.collapsed') WHERE seed = 1")
+        store.conn.execute(
+            "UPDATE trials SET record_json = json_remove(record_json, '$.collapsed') WHERE seed = 1"
+        )
         records = store.records()
     out = tmp_path / "r.csv"
     export_records(records, "csv", out)

@@ -169,15 +169,16 @@ def _print_results(db_path: Path, study: Optional[str]) -> None:
     with Store(db_path, create=False) as store:
         records = store.records(study)
         if store.migrated_from:
-            err_console.print(f"store {db_path} upgraded from schema {store.migrated_from} (every trial kept)")
+            err_console.print(f"store {db_path} upgraded from schema {store.migrated_from} "
+                              f"(every trial kept)")
     records = reportable(records)
     if records.empty:
         console.print("no finished trials")
         return
     records, repeated = drop_repeated_seeds(records)
     for _, r in repeated.iterrows():
-        console.print(f"note: trial {r['trial_id']} repeats {r['method']} seed {r['seed']} of study {r['study']} "
-                      f"in the same setup; only the earlier trial is counted", highlight=False)
+        console.print(f"note: trial {r['trial_id']} repeats {r['method']} seed {r['seed']} of study "
+                      f"{r['study']} in the same setup; only the earlier trial is counted", highlight=False)
     for name, label, grp in by_setup(records):
         console.print(results_table(grp, title=f"peftbench: {name}" + (f" · {label}" if label else "")))
         _print_study_answer(name, grp)
@@ -299,7 +300,7 @@ def results(db: Optional[str] = DbOption,
     db_path = Path(db) if db else default_db_path()
     if failed:
         with Store(db_path, create=False) as store:
-            rows = [r for r in store.rows(study_name) if r["status"] != "ok"]
+            rows = [r for r in store.rows(study_name) if r["status"] not in ("ok", "pruned")]
         for r in rows:
             first = (r["error"] or "").strip().splitlines()[:1]
             console.print(f"{r['study']}  {r['method']}  seed {r['seed']}  {r['status']}: {first[0] if first else ''}")

@@ -1,4 +1,4 @@
-"""Export every field of every record as JSON (nested fields kept), CSV or Parquet (nested fields as JSON text).
+"""Export every field of every record: JSON (nested fields kept), CSV or Parquet (nested fields as JSON).
 
 Per-row predictions are exported as stored (compact strings, `peftbench.predictions.decode`), every tuning
 candidate too: export is the raw store, the tables are the reportable view.
@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import PeftbenchError
@@ -20,7 +21,9 @@ from .store import json_default
 
 
 def _nested(v) -> bool:
-    return isinstance(v, (dict, list, tuple)) or hasattr(v, "tolist") and not isinstance(v, (str, bytes, int, float))
+    if isinstance(v, (dict, list, tuple)):
+        return True
+    return isinstance(v, np.ndarray)
 
 
 def _flat(records: pd.DataFrame) -> pd.DataFrame:

@@ -139,7 +139,8 @@ def combined_interval(samples: Sequence[tuple[np.ndarray, ...]], statistic: Call
     return Interval(mean, mean - half, mean + half, n_seeds, n_rows, se_total)
 
 
-def seed_variance_split(var_rows: float, var_each_seed: np.ndarray, per_seed: np.ndarray) -> tuple[float, float]:
+def seed_variance_split(var_rows: float, var_each_seed: np.ndarray,
+                        per_seed: np.ndarray) -> tuple[float, float]:
     """(row variance of the seed mean, seed-effect variance): the spread of the per-seed figures less the
     row noise the seeds do not share (see the module docstring)."""
     n_seeds = len(per_seed)

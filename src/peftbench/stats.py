@@ -2,8 +2,8 @@
 records a table may show at all.
 
 Figures computed from stored per-row predictions (accuracy, F1, validation accuracy, OOD balanced
-accuracy, robustness drop) get their interval from the rows, also with one seed (see `intervals`); other
-measured figures get a t-interval over seeds (none with one seed). "Differs from Full" is a paired test
+accuracy, robustness drop) get their interval from the rows, also with one seed (see `intervals`);
+other measured figures get a t-interval over seeds (none with one seed). "Differs from Full" is a paired test
 over test rows and seeds, Holm-corrected across the methods of one (study, setup) table. A record
 without predictions (an older store) falls back to the seeds-only interval and test, or to none.
 
@@ -174,7 +174,8 @@ def _flag_count(grp: pd.DataFrame, col: str) -> int:
 def _group_notes(grp: pd.DataFrame) -> dict:
     row = {"seeds": int(grp["seed"].nunique()) if "seed" in grp else len(grp),
            "collapsed_n": _flag_count(grp, "collapsed"), "collapse_reasons": _texts(grp, "collapse_reason"),
-           "timing_contended_n": _flag_count(grp, "timing_contended"), "timing_notes": _texts(grp, "timing_note")}
+           "timing_contended_n": _flag_count(grp, "timing_contended"),
+           "timing_notes": _texts(grp, "timing_note")}
     if "setup_label" in grp:
         row["setup_label"] = next((v for v in grp["setup_label"] if isinstance(v, str)), None)
     if "tuned_method" in grp and grp["tuned_method"].map(lambda v: isinstance(v, str)).any():
@@ -215,6 +216,10 @@ def aggregate(records: pd.DataFrame, metrics: list[str], by: list[str] | None = 
     return pd.DataFrame(rows)
 
 
+def _values(by_seed: dict, metric: str) -> dict:
+    return {s: r[metric] for s, r in by_seed.items() if r.get(metric) is not None}
+
+
 def _same(a, b) -> bool:
     return (_missing(a) and _missing(b)) or a == b
 
@@ -227,7 +232,8 @@ def _compare_with_baseline(rows: list[dict], by: list[str], baseline_method: str
                    significant_vs_baseline=None, test_vs_baseline=None)
         if row["method"] == baseline_method:
             continue
-        bases = [b for b in rows if b["method"] == baseline_method and all(_same(b[c], row[c]) for c in others)]
+        bases = [b for b in rows
+                 if b["method"] == baseline_method and all(_same(b[c], row[c]) for c in others)]
         # a tuned method is compared with a tuned Full when there is one, an untuned with an untuned
         bases.sort(key=lambda b: not _same(b.get("tune_group"), row.get("tune_group")))
         if not bases:
@@ -236,10 +242,10 @@ def _compare_with_baseline(rows: list[dict], by: list[str], baseline_method: str
         base_by_seed = {r["seed"]: r for r in bases[0]["_records"] if "seed" in r}
         test = paired_row_test(method_by_seed, base_by_seed) if metric == "accuracy" else None
         if test is not None:
-            row.update(diff_vs_baseline=test.mean_difference, p_vs_baseline=test.p_value, test_vs_baseline="rows")
+            row.update(diff_vs_baseline=test.mean_difference, p_vs_baseline=test.p_value,
+                       test_vs_baseline="rows")
             continue
-        seeds_test = paired_test({s: r.get(metric) for s, r in method_by_seed.items() if r.get(metric) is not None},
-                                 {s: r.get(metric) for s, r in base_by_seed.items() if r.get(metric) is not None})
+        seeds_test = paired_test(_values(method_by_seed, metric), _values(base_by_seed, metric))
         if seeds_test is not None:
             row.update(diff_vs_baseline=seeds_test.mean_difference, p_vs_baseline=seeds_test.p_value,
                        test_vs_baseline="seeds")

@@ -58,14 +58,16 @@ CREATE TABLE IF NOT EXISTS trial_history (
 );
 CREATE INDEX IF NOT EXISTS trial_history_id ON trial_history (trial_id);
 """
-SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);" + TRIALS_TABLE + HISTORY_TABLE
+META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+SCHEMA = META_TABLE + TRIALS_TABLE + HISTORY_TABLE
 # Schema 1 -> 2: the history table, and 'pruned' in the status CHECK (SQLite cannot alter a CHECK, so the
 # table is rebuilt). One script inside one transaction: a crash leaves the schema-1 store as it was.
-MIGRATE_1_TO_2 = ("BEGIN IMMEDIATE; ALTER TABLE trials RENAME TO trials_v1; DROP INDEX IF EXISTS trials_study;"
-                  + TRIALS_TABLE + HISTORY_TABLE +
-                  "INSERT INTO trials SELECT trial_id, study, method, family, seed, train_size, status, error, "
-                  "attempts, spec_json, record_json, started_at, finished_at FROM trials_v1; DROP TABLE trials_v1; "
-                  "UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;")
+MIGRATE_1_TO_2 = (
+    "BEGIN IMMEDIATE; ALTER TABLE trials RENAME TO trials_v1; DROP INDEX IF EXISTS trials_study;"
+    + TRIALS_TABLE + HISTORY_TABLE
+    + "INSERT INTO trials SELECT trial_id, study, method, family, seed, train_size, status, error, attempts, "
+      "spec_json, record_json, started_at, finished_at FROM trials_v1; DROP TABLE trials_v1; "
+      "UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;")
 
 
 def default_db_path() -> Path:
@@ -214,8 +216,10 @@ class Store:
             archived = self.conn.execute(
                 """INSERT INTO trial_history (trial_id, status, error, attempts, spec_json, record_json,
                                               started_at, finished_at, replaced_at)
-                   SELECT trial_id, status, error, attempts, spec_json, record_json, started_at, finished_at, ?
-                   FROM trials WHERE trial_id = ? AND status IN ('ok', 'pruned') AND record_json IS NOT NULL""",
+                   SELECT trial_id, status, error, attempts, spec_json, record_json, started_at,
+                          finished_at, ?
+                   FROM trials
+                   WHERE trial_id = ? AND status IN ('ok', 'pruned') AND record_json IS NOT NULL""",
                 (time.time(), trial_id)).rowcount > 0
             self.conn.execute(
                 """INSERT INTO trials (trial_id, study, method, family, seed, train_size, status, attempts,
@@ -290,7 +294,8 @@ class Store:
                 "finished_at", "replaced_at"]
         return [dict(zip(cols, r)) for r in self.conn.execute(q + " ORDER BY replaced_at", args).fetchall()]
 
-    def refuse_repeated_seeds(self, specs: Iterable[tuple[dict[str, Any], str]], split_hash: str | None) -> None:
+    def refuse_repeated_seeds(self, specs: Iterable[tuple[dict[str, Any], str]],
+                              split_hash: str | None) -> None:
         """Raise before a trial runs whose (study, setup, method, train size, seed) a finished trial with
         another id already holds (e.g. the same study re-run with other latency settings): the two would
         otherwise be averaged as two seeds. A --force re-run of the same trial id is not a clash. Tuning
@@ -302,24 +307,31 @@ class Store:
                 continue
             key = _seed_key(spec, setup_key(spec, {"provenance": {"data": {"split_hash": split_hash}}}))
             if seen.setdefault(key, trial_id) != trial_id:
-                raise PeftbenchError(f"the study lists {spec['method']['name']} seed {spec['seed']} twice for the "
-                                     f"same setup (trials {seen[key]} and {trial_id})")
+                raise PeftbenchError(f"the study lists {spec['method']['name']} seed {spec['seed']} twice "
+                                     f"for the same setup (trials {seen[key]} and {trial_id})")
             for r in done:
-                if r["trial_id"] == trial_id or (r["study"], r["method"], r["seed"], r["train_size"]) != key[:1] + \
-                        (key[2], key[4], key[3]):
-                    continue
-                other_spec = json.loads(r["spec_json"])
-                other_rec = json.loads(r["record_json"]) if r["record_json"] else {}
-                if other_spec.get("tune_group") or other_rec.get("tune_group"):
-                    continue
-                if _seed_key(other_spec, setup_key(other_spec, other_rec)) != key:
-                    continue
-                differs = _spec_differences(spec, other_spec)
-                raise PeftbenchError(
-                    f"{spec['method']['name']} seed {spec['seed']} (train size {spec['train']['train_size']}) is "
-                    f"already in study {spec['study']!r} of this store for the same setup, as trial {r['trial_id']}"
-                    f"{' (it differs only in ' + differs + ')' if differs else ''}; a repeated seed is refused, "
-                    f"not counted twice: use other seeds, another --db, or the earlier options with --force")
+                if r["trial_id"] != trial_id and _holds_seed(r, key):
+                    raise PeftbenchError(_repeated_seed_message(spec, r))
+
+
+def _holds_seed(row: dict[str, Any], key: tuple) -> bool:
+    """Whether a stored (untuned, finished) trial is the same study, setup, method, train size and seed."""
+    study, _, method, train_size, seed = key
+    if (row["study"], row["method"], row["train_size"], row["seed"]) != (study, method, train_size, seed):
+        return False
+    spec = json.loads(row["spec_json"])
+    record = json.loads(row["record_json"]) if row["record_json"] else {}
+    if spec.get("tune_group") or record.get("tune_group"):
+        return False
+    return _seed_key(spec, setup_key(spec, record)) == key
+
+
+def _repeated_seed_message(spec: dict[str, Any], row: dict[str, Any]) -> str:
+    differs = _spec_differences(spec, json.loads(row["spec_json"]))
+    return (f"{spec['method']['name']} seed {spec['seed']} (train size {spec['train']['train_size']}) is "
+            f"already in study {spec['study']!r} of this store for the same setup, as trial {row['trial_id']}"
+            f"{' (it differs only in ' + differs + ')' if differs else ''}; a repeated seed is refused, not "
+            f"counted twice: use other seeds, another --db, or the earlier options with --force")
 
 
 def _seed_key(spec: dict[str, Any], setup: str) -> tuple:
@@ -347,7 +359,7 @@ def _setup_parts(spec: dict[str, Any], record: dict[str, Any] | None) -> dict[st
     record = record or {}
     data = spec.get("data") or {}
     train = spec.get("train") or {}
-    prov = (record.get("provenance") or {}).get("data") or {} if isinstance(record.get("provenance"), dict) else {}
+    prov = _provenance(record).get("data") or {}
     split_hash = prov.get("split_hash")
     parts: dict[str, Any] = {
         "model": spec.get("model"), "data": data.get("source"), "text_column": data.get("text_column"),
@@ -361,6 +373,11 @@ def _setup_parts(spec: dict[str, Any], record: dict[str, Any] | None) -> dict[st
     if spec.get("eval_size"):
         parts["eval_size"] = spec["eval_size"]  # evaluated on the first N test rows: other rows, other setup
     return parts
+
+
+def _provenance(record: dict[str, Any] | None) -> dict[str, Any]:
+    prov = (record or {}).get("provenance")
+    return prov if isinstance(prov, dict) else {}
 
 
 def setup_key(spec_dict: dict[str, Any], record: dict[str, Any] | None = None) -> str:
@@ -380,7 +397,7 @@ def setup_label(spec_dict: dict[str, Any], record: dict[str, Any] | None = None)
     """The setup as people read it, e.g. 'embedded · Rotten Tomatoes … · split 1a2b3c4d · max_len 128 ·
     2 epochs · batch 16'."""
     p = _setup_parts(spec_dict, record)
-    prov = ((record or {}).get("provenance") or {}) if isinstance((record or {}).get("provenance"), dict) else {}
+    prov = _provenance(record)
     origin = (prov.get("data") or {}).get("dataset") or _short(p["data"])
     split = p.get("split_hash", "")[:8] or "seed {} val {} test {}".format(*p["split"])
     epochs = p["epochs"]
