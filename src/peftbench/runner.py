@@ -109,10 +109,10 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
             if interrupts.count:
                 break
             data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
+            attempt, queue = 0, group
             # a seed the store already holds for this setup under another trial id is refused, not doubled
             store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group],
                                         data.provenance.get("split_hash"))
-            attempt, queue = 0, group
             while queue and not interrupts.count:
                 failed_now = []
                 for outcome in executor.run(queue, data, _sink(display), store_start(store)):
