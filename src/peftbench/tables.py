@@ -19,7 +19,6 @@ COLUMNS = [  # (metric, header, format)
     ("trainable_params", "trainable", "{:,.0f}"),
     ("trainable_pct", "% params", "{:.3f}"),
     ("train_seconds", "train s", "{:.1f}"),
-    ("train_samples_per_s", "samples/s", "{:.1f}"),
     ("peak_rss_net_mb", "train MB (net)", "{:.0f}"),
     ("flops_per_step", "GFLOP/step", "{:.1f}"),
     ("val_accuracy", "val acc", "{:.3f}"),
@@ -28,13 +27,14 @@ COLUMNS = [  # (metric, header, format)
     ("ood_balanced_accuracy", "OOD bal acc", "{:.3f}"),
     ("robustness_drop", "robust drop", "{:+.1f}"),
     ("latency_p50_ms", "p50 ms [IQR]", "{:.1f}"),
-    ("merged_latency_p50_ms", "merged p50 [IQR]", "{:.1f}"),
+    ("merged_latency_p50_ms", "merged p50", "{:.1f}"),
     ("adapter_bytes", "size MB", "{:.2f}"),
 ]
 SCALE = {"flops_per_step": 1e-9, "adapter_bytes": 1 / 2**20, "robustness_drop": 100.0}
 UNIT = {"robustness_drop": " pts"}
-SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms"),
-          "merged_latency_p50_ms": ("merged_latency_p25_ms", "merged_latency_p75_ms")}
+# Fixed by the method and model, not measured with noise: a spread over seeds would only read "± 0".
+STRUCTURAL = {"trainable_params", "trainable_pct", "flops_per_step", "adapter_bytes"}
+SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms")}  # merged latency: in export, not here (width)
 INTERVAL_TITLE = "mean ± 95% CI (test rows bootstrap, and seeds); * = differs from Full (paired test over " \
                  "rows and seeds, Holm-adjusted p < 0.05)"
 
@@ -64,6 +64,7 @@ def _fmt(row: pd.Series, metric: str, fmt: str, with_ci: bool = True) -> str:
             text += f" [{fmt.format(lo * k)}-{fmt.format(hi * k)}]"
         return text
     lo, hi = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    with_ci = with_ci and metric not in STRUCTURAL
     if with_ci and not _nan(lo) and not _nan(hi):
         text += " ± " + fmt.format((hi - lo) / 2 * k).lstrip("+")
     elif with_ci and metric in PREDICTION_METRICS:
@@ -113,8 +114,11 @@ def _notes(agg: pd.DataFrame) -> str:
             lines.append(f"⚠collapsed {row['method']}: {row.get('collapse_reasons') or 'no reason recorded'}")
     for _, row in agg.iterrows():
         if row.get("timing_contended_n", 0):
-            lines.append(f"⚠ train s of {row['method']} taken on a loaded machine"
-                         + (f": {row['timing_notes']}" if row.get("timing_notes") else ""))
+            seeds = int(row.get("seeds", 1) or 1)
+            count = f" ({int(row['timing_contended_n'])}/{seeds} seeds)" if seeds > 1 else ""
+            first = str(row.get("timing_notes") or "").split("; other work")[0]
+            lines.append(f"⚠ train s of {row['method']} taken on a loaded machine{count}"
+                         + (f": {first}" if first else ""))
     if any(row.get(f"{m}_interval") is None and not _nan(row.get(f"{m}_mean"))
            for _, row in agg.iterrows() for m in PREDICTION_METRICS):
         lines.append("(no CI): the record holds no per-row predictions (an older store) and one seed")
