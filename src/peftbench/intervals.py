@@ -46,8 +46,11 @@ CONFIDENCE = 0.95
 # --- row statistics: vectorised over any leading (resample) axes, rows on the last axis ------------------
 def _confusion(y: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
     """Confusion matrices (..., k, k) [true, predicted] for every leading index, by one bincount."""
-    y = np.asarray(y, dtype=np.int64)
-    p = np.asarray(p, dtype=np.int64)
+    if k * k <= 64:  # few classes: one pass per cell over a small-integer code beats an int64 bincount
+        code = np.asarray(y, dtype=np.int16) * k + np.asarray(p, dtype=np.int16)
+        counts = np.stack([(code == j).sum(axis=-1) for j in range(k * k)], axis=-1)
+        return counts.reshape(*code.shape[:-1], k, k)
+    y, p = np.broadcast_arrays(np.asarray(y, dtype=np.int64), np.asarray(p, dtype=np.int64))
     lead = y.shape[:-1]
     m = int(np.prod(lead)) if lead else 1
     flat = (y * k + p).reshape(m, y.shape[-1]) + (np.arange(m, dtype=np.int64) * k * k)[:, None]
@@ -110,20 +113,26 @@ class Interval:
 
 
 def combined_interval(samples: Sequence[tuple[np.ndarray, ...]], statistic: Callable,
-                      confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES) -> Interval | None:
-    """Interval of the seed-averaged `statistic`, each seed's rows a tuple of equal-length arrays (the
-    same rows for every seed). None when there are no rows."""
+                      confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                      shared: tuple[np.ndarray, ...] = ()) -> Interval | None:
+    """Interval of the seed-averaged `statistic(*shared, *seed_rows)`: each seed's rows a tuple of
+    equal-length arrays, the same rows for every seed (arrays every seed shares, such as the true labels,
+    go in `shared` once: the bootstrap then indexes them once). None when there are fewer than 2 rows."""
+    shared = tuple(np.asarray(a) for a in shared)
     samples = [tuple(np.asarray(a) for a in s) for s in samples]
-    if not samples or any(len(a) != len(samples[0][0]) for s in samples for a in s) or len(samples[0][0]) < 2:
+    arrays = [*shared, *(a for s in samples for a in s)]
+    if not samples or not arrays or len({len(a) for a in arrays}) != 1 or len(arrays[0]) < 2:
         return None
-    n_seeds, n_rows, width = len(samples), len(samples[0][0]), len(samples[0])
-    per_seed = np.array([float(statistic(*s)) for s in samples])
+    n_seeds, n_rows, width, lead = len(samples), len(arrays[0]), len(samples[0]), len(shared)
+    per_seed = np.array([float(statistic(*shared, *s)) for s in samples])
     mean = float(per_seed.mean())
-    data = [a for s in samples for a in s]
 
-    def seed_figures(*arrays, axis=-1):  # [seed mean, seed 0, ..., seed S-1] for every resample
-        each = [statistic(*arrays[j * width:(j + 1) * width]) for j in range(n_seeds)]
+    def seed_figures(*data, axis=-1):  # [seed mean, seed 0, ..., seed S-1] for every resample
+        common = data[:lead]
+        each = [statistic(*common, *data[lead + j * width:lead + (j + 1) * width]) for j in range(n_seeds)]
         return np.stack([np.mean(each, axis=0), *each]) if n_seeds > 1 else each[0]
+
+    data = arrays
 
     method = "BCa" if n_seeds == 1 else "percentile"
     res = _bootstrap(data, seed_figures, method, confidence, n_resamples)
@@ -232,15 +241,17 @@ def _count(value) -> int | None:
     return int(f) if math.isfinite(f) and f >= 1 and f == int(f) else None
 
 
-def statistic_for(metric: str, samples: Sequence[tuple[np.ndarray, ...]]) -> Callable:
+def _compact(metric: str, samples: list[tuple[np.ndarray, ...]]):
+    """(shared arrays, per-seed arrays, statistic) in the smallest form the bootstrap has to index: a 0/1
+    correctness per row for accuracy, the labels once and int8 predictions for F1 and balanced accuracy."""
     if metric in ("accuracy", "val_accuracy"):
-        return accuracy
+        return (), [((y == p).astype(np.int8),) for y, p in samples], mean_of_rows
     if metric == "robustness_drop":
-        return mean_of_rows
+        return (), [(s[0].astype(np.float32),) for s in samples], mean_of_rows
     classes = np.unique(np.concatenate([np.concatenate(s) for s in samples]))
-    if metric == "f1":
-        return make_macro_f1(classes)
-    return make_balanced_accuracy(int(classes.max()) + 1)
+    small = np.int8 if classes.max() < 127 else np.int64
+    statistic = make_macro_f1(classes) if metric == "f1" else make_balanced_accuracy(int(classes.max()) + 1)
+    return (samples[0][0].astype(small),), [(p.astype(small),) for _, p in samples], statistic
 
 
 def metric_interval(records: Sequence[dict], metric: str, confidence: float = CONFIDENCE) -> Interval | None:
@@ -255,7 +266,8 @@ def metric_interval(records: Sequence[dict], metric: str, confidence: float = CO
             return None
     elif any(len(s[0]) != len(samples[0][0]) for s in samples):
         return None
-    return combined_interval(samples, statistic_for(metric, samples), confidence)
+    shared, per_seed, statistic = _compact(metric, samples)
+    return combined_interval(per_seed, statistic, confidence, shared=shared)
 
 
 # --- the paired test against a baseline, and Holm ---------------------------------------------------------
