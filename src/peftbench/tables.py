@@ -34,7 +34,8 @@ SCALE = {"flops_per_step": 1e-9, "adapter_bytes": 1 / 2**20, "robustness_drop": 
 UNIT = {"robustness_drop": " pts"}
 # Fixed by the method and model, not measured with noise: a spread over seeds would only read "± 0".
 STRUCTURAL = {"trainable_params", "trainable_pct", "flops_per_step", "adapter_bytes"}
-SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms")}  # merged latency: in export, not here (width)
+# The spread over repeats shown beside a latency (merged latency's spread is in export: the table is wide).
+SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms")}
 INTERVAL_TITLE = "mean ± 95% CI (test rows bootstrap, and seeds); * = differs from Full (paired test over " \
                  "rows and seeds, Holm-adjusted p < 0.05)"
 
