@@ -209,6 +209,9 @@ def test_reportable_picks_by_validation_not_test():
     assert math.isnan(out.loc["Full", "tuned_method"])  # untouched
     agg = aggregate(reportable(pd.DataFrame(rows)), ["accuracy"]).set_index("method")
     assert agg.loc["LoRA-r8", "learning_rates"] == [5e-4]
+    from peftbench.tables import method_cell
+
+    assert method_cell(agg.reset_index().iloc[1]) == "LoRA-r8 (tuned, lr 5e-04)"
 
 
 def test_reportable_chooses_per_seed_and_leaves_plain_records_alone():
@@ -221,3 +224,8 @@ def test_reportable_chooses_per_seed_and_leaves_plain_records_alone():
     chosen = out[out["method"] == "m"].set_index("seed")["learning_rate"].to_dict()
     assert chosen == {0: 1e-3, 1: 1e-4}
     assert (out["method"] == "Full").sum() == 1
+    # an untuned run of the same method in the same study stays its own row, never a third "seed"
+    untuned = {"study": "s", "seed": 0, "train_size": 10, "status": "ok", "method": "m", "val_accuracy": 0.5}
+    agg = aggregate(reportable(pd.DataFrame([*rows, untuned])), ["val_accuracy"])
+    m_rows = agg[agg["method"] == "m"].sort_values("seeds")
+    assert m_rows["seeds"].tolist() == [1, 2] and m_rows["learning_rates"].tolist()[1] == [1e-4, 1e-3]

@@ -179,8 +179,9 @@ def _group_notes(grp: pd.DataFrame) -> dict:
     if "setup_label" in grp:
         row["setup_label"] = next((v for v in grp["setup_label"] if isinstance(v, str)), None)
     if "tuned_method" in grp and grp["tuned_method"].map(lambda v: isinstance(v, str)).any():
-        rates = sorted({float(v) for v in grp.get("learning_rate", []) if not _missing(v)})
-        row["learning_rates"] = rates or None
+        # the chosen learning rate(s) over seeds; None = the family's default rate
+        rates = [None if _missing(v) else float(v) for v in grp.get("learning_rate", [None] * len(grp))]
+        row["learning_rates"] = sorted(set(rates), key=lambda r: -1.0 if r is None else r)
     return row
 
 

@@ -78,7 +78,7 @@ def method_cell(row: pd.Series) -> str:
     name = str(row["method"])
     rates = row.get("learning_rates")
     if isinstance(rates, list) and rates:
-        name += " (tuned, lr " + "/".join(f"{r:.0e}" for r in rates) + ")"
+        name += " (tuned, lr " + "/".join("default" if r is None else f"{r:.0e}" for r in rates) + ")"
     if row.get("significant_vs_baseline") is True:
         name += " *"
     if row.get("collapsed_n", 0):
