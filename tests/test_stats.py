@@ -229,3 +229,18 @@ def test_reportable_chooses_per_seed_and_leaves_plain_records_alone():
     agg = aggregate(reportable(pd.DataFrame([*rows, untuned])), ["val_accuracy"])
     m_rows = agg[agg["method"] == "m"].sort_values("seeds")
     assert m_rows["seeds"].tolist() == [1, 2] and m_rows["learning_rates"].tolist()[1] == [1e-4, 1e-3]
+
+
+def test_a_repeated_seed_in_an_older_store_counts_once():
+    from peftbench.stats import drop_repeated_seeds
+
+    rows = [{"trial_id": "a", "study": "s", "setup": "x", "method": "Full", "train_size": 10, "seed": 0,
+             "accuracy": 0.8, "started_at": 1.0},
+            {"trial_id": "b", "study": "s", "setup": "x", "method": "Full", "train_size": 10, "seed": 0,
+             "accuracy": 0.6, "started_at": 2.0},  # same seed again (another --test-size): not a second seed
+            {"trial_id": "c", "study": "s", "setup": "y", "method": "Full", "train_size": 10, "seed": 0,
+             "accuracy": 0.7, "started_at": 3.0}]  # another setup: its own row
+    kept, dropped = drop_repeated_seeds(pd.DataFrame(rows))
+    assert kept["trial_id"].tolist() == ["a", "c"] and dropped["trial_id"].tolist() == ["b"]
+    agg = aggregate(pd.DataFrame(rows), ["accuracy"]).set_index("setup")
+    assert agg.loc["x", "accuracy_mean"] == 0.8 and agg.loc["x", "seeds"] == 1
