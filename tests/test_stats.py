@@ -69,6 +69,8 @@ def test_bootstrap_interval_one_seed_matches_the_binomial_half_width():
     assert iv.half_width == pytest.approx(binomial, rel=0.12)
     assert iv.ci_low < 0.80 < iv.ci_high
     assert metric_interval([_rec(y, p)], "accuracy") == iv  # fixed random state: same store, same interval
+    perfect = metric_interval([_rec(y[:80], y[:80])], "accuracy")  # no resample differs: Wilson instead
+    assert perfect.mean == 1.0 and perfect.ci_high == pytest.approx(1.0) and 0.9 < perfect.ci_low < 0.97
 
 
 def test_vectorised_metrics_equal_sklearn():
