@@ -246,3 +246,16 @@ def test_a_repeated_seed_in_an_older_store_counts_once():
     assert kept["trial_id"].tolist() == ["a", "c"] and dropped["trial_id"].tolist() == ["b"]
     agg = aggregate(pd.DataFrame(rows), ["accuracy"]).set_index("setup")
     assert agg.loc["x", "accuracy_mean"] == 0.8 and agg.loc["x", "seeds"] == 1
+
+
+def test_a_tuned_method_is_compared_with_the_tuned_full():
+    y, full = _at(0.80)
+    _, worse = _at(0.60, seed=4)
+    base = {"study": "s", "train_size": 100, "seed": 0, "status": "ok"}
+    rows = [{**base, "method": "Full", "accuracy": 0.6, "val_accuracy": 0.6, **_rec(y, worse)},  # untuned
+            {**base, "method": "Full:lr=1e-05", "tune_group": "Full", "learning_rate": 1e-5, "accuracy": 0.8,
+             "val_accuracy": 0.8, **_rec(y, full)},
+            {**base, "method": "LoRA:lr=1e-03", "tune_group": "LoRA", "learning_rate": 1e-3, "accuracy": 0.8,
+             "val_accuracy": 0.8, **_rec(y, full)}]
+    agg = aggregate(reportable(pd.DataFrame(rows)), ["accuracy"]).set_index("method")
+    assert agg.loc["LoRA", "p_vs_baseline"] == 1.0  # same predictions as the tuned Full, not the untuned one

@@ -3,9 +3,10 @@ records a table may show at all.
 
 Figures computed from stored per-row predictions (accuracy, F1, validation accuracy, OOD balanced
 accuracy, robustness drop) get their interval from the rows, also with one seed (see `intervals`);
-other measured figures get a t-interval over seeds (none with one seed). "Differs from Full" is a paired test
-over test rows and seeds, Holm-corrected across the methods of one (study, setup) table. A record
-without predictions (an older store) falls back to the seeds-only interval and test, or to none.
+other measured figures get a t-interval over seeds (none with one seed). "Differs from Full" is a
+paired test over test rows and seeds, Holm-corrected across the methods of one (study, setup) table.
+A record without predictions (an older store) falls back to the seeds-only interval and test, or to
+none.
 
 What counts: `reportable` drops pruned tuning candidates and keeps only the chosen candidate of a tuned
 method (by validation accuracy, never test), and `drop_repeated_seeds` keeps a configuration's seed once.
@@ -236,7 +237,7 @@ def _compare_with_baseline(rows: list[dict], by: list[str], baseline_method: str
         bases = [b for b in rows
                  if b["method"] == baseline_method and all(_same(b[c], row[c]) for c in others)]
         # a tuned method is compared with a tuned Full when there is one, an untuned with an untuned
-        bases.sort(key=lambda b: not _same(b.get("tune_group"), row.get("tune_group")))
+        bases.sort(key=lambda b: _missing(b.get("tune_group")) != _missing(row.get("tune_group")))
         if not bases:
             continue
         method_by_seed = {r["seed"]: r for r in row["_records"] if "seed" in r}
