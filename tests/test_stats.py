@@ -164,6 +164,10 @@ def test_records_without_predictions_have_no_interval_with_one_seed():
     agg = aggregate(pd.DataFrame(rows), ["accuracy"]).set_index("method")
     assert agg.loc["LoRA", "accuracy_mean"] == 0.7 and math.isnan(agg.loc["LoRA", "accuracy_ci_low"])
     assert agg.loc["LoRA", "accuracy_interval"] is None and agg.loc["LoRA", "p_vs_baseline"] is None
+    from peftbench.tables import summary_frame
+
+    old = pd.DataFrame([{**r, "peak_rss_mb": 900.0, "baseline_rss_mb": 350.0} for r in rows])
+    assert summary_frame(old)["peak_rss_net_mb_mean"].tolist() == [550.0, 550.0]  # net, derived
 
 
 def test_results_table_marks_and_explains(tmp_path):

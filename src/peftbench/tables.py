@@ -42,11 +42,22 @@ INTERVAL_TITLE = "mean ± 95% CI (test rows bootstrap, and seeds); * = differs f
 
 def summary_frame(records: pd.DataFrame) -> pd.DataFrame:
     """aggregate() over the reportable records (chosen tuning candidates only), every shown metric."""
-    records = reportable(records)
+    records = _with_net_memory(reportable(records))
     spreads = [c for pair in SPREAD.values() for c in pair]
     metrics = [c for c, _, _ in COLUMNS if c in records or c in PREDICTION_METRICS] + \
               [c for c in spreads if c in records]
     return aggregate(records, metrics)
+
+
+def _with_net_memory(records: pd.DataFrame) -> pd.DataFrame:
+    """Older records kept the raw peak and the baseline but not their difference: derive it for them."""
+    if not {"peak_rss_mb", "baseline_rss_mb"} <= set(records.columns):
+        return records
+    derived = pd.to_numeric(records["peak_rss_mb"], errors="coerce") - \
+        pd.to_numeric(records["baseline_rss_mb"], errors="coerce")
+    if "peak_rss_net_mb" in records:
+        derived = pd.to_numeric(records["peak_rss_net_mb"], errors="coerce").fillna(derived)
+    return records.assign(peak_rss_net_mb=derived)
 
 
 def _nan(v) -> bool:
