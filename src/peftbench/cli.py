@@ -166,17 +166,27 @@ def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, ba
 
 
 def _print_results(db_path: Path, study: Optional[str]) -> None:
+    """One table per study and setup (never averaged across setups), from the reportable records only."""
+    from .stats import drop_repeated_seeds, reportable
     from .store import Store
-    from .tables import results_table
+    from .tables import by_setup, results_table
 
     with Store(db_path, create=False) as store:
         records = store.records(study)
+        if store.migrated_from:
+            err_console.print(f"store {db_path} upgraded from schema {store.migrated_from} "
+                              f"(every trial kept)")
+    records = reportable(records)
     if records.empty:
         console.print("no finished trials")
         return
-    for name, grp in records.groupby("study", sort=False):
-        console.print(results_table(grp, title=f"peftbench: {name}"))
-        _print_study_answer(str(name), grp)
+    records, repeated = drop_repeated_seeds(records)
+    for _, r in repeated.iterrows():
+        console.print(f"note: trial {r['trial_id']} repeats {r['method']} seed {r['seed']} of study "
+                      f"{r['study']} in the same setup; only the earlier trial is counted", highlight=False)
+    for name, label, grp in by_setup(records):
+        console.print(results_table(grp, title=f"peftbench: {name}" + (f" · {label}" if label else "")))
+        _print_study_answer(name, grp)
 
 
 def _print_study_answer(study: str, records) -> None:
@@ -293,13 +303,13 @@ def study(
 def results(db: Optional[str] = DbOption,
             study_name: Optional[str] = typer.Option(None, "--study", help="only this study"),
             failed: bool = typer.Option(False, "--failed", help="list failed/cancelled trials with reasons")) -> None:
-    """Print the results table of a store (mean ± 95% CI when there are several seeds)."""
+    """Print the results tables of a store: one per study and setup, every accuracy with its 95% interval."""
     from .store import Store, default_db_path
 
     db_path = Path(db) if db else default_db_path()
     if failed:
         with Store(db_path, create=False) as store:
-            rows = [r for r in store.rows(study_name) if r["status"] != "ok"]
+            rows = [r for r in store.rows(study_name) if r["status"] not in ("ok", "pruned")]
         for r in rows:
             first = (r["error"] or "").strip().splitlines()[:1]
             console.print(f"{r['study']}  {r['method']}  seed {r['seed']}  {r['status']}: {first[0] if first else ''}")
