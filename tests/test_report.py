@@ -211,7 +211,7 @@ def test_report_marks_collapse_and_shows_confidence_intervals_and_setup(tmp_path
     assert scenarios.count("Statistically tied with") == 5 and "<th>P(best)</th>" in scenarios
     assert "P(on front)" in text
     results = text.split("<h2>Results", 1)[1].split("<h2>", 1)[0]
-    assert "OOD bal. acc" in results and "robust drop pts" in results and "net train MB" in results
+    assert "OOD bal acc" in results and "robust drop" in results and "train MB (net)" in results
     assert ">robust<" not in results  # the retired ratio
     assert "min-max" not in text
 

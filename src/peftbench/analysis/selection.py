@@ -31,6 +31,11 @@ def _dataset_of(records: pd.DataFrame) -> pd.Series:
     return prov.map(lambda p: str((p.get("data") or {}).get("dataset")) if isinstance(p, dict) else "None")
 
 
+def _split_of(records: pd.DataFrame) -> pd.Series:
+    prov = records["provenance"] if "provenance" in records else pd.Series(None, index=records.index)
+    return prov.map(lambda p: str((p.get("data") or {}).get("split_hash")) if isinstance(p, dict) else "None")
+
+
 def _filter(records: pd.DataFrame, values: pd.Series, wanted: str | None, option: str) -> pd.DataFrame:
     if wanted is None:
         return records
@@ -84,11 +89,18 @@ def select_records(records: pd.DataFrame, setup: str | None = None, model: str |
             keys = records["setup"].astype(str)
         labels = records["setup_label"].astype(str) if "setup_label" in records else keys
         found = dict(zip(keys, labels))
-        if len(found) > 1:
+        # Each study's own settings differ by design (the data-efficiency study trains 3 epochs at batch 8
+        # on a 200-row test subset), so one setup per study, and one model and data split across them.
+        per_study = records.assign(_key=keys).groupby("study")["_key"].nunique()
+        data_ids = set(zip(records["model"].astype(str) if "model" in records else [""] * len(records),
+                           _split_of(records)))
+        if len(found) > 1 and (per_study.max() > 1 or len(data_ids) > 1):
             listed = "; ".join(f"{k} ({v})" for k, v in found.items())
             raise PeftbenchError(f"this store holds {len(found)} setups: {listed}. Pick one with --setup KEY, "
                                  "or narrow with --model / --dataset")
-        label = next(iter(found.values()), None)
+        study_labels = {st: lab for st, lab in zip(records["study"], labels)}
+        label = " | ".join(f"{st}: {lab}" for st, lab in study_labels.items()) if len(found) > 1 else \
+            next(iter(found.values()), None)
     elif setup is not None:
         raise PeftbenchError("--setup: these trials carry no setup key (an older store); use --model / "
                              "--dataset")

@@ -58,12 +58,7 @@ figure.plot svg{width:100%;height:auto}figcaption{font-size:.8rem;color:#5b6475}
 .scenario{border:1px solid #dfe3ea;border-radius:6px;padding:.3rem .9rem;margin:.8rem 0}
 .collapsed{color:#b3261e;font-weight:600}
 """
-# Shown beside tables.COLUMNS when the summary lacks them; the old robustness ratio is gone.
-EXTRA_COLUMNS = [("ood_balanced_accuracy", "OOD bal. acc", "{:.3f}"),
-                 ("robustness_drop", "robust drop pts", "{:+.1f}"),
-                 ("peak_rss_net_mb", "net train MB", "{:.0f}")]
-RETIRED = {"robustness"}
-REPORT_SCALE = {**SCALE, "robustness_drop": 100.0}  # a fraction of accuracy -> points
+REPORT_SCALE = SCALE  # robustness_drop: a fraction of accuracy -> points, as in the terminal table
 COLLAPSED_MARK = " [collapsed]"
 
 
@@ -108,16 +103,9 @@ NUMERIC = re.compile(r"^(-|#?[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?( ± [\d.,]+)?( \*)?
 
 
 def report_summary(records: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
-    """summary_frame plus the EXTRA_COLUMNS it does not aggregate yet; (frame, shown columns)."""
+    """summary_frame and the columns of the terminal table it has figures for: (frame, shown columns)."""
     agg = summary_frame(records)
-    extras = [m for m, _, _ in EXTRA_COLUMNS if m in records and f"{m}_mean" not in agg]
-    if extras:  # merge: until tables.COLUMNS lists them
-        more = aggregate(records, extras, baseline_method=None)
-        keys = [c for c in ("study", "setup", "method", "train_size") if c in agg and c in more]
-        agg = agg.merge(more[keys + [c for c in more if c.startswith(tuple(extras))]], on=keys, how="left")
-    listed = [c for c in COLUMNS if c[0] not in RETIRED] + [c for c in EXTRA_COLUMNS
-                                                             if c[0] not in {m for m, _, _ in COLUMNS}]
-    return agg, [(m, h, f) for m, h, f in listed if f"{m}_mean" in agg]
+    return agg, [(m, h, f) for m, h, f in COLUMNS if f"{m}_mean" in agg]
 
 
 def collapsed_methods(records: pd.DataFrame) -> set[str]:
