@@ -36,7 +36,7 @@ from ..analysis.scenarios import SCENARIOS, scenario_weights
 from ..analysis.scores import COUNTING_RULE, scoring_notes
 from ..analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
 from ..errors import PeftbenchError
-from ..stats import aggregate, summarize
+from ..stats import summarize
 from ..tables import COLUMNS, SCALE, summary_frame
 from . import plots
 
