@@ -33,7 +33,7 @@ def marked(script: str, marker: Path) -> str:
 
 def tiny_version(example: str, db: Path, model: str, data: str, ood: str) -> str:
     """The README's example with the tiny fixtures substituted as arguments, everything else verbatim."""
-    where = f"model={model!r}, dataset={data!r}, ood_dataset={ood!r}"
+    where = f"model={model!r}, dataset={data!r}, ood_dataset={ood!r}, preset='quick'"
     out = example.replace('"my.db"', repr(str(db)))
     out = out.replace("train_size=500", f"train_size={TINY_TRAIN}")
     out = out.replace("pb.run(", f"pb.run({where}, ")
@@ -107,6 +107,13 @@ def test_readme_example_from_stdin(tmp_path, tiny_model, tiny_csv, tiny_ood_csv)
     proc = python(["-"], cwd=tmp_path, stdin=marked(tiny_version(example, db, tiny_model, tiny_csv, tiny_ood_csv),
                                                     marker))
     assert_ran_once(proc, marker, db, expected_trials(example))
+
+
+def test_python_dash_c(tmp_path, tiny_model, tiny_csv, tiny_ood_csv):
+    db, marker = tmp_path / "c.db", tmp_path / "ran"
+    code = marked(f"import peftbench as pb; pb.run(methods=['BitFit'], model={tiny_model!r}, dataset={tiny_csv!r}, "
+                  f"ood_dataset={tiny_ood_csv!r}, preset='quick', train_size=48, epochs=1, db={str(db)!r})", marker)
+    assert_ran_once(python(["-c", code], cwd=tmp_path), marker, db, 1)
 
 
 QUICK_EMBEDDED = 'pb.run(methods=["BitFit", "LoRA-r8"], preset="quick", train_size=64, epochs=1, db={db!r})'
