@@ -13,6 +13,7 @@ import json
 import math
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -22,7 +23,6 @@ from .errors import PeftbenchError
 TRACKERS = ("mlflow",)
 EXPERIMENT_PREFIX = "peftbench/"
 REACH_TIMEOUT_S = 3.0
-# Per-row strings (predictions, labels) and nested data are not metrics; everything numeric is.
 _TAG_FIELDS = ("trial_id", "study", "method", "family", "model", "device", "collapse_reason", "timing_note")
 _PARAM_FIELDS = ("method", "family", "learning_rate", "seed", "train_size", "epochs", "batch_size", "model")
 _MAX_TAG = 5000
@@ -79,10 +79,12 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
 
 
 def numeric_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """Every finite number at the top level of a record (booleans are tags, strings are not metrics)."""
+    """Every finite number at the top level of a record. Booleans are tags; strings (the per-row
+    predictions and labels among them) and nested provenance are not metrics."""
     out = {}
     for key, value in record.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "dtype"):
+        is_number = isinstance(value, (int, float)) or hasattr(value, "dtype")  # numpy scalars too
+        if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b" or not is_number:
             continue
         try:
             number = float(value)
@@ -185,7 +187,7 @@ class MlflowTracker:
         else:
             run_id = existing.info.run_id
             params = {k: v for k, v in run_params(spec, record).items() if k not in existing.data.params}
-        now = _now_ms()
+        now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in numeric_metrics(record).items()]
         params_list = [Param(k, v) for k, v in params.items()]
         tags_list = [RunTag(k, v) for k, v in tags.items()]
@@ -212,8 +214,3 @@ def export_store(db: Path, tracking_uri: str | None, study: str | None = None,
         tracker.log(TrialSpec.from_dict(json.loads(row["spec_json"])), record, row["status"])
     return len(rows), tracker.uri
 
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
