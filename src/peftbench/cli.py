@@ -144,10 +144,12 @@ M_RETRY_FAILED = _opt(False, "--retry-failed", help="re-run only the trials stor
 M_TEST_SIZE = _opt(None, "--test-size", help="test examples held out (default 800, at most 20% of the data)")
 M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out (default 200, at most 10%)")
 M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores) or quick (same methods, less data)")
+M_TRACK = _opt(None, "--track", help="log each trial as it finishes to a tracker: mlflow (needs peftbench[mlflow])")
+M_TRACKING_URI = _opt(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlruns as a file URI)")
 
 
 def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend="local",
-             address=None, gpus_per_trial=None, cpus_per_trial=None):
+             address=None, gpus_per_trial=None, cpus_per_trial=None, track=None, tracking_uri=None):
     from .display import StudyDisplay
     from .execute import make_executor
     from .runner import run_trials
@@ -157,11 +159,14 @@ def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, ba
         raise PeftbenchError(f"workers must be at least 1, got {workers}")
     if trial_timeout is not None and trial_timeout <= 0:
         raise PeftbenchError(f"trial timeout must be positive, got {trial_timeout}")
+    from .tracking import make_trackers
+
+    trackers = make_trackers(track, tracking_uri)  # before any store is written: a bad tracker is one line
     executor = make_executor(backend, workers=workers, trial_timeout=trial_timeout, address=address,
                              gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial)
     db_path = Path(db) if db else default_db_path()
     summary = run_trials(specs, db_path, executor, force=force, retry_failed=retry_failed, retries=retries,
-                         display=StudyDisplay(err_console))
+                         display=StudyDisplay(err_console), trackers=trackers)
     return db_path, summary
 
 
@@ -224,6 +229,7 @@ def run(
     address: Optional[str] = _opt(None, "--address", help="Ray cluster address (auto | HOST:PORT)"),
     gpus_per_trial: Optional[float] = _opt(None, "--gpus-per-trial", help="Ray: GPUs per trial"),
     cpus_per_trial: Optional[float] = _opt(None, "--cpus-per-trial", help="Ray: CPUs per trial"),
+    track: Optional[str] = M_TRACK, tracking_uri: Optional[str] = M_TRACKING_URI,
 ) -> None:
     """Run the tradeoff study (every seed method by default) and print the results table."""
     from .studies import tradeoff
@@ -239,7 +245,8 @@ def run(
     specs = tradeoff(opts)
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
                           _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
-                          force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial)
+                          force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial,
+                          track, tracking_uri)
     _print_results(db_path, "tradeoff")
 
 
@@ -265,6 +272,7 @@ def study(
     address: Optional[str] = _opt(None, "--address", help="Ray cluster address (auto | HOST:PORT)"),
     gpus_per_trial: Optional[float] = _opt(None, "--gpus-per-trial", help="Ray: GPUs per trial"),
     cpus_per_trial: Optional[float] = _opt(None, "--cpus-per-trial", help="Ray: CPUs per trial"),
+    track: Optional[str] = M_TRACK, tracking_uri: Optional[str] = M_TRACKING_URI,
 ) -> None:
     """Run a named study; re-running resumes where it stopped."""
     from . import studies as st
@@ -294,7 +302,8 @@ def study(
                                    train_size=_pick(train_size, cfg, "train_size", 500), epochs=study_epochs)
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
                           _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
-                          force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial)
+                          force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial,
+                          track, tracking_uri)
     for n in names:
         _print_results(db_path, n)
 
@@ -323,19 +332,31 @@ class ExportFormat(str, Enum):
     json = "json"
     csv = "csv"
     parquet = "parquet"
+    mlflow = "mlflow"
 
 
 @app.command()
-def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json | csv | parquet"),
+def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json | csv | parquet | mlflow"),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: stdout for json/csv)"),
            db: Optional[str] = DbOption,
            study_name: Optional[str] = typer.Option(None, "--study", help="only this study"),
-           include_failed: bool = typer.Option(False, "--include-failed", help="also export failed/cancelled trials")) -> None:
-    """Export every trial record (all measured fields, provenance included)."""
+           include_failed: bool = typer.Option(False, "--include-failed", help="also export failed/cancelled trials"),
+           tracking_uri: Optional[str] = M_TRACKING_URI) -> None:
+    """Export every trial record (all measured fields, provenance included), or log them to MLflow."""
     from .export import export_records
     from .store import Store, default_db_path
 
     db_path = Path(db) if db else default_db_path()
+    if fmt is ExportFormat.mlflow:
+        from .tracking import export_store
+
+        if output is not None:
+            raise PeftbenchError("--format mlflow logs to --tracking-uri; it takes no --output")
+        count, uri = export_store(db_path, tracking_uri, study_name, include_failed)
+        err_console.print(f"{count} trials in MLflow at {uri} (already-logged trials unchanged)", highlight=False)
+        return
+    if tracking_uri is not None:
+        raise PeftbenchError("--tracking-uri is for --format mlflow")
     with Store(db_path, create=False) as store:
         records = store.records(study_name, include_failed=include_failed)
     export_records(records, fmt.value, output)
@@ -378,7 +399,9 @@ def main() -> None:
                 err_console.print("aborted")
             sys.exit(code)
     except PeftbenchError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message may hold brackets: pip install 'peftbench[mlflow]'
+
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")

@@ -64,7 +64,9 @@ class _Interrupts:
 
 
 def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
-               retry_failed: bool = False, retries: int = 0, display=None) -> RunSummary:
+               retry_failed: bool = False, retries: int = 0, display=None, trackers=None) -> RunSummary:
+    """`trackers`: objects whose log(spec, record, status) is called after each stored outcome
+    (peftbench.tracking); a tracker that fails warns once and the study goes on."""
     if not specs:
         raise PeftbenchError("nothing to run: the study has no trials")
     if retries < 0:
@@ -78,7 +80,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
         executor = LocalExecutor()
     store = Store(db)
     try:
-        summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display)
+        summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display,
+                                               _Trackers(trackers or []))
     except BaseException:
         store.discard_if_unused()  # a study that could not start leaves no store behind
         raise
@@ -89,7 +92,7 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
 
 
 def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
-                    retries: int, display) -> tuple[RunSummary, bool]:
+                    retries: int, display, trackers: _Trackers) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
     statuses = store.statuses(ids)
@@ -118,7 +121,7 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
             while queue and not interrupts.count:
                 failed_now = []
                 for outcome in executor.run(queue, data, _sink(display), store_start(store)):
-                    _store(store, outcome)
+                    trackers.log(outcome.spec, _store(store, outcome), outcome.status)
                     setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
                     if outcome.status == "failed":
                         failed_now.append(outcome.spec)
@@ -142,13 +145,35 @@ def _sink(display):
     return display.on_event
 
 
-def _store(store: Store, outcome: TrialOutcome) -> None:
+def _store(store: Store, outcome: TrialOutcome) -> dict[str, Any]:
+    """Store the outcome; returns the record as stored."""
     if outcome.status == "ok":
         record = {**outcome.record, "status": "ok"}
         store.finish(outcome.spec.trial_id, "ok", record)
     else:
-        store.finish(outcome.spec.trial_id, outcome.status,
-                     failure_record(outcome.spec, outcome.status, outcome.error or ""), outcome.error)
+        record = failure_record(outcome.spec, outcome.status, outcome.error or "")
+        store.finish(outcome.spec.trial_id, outcome.status, record, outcome.error)
+    return record
+
+
+class _Trackers:
+    """Calls every tracker after a stored outcome. The store is the record of truth: a tracker that
+    fails is reported once, in one line, and skipped from then on (export can log the store later)."""
+
+    def __init__(self, trackers: list):
+        self.trackers = list(trackers)
+
+    def log(self, spec: TrialSpec, record: dict[str, Any], status: str) -> None:
+        for tracker in list(self.trackers):
+            try:
+                tracker.log(spec, record, status)
+            except Exception as exc:  # noqa: BLE001 - a tracker must never lose a study
+                self.trackers.remove(tracker)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                name = getattr(tracker, "name", type(tracker).__name__)
+                print(f"warning: {name} tracking stopped ({type(exc).__name__}: {first}); the study goes on "
+                      f"and its store keeps every trial (log it later with peftbench export --format {name})",
+                      file=sys.stderr)
 
 
 __all__ = ["Event", "RunSummary", "run_trials", "select_to_run"]

@@ -3,6 +3,10 @@ transformers and peft forks each trial, so start-up costs a fork rather than ~5 
 
 Memory is measured inside the child, so each trial's figures are its own (freed memory from an
 earlier trial cannot leak into them). The child watches the driver and exits if the driver dies.
+
+Our processes never re-import the user's `__main__`: multiprocessing would otherwise re-run a plain script
+(no `if __name__ == "__main__"` guard), or a script read from stdin, in every trial process, starting the
+study again. Nothing a trial needs lives there (its target is `child_main` below).
 """
 
 from __future__ import annotations
@@ -12,20 +16,43 @@ import os
 import signal
 import threading
 import time
+from multiprocessing import spawn
 from typing import Any
 
 PRELOAD = ["torch", "transformers", "peft", "sklearn.metrics", "peftbench.trial"]
+PROCESS_PREFIX = "peftbench-"  # every process peftbench starts is named so (see without_user_main)
+_MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
 _CONTEXT: Any = None
+
+
+def without_user_main(get_preparation_data):
+    """Wrap multiprocessing's spawn.get_preparation_data so that the processes peftbench names (and only
+    those) are not told to re-import the parent's `__main__` before they start."""
+    if getattr(get_preparation_data, "_peftbench", False):
+        return get_preparation_data
+
+    def get_data(name):
+        data = get_preparation_data(name)
+        if str(name).startswith(PROCESS_PREFIX):
+            for key in _MAIN_KEYS:
+                data.pop(key, None)
+        return data
+
+    get_data._peftbench = True  # type: ignore[attr-defined]
+    get_data.__wrapped__ = get_preparation_data  # type: ignore[attr-defined]
+    return get_data
 
 
 def context():
     """The forkserver context, created once per driver process with the heavy imports preloaded."""
     global _CONTEXT
     if _CONTEXT is None:
+        # Looked up on the module at every start (popen_forkserver, popen_spawn_posix), Python 3.8 to 3.14.
+        spawn.get_preparation_data = without_user_main(spawn.get_preparation_data)
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         # Start the server and wait for its imports now, so no trial's start-up figure carries them.
-        warm = ctx.Process(target=time.sleep, args=(0,))
+        warm = ctx.Process(target=time.sleep, args=(0,), name=f"{PROCESS_PREFIX}warm-up")
         warm.start()
         warm.join()
         _CONTEXT = ctx

@@ -12,7 +12,7 @@ from ..config import TrialSpec
 from ..data.prepared import PreparedData
 from ..trial import default_threads
 from .base import Event, EventSink, TrialOutcome
-from .isolation import child_main, context
+from .isolation import PROCESS_PREFIX, child_main, context
 
 
 def visible_gpus() -> int:
@@ -62,7 +62,7 @@ class LocalExecutor:
                 slot = free_slots.pop(0)
                 on_start(spec)
                 spawned = time.time()
-                proc = ctx.Process(target=child_main, name=f"peftbench-trial-{spec.trial_id}",
+                proc = ctx.Process(target=child_main, name=f"{PROCESS_PREFIX}trial-{spec.trial_id}",
                                    args=(spec.to_dict(), data, q, spawned, self.threads,
                                          slot if self.gpus else None, os.getpid()))
                 proc.start()  # the first start waits for the forkserver's imports: not the trial's time
