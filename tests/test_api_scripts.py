@@ -101,12 +101,15 @@ def test_readme_example_as_plain_script(tmp_path, tiny_model, tiny_csv, tiny_ood
     assert "LoRA-r8" in proc.stdout and "IA3" in proc.stdout  # its printed tables came out
 
 
-def test_readme_example_from_stdin(tmp_path, tiny_model, tiny_csv, tiny_ood_csv):
-    example = readme_python_example()
-    db, marker = tmp_path / "my.db", tmp_path / "ran"
-    proc = python(["-"], cwd=tmp_path, stdin=marked(tiny_version(example, db, tiny_model, tiny_csv, tiny_ood_csv),
-                                                    marker))
-    assert_ran_once(proc, marker, db, expected_trials(example))
+def test_a_script_from_stdin(tmp_path, tiny_model, tiny_csv, tiny_ood_csv):
+    """`python - < study.py`: __main__ is "<stdin>", which a trial process must not try to re-run."""
+    db, marker = tmp_path / "stdin.db", tmp_path / "ran"
+    script = (f"import peftbench as pb\ndf = pb.run(methods=['BitFit'], model={tiny_model!r}, dataset={tiny_csv!r}, "
+              f"ood_dataset={tiny_ood_csv!r}, preset='quick', train_size=48, epochs=1, db={str(db)!r})\n"
+              "print(df[['method', 'status']].to_string())\n")
+    proc = python(["-"], cwd=tmp_path, stdin=marked(script, marker))
+    assert_ran_once(proc, marker, db, 1)
+    assert "BitFit" in proc.stdout
 
 
 def test_python_dash_c(tmp_path, tiny_model, tiny_csv, tiny_ood_csv):
