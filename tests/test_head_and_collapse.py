@@ -85,3 +85,17 @@ def test_contended_timing_is_flagged():
     assert quiet["cpu_utilisation"] == pytest.approx(0.95)
     # the quiet one may still be flagged by the machine's real load average; never by its CPU share
     assert quiet["timing_note"] is None or "CPU time" not in quiet["timing_note"]
+
+
+def test_prompt_methods_pool_the_real_cls_token(tiny_model):
+    """P-tuning prepends 16 virtual tokens: the pooler must read [CLS] at position 16, not a virtual token."""
+    from peftbench.methods.prompts import ClsAfterPrompt
+
+    model = build_model(load_classifier(tiny_model, 2), parse_method("PromptTuning-len16"),
+                        BuildContext(total_steps=20, num_labels=2))
+    wrappers = [m for m in model.modules() if isinstance(m, ClsAfterPrompt)]
+    assert wrappers and all(w.offset == 16 for w in wrappers)
+    hidden = torch.randn(2, 16 + 5, 32)
+    w = wrappers[0]
+    assert torch.allclose(w(hidden), w.inner(hidden[:, 16:]))
+    assert torch.allclose(w(hidden), torch.tanh(w.inner.dense(hidden[:, 16])))

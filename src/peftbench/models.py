@@ -113,7 +113,8 @@ def untrained_pooler(model: nn.Module) -> nn.Module | None:
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] != "pooler" or "modules_to_save" in name:
             continue
-        dense = getattr(module, "dense", None)
+        inner = getattr(module, "inner", module)  # methods/prompts.ClsAfterPrompt wraps the pooler
+        dense = getattr(module, "dense", None) or getattr(inner, "dense", None)
         bias = getattr(dense, "bias", None)
         if bias is not None and not bool(bias.detach().abs().sum()):
             return module

@@ -15,17 +15,44 @@ def build_prefix(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
                                  prefix_projection=o["projection"]))
 
 
+class ClsAfterPrompt(nn.Module):
+    """A [CLS] pooler that reads the real [CLS] token behind `offset` prepended virtual tokens.
+
+    P-tuning and prompt tuning prepend their virtual tokens to the input embeddings, so a BERT pooler
+    (which reads position 0) would classify from the first virtual token: an input-independent embedding
+    that sees the text only through attention. Reading [CLS], as every other method does, keeps the
+    comparison fair."""
+
+    def __init__(self, pooler: nn.Module, offset: int):
+        super().__init__()
+        self.inner, self.offset = pooler, offset  # not "pooler": peft matches modules_to_save by suffix
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return self.inner(hidden_states[:, self.offset:], *args, **kwargs)
+
+
+def pool_after_prompt(model: nn.Module, tokens: int) -> nn.Module:
+    """Make the model's pooler (if it has one) read [CLS] behind `tokens` virtual tokens."""
+    for name, module in list(model.named_modules()):
+        if name.rsplit(".", 1)[-1] == "pooler" and module is not None and hasattr(module, "dense"):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, "pooler", ClsAfterPrompt(module, tokens))
+            break
+    return model
+
+
 def build_ptuning(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PromptEncoderConfig
 
-    return _wrap(model, _seq_cls(PromptEncoderConfig, num_virtual_tokens=o["tokens"],
-                                 encoder_hidden_size=o["encoder_hidden"]))
+    return _wrap(pool_after_prompt(model, o["tokens"]), _seq_cls(
+        PromptEncoderConfig, num_virtual_tokens=o["tokens"], encoder_hidden_size=o["encoder_hidden"]))
 
 
 def build_prompt(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PromptTuningConfig
 
-    return _wrap(model, _seq_cls(PromptTuningConfig, num_virtual_tokens=o["tokens"]))
+    return _wrap(pool_after_prompt(model, o["tokens"]), _seq_cls(PromptTuningConfig,
+                                                                 num_virtual_tokens=o["tokens"]))
 
 
 PREFIX = MethodFamily(
