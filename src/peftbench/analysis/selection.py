@@ -48,12 +48,7 @@ def _filter(records: pd.DataFrame, values: pd.Series, wanted: str | None, option
 
 def reportable(records: pd.DataFrame) -> pd.DataFrame:
     """Pruned and unchosen tuning candidates never enter scores: peftbench.stats.reportable decides."""
-    fn = getattr(stats, "reportable", None)  # merge: stats.reportable lands with the stats branch
-    if fn is not None:
-        return fn(records)
-    if "status" in records:  # merge: until then, at least keep only finished trials
-        records = records[records["status"].isin(["ok"]) | records["status"].isna()]
-    return records
+    return stats.reportable(records)
 
 
 def collapsed_mask(records: pd.DataFrame) -> pd.Series:
@@ -82,7 +77,7 @@ def select_records(records: pd.DataFrame, setup: str | None = None, model: str |
                       pd.Series("None", index=records.index), model, "--model")
     records = _filter(records, _dataset_of(records), dataset, "--dataset")
     label = None
-    if "setup" in records:  # merge: the store adds `setup` / `setup_label`; older records have neither
+    if "setup" in records:  # hand-built frames may lack the store's `setup` / `setup_label` columns
         keys = records["setup"].astype(str)
         if setup is not None:
             records = _filter(records, keys, setup, "--setup")
