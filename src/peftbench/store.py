@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS trials (
     family TEXT NOT NULL,
     seed INTEGER NOT NULL,
     train_size INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cancelled')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cancelled', 'pruned')),
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     spec_json TEXT NOT NULL,

@@ -24,6 +24,8 @@ class TrainResult:
     samples: int
     final_loss: float
     first_step_time: float  # wall-clock (time.time) when the first step began
+    stopped: bool = False  # the checkpoint asked to stop before the last step (a pruned tuning candidate)
+    checkpoint_seconds: float = 0.0  # time spent in the checkpoint: left out of `seconds`
 
 
 def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -41,7 +43,8 @@ def total_steps(n: int, spec: TrainSpec) -> int:
 
 def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float, seed: int,
           device: torch.device, pad_id: int, on_step: Callable[[int, int, float], None] | None = None,
-          ) -> TrainResult:
+          checkpoint: Callable[[int], bool] | None = None) -> TrainResult:
+    """`checkpoint(step)` runs after each step (tuning scores validation there); True stops training."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     steps_total = total_steps(len(data), spec)
@@ -51,7 +54,7 @@ def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float
     adalora = getattr(getattr(model, "base_model", None), "update_and_allocate", None)
     autocast = spec.bf16 and device.type == "cuda"
     model.train()
-    step, samples, loss_value = 0, 0, float("nan")
+    step, samples, loss_value, stopped, paused = 0, 0, float("nan"), False, 0.0
     first_step_time = time.time()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -74,8 +77,16 @@ def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float
             if on_step is not None and (step % 5 == 0 or step == steps_total):
                 loss_value = float(loss.detach())
                 on_step(step, steps_total, loss_value)
+            if checkpoint is not None:
+                t_pause = time.perf_counter()
+                stopped = checkpoint(step) and step < steps_total
+                paused += time.perf_counter() - t_pause
+                if stopped:
+                    break
+        if stopped:
+            break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - paused
     del opt, sched
-    return TrainResult(seconds, step, samples, float(loss.detach()), first_step_time)
+    return TrainResult(seconds, step, samples, float(loss.detach()), first_step_time, stopped, paused)

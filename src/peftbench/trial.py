@@ -23,6 +23,7 @@ from .measure.provenance import provenance
 from .methods import BuildContext, build_model, family
 from .models import load_classifier
 from .train import total_steps, train
+from .tuning_child import rungs_for
 
 RECORD_VERSION = 1
 Progress = Callable[[dict[str, Any]], None]
@@ -103,9 +104,11 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     del batch
 
     say({"phase": "train", "step": 0, "total": steps})
+    rungs = rungs_for(spec, data, model, device, steps)  # None unless a --tune candidate that may be pruned
     result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
                    data.pad_token_id,
-                   on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}))
+                   on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}),
+                   checkpoint=rungs)
     record.update(
         startup_seconds=(result.first_step_time - spawned_at) if spawned_at else None,
         entered_to_first_step_seconds=result.first_step_time - entered,
@@ -124,6 +127,10 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     bf16 = spec.train.bf16
     val = ev.evaluate(model, data.validation, device, data.pad_token_id, bf16)
     record.update({f"val_{k}": v for k, v in val.items()})
+    if rungs is not None:
+        record.update(rungs.fields())
+        if rungs.pruned:  # stopped by the search: validation figures only, the test split is never read
+            return rungs.pruned_record(record, entered)
     test_set = _test_subset(spec, data)
     test_preds, test_loss = ev.predict(model, test_set, device, data.pad_token_id, bf16=bf16)
     test = ev.metrics(test_set.labels, test_preds, test_loss)
