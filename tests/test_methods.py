@@ -8,6 +8,11 @@ from peftbench.methods import FAMILIES, PRESETS, SEED_PRESETS, BuildContext, bui
 from peftbench.models import attention_targets, load_classifier
 
 CTX = BuildContext(total_steps=100, num_labels=2)
+HEAD = (32 * 2 + 2) + (32 * 32 + 32)  # classifier + pooler (random init: untrained, so part of the head)
+
+
+def _in_head(name: str) -> bool:
+    return name.startswith("classifier.") or name.startswith("bert.pooler.")
 
 
 def _built(model_path, name):
@@ -22,7 +27,8 @@ def test_trainable_count_equals_peft(tiny_model, name):
     model, counts = _built(tiny_model, name)
     peft_trainable, peft_all = model.get_nb_trainable_parameters()
     assert counts["trainable_params"] == peft_trainable
-    assert counts["head_params"] == 32 * 2 + 2  # the classifier head trains with every method
+    # the head trains with every method: the classifier, and the tiny model's untrained pooler with it
+    assert counts["head_params"] == HEAD
     assert counts["adapter_params"] == peft_trainable - counts["head_params"]
     assert 0 < counts["trainable_pct"] < 100
 
@@ -31,10 +37,10 @@ def test_bitfit_is_biases_and_head_by_hand(tiny_model):
     model, counts = _built(tiny_model, "BitFit")
     base = load_classifier(tiny_model, 2)
     by_hand = sum(p.numel() for n, p in base.named_parameters()
-                  if n.endswith(".bias") or n.startswith("classifier."))
+                  if n.endswith(".bias") or _in_head(n))
     assert counts["trainable_params"] == by_hand
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert all(n.endswith(".bias") or n.startswith("classifier.") for n in trained)
+    assert all(n.endswith(".bias") or _in_head(n) for n in trained)
     assert "classifier.weight" in trained
     assert saved_parameter_count(model) == by_hand  # ships what changed, not the whole model
 

@@ -5,6 +5,7 @@ import pytest
 from peftbench.config import TrialSpec
 from peftbench.data.prepared import prepare_data
 from peftbench.methods import parse_method
+from peftbench.predictions import decode
 from peftbench.trial import run_trial
 
 REQUIRED = [
@@ -12,8 +13,10 @@ REQUIRED = [
     "trainable_pct", "train_seconds", "seconds_per_epoch", "train_samples_per_s", "peak_rss_mb", "baseline_rss_mb",
     "peak_cuda_allocated_mb", "peak_cuda_reserved_mb", "flops_per_step", "train_flops", "accuracy", "f1",
     "precision", "recall", "eval_loss", "val_loss", "latency_p50_ms", "latency_p95_ms", "throughput_per_s",
-    "inference_peak_rss_mb", "adapter_bytes", "ood_accuracy", "robustness", "perturbed_typo_accuracy",
-    "perturbed_word_dropout_accuracy", "perturbed_word_swap_accuracy", "perturbed_case_accuracy", "provenance",
+    "inference_peak_rss_mb", "adapter_bytes", "ood_accuracy", "ood_balanced_accuracy", "robustness_drop",
+    "perturbed_typo_accuracy", "perturbed_word_dropout_accuracy", "perturbed_word_swap_accuracy", "provenance",
+    "peak_rss_net_mb", "train_cpu_seconds", "cpu_utilisation", "timing_contended", "collapsed",
+    "test_predictions", "test_labels", "val_predictions", "val_majority_rate", "latency_p25_ms", "latency_p75_ms",
 ]
 
 
@@ -41,6 +44,17 @@ def test_lora_record_complete(tiny_model, tiny_data_spec, tiny_train_spec, prepa
     prov = rec["provenance"]
     assert prov["versions"]["torch"] and prov["data"]["split_hash"] and prov["cpu"]
     assert prov["data"]["split_sizes"]["test"] == 80
+    # per-row predictions are stored, in test order, so every interval can be recomputed from the store
+    preds, labels = decode(rec["test_predictions"]), decode(rec["test_labels"])
+    assert len(preds) == len(labels) == rec["test_size"] == 80
+    assert abs((preds == labels).mean() - rec["accuracy"]) < 1e-12
+    assert rec["peak_rss_net_mb"] == pytest.approx(rec["peak_rss_mb"] - rec["baseline_rss_mb"])
+    assert rec["latency_p25_ms"] <= rec["latency_p50_ms"] <= rec["latency_p75_ms"]
+    # robustness is a drop in accuracy on the same rows, never a ratio
+    n = rec["perturbation_rows"]
+    clean = (preds[:n] == labels[:n]).mean()
+    typo = (decode(rec["perturbed_typo_predictions"]) == labels[:n]).mean()
+    assert rec["robustness_drop_typo"] == pytest.approx(typo - clean)
 
 
 def test_full_finetuning_learns_the_tiny_task(tiny_model, tiny_data_spec, tiny_train_spec):

@@ -95,11 +95,29 @@ def attention_targets(model: nn.Module) -> list[str]:
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """Names of the classification head modules (trained by every method)."""
+    """Names of the classification head modules, trained by every method: the classifier, plus the pooler
+    when the checkpoint's pooler was never trained (see `untrained_pooler`)."""
     names = [n for n in ("classifier", "score") if hasattr(model, n)]
     if not names:
         raise PeftbenchError(f"{type(model).__name__} has no classifier/score head")
-    return names
+    return names + (["pooler"] if untrained_pooler(model) is not None else [])
+
+
+def untrained_pooler(model: nn.Module) -> nn.Module | None:
+    """The model's [CLS] pooler if its checkpoint never trained it, else None.
+
+    Sentence-embedding checkpoints such as all-MiniLM were trained with mean pooling: their BERT pooler
+    keeps its initial all-zero bias. Frozen, it would make every PEFT method classify through a fixed
+    random projection while full fine-tuning trains it, so it belongs to the head. Detected by an all-zero
+    bias on the pooler's dense layer (a trained pooler's bias is never exactly zero)."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] != "pooler" or "modules_to_save" in name:
+            continue
+        dense = getattr(module, "dense", None)
+        bias = getattr(dense, "bias", None)
+        if bias is not None and not bool(bias.detach().abs().sum()):
+            return module
+    return None
 
 
 def offline_by_default() -> None:

@@ -22,10 +22,11 @@ from .measure import inference, memory, params, size
 from .measure.provenance import provenance
 from .methods import BuildContext, build_model, family
 from .models import load_classifier
+from .predictions import encode
 from .train import total_steps, train
 from .tuning_child import rungs_for
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -88,6 +89,8 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     train_set = data.train_pool.take(spec.train.train_size)
     base = load_classifier(spec.model, data.num_labels)
     base_params, heads = params.base_parameter_count(base)
+    record["head_modules"] = heads
+    record["head_learning_rate"] = spec.method.head_learning_rate
     steps = total_steps(len(train_set), spec.train)
     model = build_model(base, spec.method, BuildContext(total_steps=steps, num_labels=data.num_labels))
     record.update(params.count_parameters(model, base_params, heads))
@@ -104,11 +107,12 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     del batch
 
     say({"phase": "train", "step": 0, "total": steps})
+    load_before = os.getloadavg()[0]
     rungs = rungs_for(spec, data, model, device, steps)  # None unless a --tune candidate that may be pruned
     result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
                    data.pad_token_id,
                    on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}),
-                   checkpoint=rungs)
+                   head_lr=spec.method.head_learning_rate, head_names=tuple(heads), checkpoint=rungs)
     record.update(
         startup_seconds=(result.first_step_time - spawned_at) if spawned_at else None,
         entered_to_first_step_seconds=result.first_step_time - entered,
@@ -120,22 +124,32 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
         achieved_flops_per_s=step_flops * result.steps / result.seconds,
         peak_rss_mb=memory.peak_rss_mb(),
     )
+    # Training memory is what the trial added to its process: the baseline holds the preloaded libraries.
+    record["peak_rss_net_mb"] = record["peak_rss_mb"] - baseline_rss
+    record.update(timing_load(result, device, load_before))
     record["peak_cuda_allocated_mb"], record["peak_cuda_reserved_mb"] = memory.cuda_peaks_mb(device)
 
     say({"phase": "evaluate"})
     t_eval = time.perf_counter()
     bf16 = spec.train.bf16
-    val = ev.evaluate(model, data.validation, device, data.pad_token_id, bf16)
+    # Validation: every choice (collapse mark, tuning, rank, winners) reads this, never the test split.
+    val_preds, val_loss = ev.predict(model, data.validation, device, data.pad_token_id, bf16=bf16)
+    val = ev.metrics(data.validation.labels, val_preds, val_loss)
     record.update({f"val_{k}": v for k, v in val.items()})
+    record.update(val_predictions=encode(val_preds), val_labels=encode(data.validation.labels),
+                  val_majority_rate=ev.majority_rate(data.validation.labels))
+    record["collapsed"], record["collapse_reason"] = ev.detect_collapse(data.validation.labels, val_preds)
     if rungs is not None:
         record.update(rungs.fields())
         if rungs.pruned:  # stopped by the search: validation figures only, the test split is never read
             return rungs.pruned_record(record, entered)
+    # The test split: read once, here, for the reported figures only.
     test_set = _test_subset(spec, data)
     test_preds, test_loss = ev.predict(model, test_set, device, data.pad_token_id, bf16=bf16)
     test = ev.metrics(test_set.labels, test_preds, test_loss)
     record.update({k: v for k, v in test.items() if k != "loss"}, eval_loss=test["loss"],
-                  test_size=len(test_set))
+                  test_size=len(test_set), test_predictions=encode(test_preds),
+                  test_labels=encode(test_set.labels), test_majority_rate=ev.majority_rate(test_set.labels))
     record.update(generalization(model, data, test_preds, device, bf16))
     record["eval_seconds"] = time.perf_counter() - t_eval
 
@@ -160,28 +174,65 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
 
 def generalization(model, data: PreparedData, test_preds: np.ndarray, device: torch.device,
                    bf16: bool) -> dict[str, Any]:
-    """Out-of-domain accuracy, and accuracy under each perturbation of the first test rows.
+    """Out-of-domain figures, and the accuracy drop under each perturbation of the first test rows.
 
-    Robustness = mean perturbed accuracy / clean accuracy on those same rows (clean predictions are
-    the test predictions already made, so the ratio compares like with like)."""
+    A drop is perturbed minus clean accuracy on the same rows (negative = worse), so a collapsed model
+    shows no drop rather than perfect robustness, and noise above zero stays visibly noise."""
     out: dict[str, Any] = {}
     if data.ood is not None:
-        ood = ev.evaluate(model, data.ood, device, data.pad_token_id, bf16)
-        out.update(ood_accuracy=ood["accuracy"], ood_f1=ood["f1"])
+        ood_preds, _ = ev.predict(model, data.ood, device, data.pad_token_id, bf16=bf16)
+        ood = ev.metrics(data.ood.labels, ood_preds)
+        out.update(ood_accuracy=ood["accuracy"], ood_balanced_accuracy=ood["balanced_accuracy"],
+                   ood_f1=ood["f1"], ood_predictions=encode(ood_preds), ood_labels=encode(data.ood.labels))
     else:
-        out.update(ood_accuracy=None, ood_f1=None)
+        out.update(ood_accuracy=None, ood_balanced_accuracy=None, ood_f1=None)
+    out["perturbations_skipped"] = dict(getattr(data, "perturbations_skipped", {}) or {})
     if data.perturbed:
         n = len(next(iter(data.perturbed.values())))
         if len(test_preds) < n:  # evaluation was restricted to fewer rows than were perturbed
             test_preds, _ = ev.predict(model, data.test.take(n), device, data.pad_token_id, bf16=bf16)
         clean = float((test_preds[:n] == data.test.labels[:n]).mean())
+        out["perturbation_rows"] = n
         out["clean_subset_accuracy"] = clean
-        accs = {}
+        drops = []
         for kind, pset in data.perturbed.items():
-            accs[kind] = ev.evaluate(model, pset, device, data.pad_token_id, bf16)["accuracy"]
-            out[f"perturbed_{kind}_accuracy"] = accs[kind]
-        out["robustness"] = (float(np.mean(list(accs.values()))) / clean) if clean > 0 else None
+            preds, _ = ev.predict(model, pset, device, data.pad_token_id, bf16=bf16)
+            accuracy = float((preds == pset.labels).mean())
+            out[f"perturbed_{kind}_accuracy"] = accuracy
+            out[f"perturbed_{kind}_predictions"] = encode(preds)
+            out[f"robustness_drop_{kind}"] = accuracy - clean
+            drops.append(accuracy - clean)
+        out["robustness_drop"] = float(np.mean(drops)) if drops else None
     return out
+
+
+def timing_load(result, device: torch.device, load_before: float) -> dict[str, Any]:
+    """CPU time beside wall time, and the load: a timing taken while other work shared the machine is
+    flagged, not stored as if clean. On CPU, a quiet machine gives CPU time close to wall x threads."""
+    threads = torch.get_num_threads()
+    load_after = os.getloadavg()[0]
+    cores = default_threads()
+    utilisation = result.cpu_seconds / (result.seconds * threads) if result.seconds > 0 else None
+    out = {"train_cpu_seconds": result.cpu_seconds, "threads": threads, "cpu_utilisation": utilisation,
+           "load_avg_start": load_before, "load_avg_end": load_after, "timing_contended": False,
+           "timing_note": None}
+    if device.type != "cpu" or utilisation is None:
+        return out
+    reasons = []
+    if utilisation < CONTENDED_UTILISATION:
+        reasons.append(f"CPU time {result.cpu_seconds:.0f} s over {result.seconds:.0f} s x {threads} threads "
+                       f"({utilisation:.0%})")
+    # this trial's own threads account for up to `threads` of the load average
+    if max(load_before, load_after) > cores + CONTENDED_EXTRA_LOAD:
+        reasons.append(f"load average {max(load_before, load_after):.1f} on {cores} cores")
+    if reasons:
+        out.update(timing_contended=True, timing_note="other work shared the machine: " + "; ".join(reasons))
+    return out
+
+
+# Thresholds for flagging a CPU timing as contended (see timing_load).
+CONTENDED_UTILISATION = 0.6
+CONTENDED_EXTRA_LOAD = 1.0
 
 
 def merged_measurements(model, data: PreparedData, spec: TrialSpec, device: torch.device) -> dict[str, Any]:
@@ -197,6 +248,7 @@ def merged_measurements(model, data: PreparedData, spec: TrialSpec, device: torc
     lat = inference.latency_ms(merged, data.test, spec.train.latency_runs, device, data.pad_token_id)
     return {
         "merged_latency_p50_ms": lat["latency_p50_ms"], "merged_latency_p95_ms": lat["latency_p95_ms"],
+        "merged_latency_p25_ms": lat["latency_p25_ms"], "merged_latency_p75_ms": lat["latency_p75_ms"],
         "merged_throughput_per_s": inference.throughput_per_s(merged, data.test, spec.train.throughput_batches,
                                                               device, data.pad_token_id),
         "merge_max_logit_diff": float((before - after).abs().max()),

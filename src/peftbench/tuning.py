@@ -98,7 +98,8 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
         cands = []
         for lr in lrs:
             name = spec.method.name if lr == fam.default_lr else f"{spec.method.name}:lr={lr:g}"
-            method = dataclasses.replace(spec.method, name=name, learning_rate=lr)
+            method = dataclasses.replace(spec.method, name=name, learning_rate=lr,
+                                         head_learning_rate=_head_lr(spec.method, lr))
             cands.append(dataclasses.replace(spec, method=method, tune_group=spec.method.name))
         if len({c.method.name for c in cands}) != len(cands):
             raise PeftbenchError(f"two learning rates tried for {spec.method.name} print the same "
@@ -116,6 +117,16 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
                                 reduction_factor=REDUCTION_FACTOR, rung_val_rows=val_rows)
                 out.append(dataclasses.replace(c, tune=link))
     return out
+
+
+def _head_lr(method, lr: float) -> float | None:
+    """The head's rate follows the candidate's (capped, as parse_method does) unless the user set it."""
+    from .methods import default_head_lr
+
+    base = method.head_learning_rate
+    if base is None:  # no rate of its own: the head trains at the candidate's rate
+        return None
+    return default_head_lr(lr) if base == default_head_lr(method.learning_rate) else base
 
 
 def journal_path(db: str | Path) -> Path:

@@ -73,6 +73,7 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
         k, v = item.split("=", 1)
         given[k.strip()] = v.strip()
     lr = given.pop("lr", None)
+    head_lr = given.pop("head_lr", None)
     if head.lower() in lower:
         preset = lower[head.lower()]
         fam_name, options = PRESETS[preset]
@@ -96,8 +97,30 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
         # A learning rate other than the family's default is part of the name: results are grouped by
         # name, and two learning rates must never pass for two seeds of one method.
         name = f"{name}:lr={learning_rate:g}"
-    return MethodSpec(name=name, family=fam_name, options=resolved,
-                      learning_rate=learning_rate if learning_rate is not None else fam.default_lr)
+    learning_rate = learning_rate if learning_rate is not None else fam.default_lr
+    head_rate = default_head_lr(learning_rate)
+    if head_lr is not None:
+        try:
+            given_head = float(head_lr)
+        except ValueError:
+            raise PeftbenchError(f"head learning rate in {text!r} must be a number, got {head_lr!r}") from None
+        if not given_head > 0:
+            raise PeftbenchError(f"head learning rate must be positive, got {given_head}")
+        if given_head != head_rate:
+            name = f"{name}:head_lr={given_head:g}"
+        head_rate = given_head
+    return MethodSpec(name=name, family=fam_name, options=resolved, learning_rate=learning_rate,
+                      head_learning_rate=head_rate)
+
+
+# The classifier head (and an untrained pooler) is a dense layer trained from scratch by every method. It
+# trains at the method's rate, capped here: AdamW steps sized for soft prompts or prefixes (1e-2 and up)
+# throw a dense layer around. Chosen on validation; see `peftbench methods`.
+HEAD_LR_CAP = 3e-3
+
+
+def default_head_lr(learning_rate: float) -> float:
+    return min(learning_rate, HEAD_LR_CAP)
 
 
 def _method_text(head: str, options: dict[str, str]) -> str:

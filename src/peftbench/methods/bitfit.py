@@ -11,9 +11,9 @@ from .base import BuildContext, MethodFamily
 
 
 def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
-    heads = tuple(f"{h}." for h in head_module_names(model))
+    heads = set(head_module_names(model))
     for name, p in model.named_parameters():
-        p.requires_grad_(name.endswith(".bias") or name.startswith(heads))
+        p.requires_grad_(name.endswith(".bias") or not heads.isdisjoint(name.split(".")))
     return model
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import PeftbenchError
-from ..models import attention_targets
+from ..models import attention_targets, head_module_names
 from .base import BuildContext, MethodFamily, Option, targets_option
 
 
@@ -31,8 +31,14 @@ def _seq_cls(peft_config_cls, **kwargs):
 
 
 def _wrap(model: nn.Module, config) -> nn.Module:
+    """get_peft_model, with every head module trained and saved: peft adds the classifier by itself, and an
+    untrained pooler (models.untrained_pooler) joins it so that no method classifies through a frozen
+    random projection."""
     from peft import get_peft_model
 
+    extra = [n for n in head_module_names(model) if n not in ("classifier", "score")]
+    if extra:
+        config.modules_to_save = sorted(set(config.modules_to_save or []) | set(extra))
     return get_peft_model(model, config)
 
 
@@ -48,12 +54,19 @@ def build_lora(model: nn.Module, o: dict[str, Any], ctx: BuildContext, *, bias: 
 def build_adalora(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
     from peft import AdaLoraConfig
 
-    # AdaLoRA prunes ranks on a schedule inside the run: warm-up (tinit) and final (tfinal) phases are
-    # fractions of the real number of steps, which only the runner knows.
+    # AdaLoRA prunes ranks on a schedule inside the run: a warm-up without pruning (tinit), a budget that
+    # shrinks every deltaT steps, then a final phase at the target budget (tfinal). In a short run the
+    # phases must be real fractions of it: squeezed into the first steps, pruning starts while the
+    # orthogonality penalty still dominates the loss and the adapter never learns.
     total = max(ctx.total_steps, 10)
+    tinit, tfinal = int(o["warmup_frac"] * total), int(o["final_frac"] * total)
+    if tinit + tfinal >= total:
+        raise PeftbenchError(f"adalora: warmup_frac + final_frac must leave steps to prune in, got "
+                             f"{o['warmup_frac']} + {o['final_frac']}")
     cfg = _seq_cls(AdaLoraConfig, init_r=o["init_r"], target_r=o["target_r"], lora_alpha=o["alpha"],
                    lora_dropout=o["dropout"], target_modules=resolve_targets(model, o["targets"]),
-                   total_step=total, tinit=int(0.1 * total), tfinal=int(0.2 * total), deltaT=max(1, total // 20))
+                   total_step=total, tinit=tinit, tfinal=tfinal,
+                   deltaT=max(1, (total - tinit - tfinal) // 10), orth_reg_weight=o["orth_reg"])
     return _wrap(model, cfg)
 
 
@@ -115,6 +128,9 @@ ADALORA = MethodFamily(
         "alpha": Option(16.0, float, "scaling numerator", minimum=0, exclusive=True),
         "dropout": Option(0.1, float, "dropout on the adapter input", minimum=0),
         "targets": targets_option(),
+        "warmup_frac": Option(0.3, float, "share of the steps trained before pruning starts (tinit)", minimum=0),
+        "final_frac": Option(0.3, float, "share of the steps trained at the final budget (tfinal)", minimum=0),
+        "orth_reg": Option(0.1, float, "weight of the orthogonality penalty (peft's default 0.5)", minimum=0),
     },
 )
 LOHA = MethodFamily(

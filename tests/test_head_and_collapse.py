@@ -1,0 +1,87 @@
+"""The fair head (an untrained pooler trains with the classifier, at the head's own rate), the collapse
+check, and the contention flag on timings."""
+
+import numpy as np
+import pytest
+import torch
+
+from peftbench.evaluate import constant_predictor_f1, detect_collapse
+from peftbench.methods import BuildContext, build_model, parse_method
+from peftbench.models import head_module_names, load_classifier, untrained_pooler
+from peftbench.predictions import decode, encode
+from peftbench.train import optimizer_groups
+
+
+def test_collapse_detector_flags_one_class_and_near_constant_f1():
+    labels = np.array([0] * 58 + [1] * 42)
+    one_class = np.zeros(100, dtype=np.int64)
+    assert detect_collapse(labels, one_class)[0]
+    assert "100% of validation predictions are class 0" in detect_collapse(labels, one_class)[1]
+    # 94% one class is under the share threshold, but its macro-F1 is no better than a constant's
+    nearly = one_class.copy()
+    nearly[:6] = 1  # six wrong "1"s among true zeros
+    collapsed, reason = detect_collapse(labels, nearly)
+    assert collapsed and "constant predictor" in reason
+    # a model that learned something is not collapsed
+    good = labels.copy()
+    good[:10] = 1 - good[:10]
+    assert detect_collapse(labels, good) == (False, None)
+
+
+def test_constant_predictor_f1_is_the_best_constant():
+    labels = np.array([0, 0, 0, 1])
+    # predicting 0 always: F1(class0)=2*.75/(1.75)=0.857, F1(class1)=0 -> macro 0.4286
+    assert constant_predictor_f1(labels) == pytest.approx(0.428571, abs=1e-5)
+
+
+def test_predictions_round_trip():
+    for arr in (np.array([0, 1, 1, 0]), np.arange(40), np.array([], dtype=np.int64)):
+        assert np.array_equal(decode(encode(arr)), arr)
+
+
+def test_untrained_pooler_joins_the_head(tiny_model):
+    model = load_classifier(tiny_model, 2)
+    assert untrained_pooler(model) is not None  # random init: the pooler bias is zero
+    assert head_module_names(model) == ["classifier", "pooler"]
+    with torch.no_grad():
+        model.bert.pooler.dense.bias.fill_(0.01)  # what a trained pooler looks like
+    assert untrained_pooler(model) is None and head_module_names(model) == ["classifier"]
+
+
+@pytest.mark.parametrize("method", ["LoRA-r8", "PrefixTuning-len16", "PromptTuning-len16", "BitFit", "IA3"])
+def test_every_method_trains_an_untrained_pooler_as_head(tiny_model, method):
+    model = build_model(load_classifier(tiny_model, 2), parse_method(method),
+                        BuildContext(total_steps=20, num_labels=2))
+    pooler = [p for n, p in model.named_parameters() if ".pooler." in n and p.requires_grad]
+    assert sum(p.numel() for p in pooler) == 32 * 32 + 32  # dense weight + bias of the 32-wide tiny BERT
+
+
+def test_head_has_its_own_learning_rate_capped_for_prompt_methods(tiny_model):
+    spec = parse_method("PrefixTuning-len16")
+    assert spec.learning_rate == pytest.approx(3e-2) and spec.head_learning_rate == pytest.approx(3e-3)
+    assert parse_method("Full").head_learning_rate == parse_method("Full").learning_rate
+    custom = parse_method("lora:head_lr=1e-4")
+    assert custom.head_learning_rate == pytest.approx(1e-4) and ":head_lr=0.0001" in custom.name
+    model = build_model(load_classifier(tiny_model, 2), spec, BuildContext(total_steps=20, num_labels=2))
+    groups = optimizer_groups(model, 0.01, spec.learning_rate, spec.head_learning_rate, ("classifier", "pooler"))
+    head_ids = {id(p) for n, p in model.named_parameters()
+                if p.requires_grad and ("classifier" in n.split(".") or "pooler" in n.split("."))}
+    for g in groups:
+        in_head = {id(p) in head_ids for p in g["params"]}
+        assert len(in_head) == 1  # a group is all head or no head
+        assert g["lr"] == (spec.head_learning_rate if in_head.pop() else spec.learning_rate)
+
+
+def test_contended_timing_is_flagged():
+    from types import SimpleNamespace
+
+    from peftbench.trial import timing_load
+
+    torch.set_num_threads(2)
+    quiet = timing_load(SimpleNamespace(cpu_seconds=19.0, seconds=10.0), torch.device("cpu"), 0.0)
+    busy = timing_load(SimpleNamespace(cpu_seconds=6.0, seconds=10.0), torch.device("cpu"), 0.0)
+    assert busy["timing_contended"] and "30%" in busy["timing_note"]
+    assert busy["cpu_utilisation"] == pytest.approx(0.3)
+    assert quiet["cpu_utilisation"] == pytest.approx(0.95)
+    # the quiet one may still be flagged by the machine's real load average; never by its CPU share
+    assert quiet["timing_note"] is None or "CPU time" not in quiet["timing_note"]
