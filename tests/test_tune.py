@@ -240,3 +240,23 @@ def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, t
     assert {m for m, _s, _r in rows} == {"BitFit", "BitFit:lr=30"}
     assert all(json.loads(r)["tune_group"] == "BitFit" for _m, _s, r in rows)
     assert np.all([s in ("ok", "pruned") for _m, s, _r in rows])
+
+
+def test_config_file_tune_keys(tmp_path):
+    from peftbench.cli import _tune_options
+    from peftbench.config import load_config_file
+    from peftbench.errors import PeftbenchError
+
+    good = tmp_path / "good.yaml"
+    good.write_text("tune: true\ntune_lr_factors: [1, 0.5, 3]\n")
+    cfg = load_config_file(good)
+    assert _tune_options(cfg, None, None) == (True, (1.0, 0.5, 3.0))
+    assert _tune_options(cfg, False, None) == (False, None)  # the command line wins (--no-tune)
+    assert _tune_options({"tune": True, "tune_lr_factors": "1,2"}, None, None) == (True, (1.0, 2.0))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tune: please\n")
+    with pytest.raises(PeftbenchError, match="tune must be true or false"):
+        load_config_file(bad)
+    bad.write_text("tune_lr_factors: [1, fast]\n")
+    with pytest.raises(PeftbenchError, match="tune_lr_factors must be a list of numbers"):
+        load_config_file(bad)

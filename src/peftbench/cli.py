@@ -154,9 +154,9 @@ def _tune_options(cfg: dict, tune: Optional[bool], tune_lr_factors: Optional[str
     if isinstance(raw, str):
         raw = _split(raw)
     factors = parse_lr_factors(raw)
-    if factors is not None and not on:
+    if tune_lr_factors is not None and not on:  # (a config file's factors wait for tune: true)
         raise PeftbenchError("--tune-lr-factors needs --tune")
-    return on, factors
+    return on, factors if on else None
 
 
 def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend="local",
