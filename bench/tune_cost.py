@@ -6,7 +6,7 @@ temporary stores, after the forkserver has started (its one-time imports are in 
 study's default candidates are the untuned trials plus two validation scores, so the script also checks that
 each default candidate's validation accuracy equals its untuned trial's.
 
-    .venv/bin/python bench/tune_cost.py                               # Full, LoRA-r8, BitFit; quick preset sizes
+    .venv/bin/python bench/tune_cost.py                  # Full, LoRA-r8, BitFit; quick preset sizes
     .venv/bin/python bench/tune_cost.py --methods BitFit --train-size 64   # smoke run
 """
 
@@ -75,9 +75,11 @@ def main() -> None:
         same = ""
         if r["method"] == r["tune_group"] and r["method"] in base.index:
             same = "yes" if base.loc[r["method"], "val_accuracy"] == r["val_accuracy"] else "NO"
-        rows.append([r["method"], r["status"], int(r["train_steps"]) if r.get("train_steps") == r.get("train_steps")
-                     else "-", ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()) if isinstance(scores, dict)
-                     else "-", C.fmt(r.get("val_accuracy"), ".3f"), C.fmt(r.get("trial_seconds"), ".1f"),
+        steps = r.get("train_steps")
+        rungs = ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()) if isinstance(scores, dict) else "-"
+        steps = int(steps) if steps is not None and steps == steps else "-"
+        rows.append([r["method"], r["status"], steps, rungs,
+                     C.fmt(r.get("val_accuracy"), ".3f"), C.fmt(r.get("trial_seconds"), ".1f"),
                      "✓" if r["chosen"] else "", same])
     C.print_table("candidates (tuned study)", ["candidate", "status", "steps", "rung val acc", "val acc",
                                                "trial s", "chosen", "= untuned val"], rows)
@@ -88,7 +90,8 @@ def main() -> None:
     C.write_json("tune_cost", {
         "methods": C.split_methods(args.methods), "train_size": train.train_size, "epochs": train.epochs,
         "threads": threads, "budget": budget, "untuned_wall_s": untuned_s, "tuned_wall_s": tuned_s,
-        "ratio": ratio, "target_ratio": TARGET_RATIO, "tuned_pruned": tuned_sum.pruned, "tuned_ok": tuned_sum.ok,
+        "ratio": ratio, "target_ratio": TARGET_RATIO, "tuned_pruned": tuned_sum.pruned,
+        "tuned_ok": tuned_sum.ok,
         "candidates": [dict(zip(["candidate", "status", "steps", "rungs", "val_acc", "trial_s", "chosen",
                                  "same_as_untuned"], r)) for r in rows],
     }, args.json)

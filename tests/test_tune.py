@@ -28,7 +28,8 @@ def base_specs(tiny_model, tiny_csv, tiny_ood_csv) -> list[TrialSpec]:
                     max_length=32, perturbation_size=30)
     # 25 steps an epoch, 100 in all: the first rung is at step 33, when the good rate has learnt the task.
     train = TrainSpec(train_size=400, epochs=4, batch_size=16, latency_runs=5, throughput_batches=1)
-    return [TrialSpec(study="tune-test", method=parse_method("Full"), model=tiny_model, data=data, train=train)]
+    return [TrialSpec(study="tune-test", method=parse_method("Full"), model=tiny_model, data=data,
+                      train=train)]
 
 
 def _tuned_run(specs: list[TrialSpec], db: Path, poison_test: bool = False, monkeypatch=None):
@@ -67,18 +68,22 @@ def test_candidate_ids_are_stable_and_untuned_ids_unchanged(base_specs):
     b = candidate_specs(base_specs, journal=None)  # where a candidate reports is not what it is
     assert [c.trial_id for c in a] == [c.trial_id for c in b]
     assert len({c.trial_id for c in a} | {spec.trial_id}) == len(a) + 1
-    assert a[0].method.name == "Full" and a[0].method.learning_rate == spec.method.learning_rate  # default first
+    assert a[0].method.name == "Full"  # the default first
+    assert a[0].method.learning_rate == spec.method.learning_rate
     assert [c.tune_group for c in a] == ["Full"] * 3
-    assert TrialSpec.from_dict(a[1].to_dict()) == a[1] and TrialSpec.from_dict(a[1].to_dict()).tune == a[1].tune
+    back = TrialSpec.from_dict(a[1].to_dict())
+    assert back == a[1] and back.tune == a[1].tune
 
 
 def test_round_robin_order_and_same_budget_for_every_method(base_specs):
     from peftbench.tuning import candidate_specs
 
-    specs = [dataclasses.replace(base_specs[0], method=parse_method(m)) for m in ("Full", "BitFit", "LoRA-r8")]
+    specs = [dataclasses.replace(base_specs[0], method=parse_method(m))
+             for m in ("Full", "BitFit", "LoRA-r8")]
     cands = candidate_specs(specs, journal=Path("j"))
     assert [c.tune_group for c in cands[:3]] == ["Full", "BitFit", "LoRA-r8"]
-    assert all(":lr=" not in c.method.name for c in cands[:3]) and all(":lr=" in c.method.name for c in cands[3:])
+    assert all(":lr=" not in c.method.name for c in cands[:3])
+    assert all(":lr=" in c.method.name for c in cands[3:])
     assert len({c.tune.budget for c in cands}) == 1 and "successive halving at 1/3" in cands[0].tune.budget
 
 
@@ -94,10 +99,12 @@ def test_tuned_run_stores_every_candidate_and_prunes_the_absurd_rate(clean):
         assert 0 <= r["val_accuracy"] <= 1 and r["val_predictions"]
     assert good["val_accuracy"] > bad["val_accuracy"]
     # pruned at the first rung: a third of the steps, and not one test figure
-    assert bad["tune_pruned_at_step"] == 33 and bad["train_steps"] == 33 and list(bad["tune_rung_scores"]) == ["33"]
+    assert bad["tune_pruned_at_step"] == 33 and bad["train_steps"] == 33
+    assert list(bad["tune_rung_scores"]) == ["33"]
     assert all(bad.get(k) is None or bad.get(k) != bad.get(k) for k in TEST_FIELDS)
     assert good["accuracy"] > 0.5 and good["test_predictions"]
-    assert list(good["tune_rung_scores"]) == ["33", "100"] and good["tune_rung_scores"]["100"] == good["val_accuracy"]
+    assert list(good["tune_rung_scores"]) == ["33", "100"]
+    assert good["tune_rung_scores"]["100"] == good["val_accuracy"]
     assert good["train_steps"] == 100 and good["tune_rung_scores"]["33"] > bad["tune_rung_scores"]["33"]
 
 
@@ -143,7 +150,7 @@ def test_choice_reads_validation_only(clean, base_specs, tmp_path, monkeypatch):
     assert a["val_accuracy"].to_dict() == b["val_accuracy"].to_dict()
     assert a["tune_rung_scores"].to_dict() == b["tune_rung_scores"].to_dict()
     chosen = a.index[a["chosen"]][0]
-    assert a.loc[chosen, "accuracy"] == pytest.approx(1 - b.loc[chosen, "accuracy"])  # the poison did reach test
+    assert a.loc[chosen, "accuracy"] == pytest.approx(1 - b.loc[chosen, "accuracy"])  # poison reached test
 
 
 def test_completed_candidate_matches_an_untuned_trial(clean, base_specs):
@@ -202,7 +209,8 @@ def test_ray_backend_runs_every_candidate_without_pruning(base_specs, tmp_path):
     (["--tune", "--methods", "BitFit:lr=1e-2"], "--tune searches the learning rate itself"),
     (["--tune", "--tune-grid", "1,3"], "No such option: --tune-grid"),
 ])
-def test_bad_tune_input_is_one_line_and_exit_2(args, phrase, tiny_model, tiny_csv, tmp_path, monkeypatch, capsys):
+def test_bad_tune_input_is_one_line_and_exit_2(args, phrase, tiny_model, tiny_csv, tmp_path, monkeypatch,
+                                               capsys):
     from peftbench.cli import main
     from peftbench.execute.local import LocalExecutor
 
@@ -211,8 +219,8 @@ def test_bad_tune_input_is_one_line_and_exit_2(args, phrase, tiny_model, tiny_cs
 
     monkeypatch.setattr(LocalExecutor, "run", started)
     db = tmp_path / "new" / "store.db"
-    argv = ["peftbench", "run", "--model", tiny_model, "--dataset", tiny_csv, "--no-ood", "--train-size", "32",
-            "--batch-size", "16", "--epochs", "1", "--db", str(db)]
+    argv = ["peftbench", "run", "--model", tiny_model, "--dataset", tiny_csv, "--no-ood",
+            "--train-size", "32", "--batch-size", "16", "--epochs", "1", "--db", str(db)]
     if "--methods" not in args:
         argv += ["--methods", "BitFit"]
     monkeypatch.setattr(sys, "argv", [*argv, *args])
@@ -229,10 +237,11 @@ def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, t
     import subprocess
 
     db = tmp_path / "cli.db"
-    proc = subprocess.run([sys.executable, "-m", "peftbench.cli", "run", "--tune", "--tune-lr-factors", "1,1e4",
-                           "--methods", "BitFit", "--model", tiny_model, "--dataset", tiny_csv, "--ood-dataset",
-                           tiny_ood_csv, "--train-size", "96", "--epochs", "1", "--batch-size", "16",
-                           "--max-length", "32", "--db", str(db)], capture_output=True, text=True, timeout=600)
+    args = ["run", "--tune", "--tune-lr-factors", "1,1e4", "--methods", "BitFit", "--model", tiny_model,
+            "--dataset", tiny_csv, "--ood-dataset", tiny_ood_csv, "--train-size", "96", "--epochs", "1",
+            "--batch-size", "16", "--max-length", "32", "--db", str(db)]
+    proc = subprocess.run([sys.executable, "-m", "peftbench.cli", *args], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "tuning: 2 learning rates per method, successive halving at 1/3 of the steps" in proc.stderr
     assert "tuning: candidates and the choice" in proc.stdout and "BitFit:lr=30" in proc.stdout

@@ -162,8 +162,8 @@ _WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers"
 _NUMBER = ("learning_rate", "trial_timeout")
 _LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
 _BOOLS = ("tune",)
-_MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks", "db",
-                 "tune_lr_factors")
+_MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
+                 "db", "tune_lr_factors")
 PRESETS = ("default", "quick")
 
 

@@ -141,8 +141,8 @@ def _store(store: Store, outcome: TrialOutcome) -> None:
         record = {**outcome.record, **tune, "status": outcome.status}
         store.finish(outcome.spec.trial_id, outcome.status, record)
     else:
-        store.finish(outcome.spec.trial_id, outcome.status,
-                     {**failure_record(outcome.spec, outcome.status, outcome.error or ""), **tune}, outcome.error)
+        record = {**failure_record(outcome.spec, outcome.status, outcome.error or ""), **tune}
+        store.finish(outcome.spec.trial_id, outcome.status, record, outcome.error)
 
 
 __all__ = ["Event", "RunSummary", "run_trials", "select_to_run"]

@@ -37,13 +37,15 @@ def parse_lr_factors(values: list[Any] | tuple[Any, ...] | None) -> tuple[float,
         return None
     if not values:
         raise PeftbenchError("--tune-lr-factors names no factor (give multiples of each method's default "
-                             "learning rate, e.g. 1,0.333,3, or leave it out for each family's own candidates)")
+                             "learning rate, e.g. 1,0.333,3, or leave it out for each family's own "
+                             "candidates)")
     out = []
     for v in values:
         try:
             f = float(v)
         except (TypeError, ValueError):
-            raise PeftbenchError(f"--tune-lr-factors must be numbers separated by commas, got {v!r}") from None
+            raise PeftbenchError(f"--tune-lr-factors must be numbers separated by commas, got {v!r}") \
+                from None
         if not (math.isfinite(f) and f > 0):
             raise PeftbenchError(f"--tune-lr-factors must be positive numbers, got {v!r}")
         out.append(f)
@@ -64,8 +66,8 @@ def candidate_lrs(default_lr: float, family_candidates: list[float],
 
 def search_name(spec: TrialSpec, group: str) -> str:
     """The Optuna study of one candidate group: same study, setup (model, data, training) and seed."""
-    setup = {"model": spec.model, "data": dataclasses.asdict(spec.data), "train": dataclasses.asdict(spec.train),
-             "eval_size": spec.eval_size}
+    setup = {"model": spec.model, "data": dataclasses.asdict(spec.data),
+             "train": dataclasses.asdict(spec.train), "eval_size": spec.eval_size}
     digest = hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{spec.study}|{group}|seed={spec.seed}|setup={digest}"
 
@@ -102,8 +104,9 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
                                          head_learning_rate=_head_lr(spec.method, lr))
             cands.append(dataclasses.replace(spec, method=method, tune_group=spec.method.name))
         if len({c.method.name for c in cands}) != len(cands):
-            raise PeftbenchError(f"two learning rates tried for {spec.method.name} print the same "
-                                 f"({', '.join(c.method.name for c in cands)}); space the factors further apart")
+            names = ", ".join(c.method.name for c in cands)
+            raise PeftbenchError(f"two learning rates tried for {spec.method.name} print the same ({names}); "
+                                 f"space the factors further apart")
         per_method.append(cands)
     n_lrs = str(counts.pop()) if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
     out = []
@@ -112,7 +115,8 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
             if k < len(cands):
                 c = cands[k]
                 val_rows = min(RUNG_VAL_ROWS, c.data.validation_size)
-                link = TuneLink(study_name=search_name(c, c.tune_group), storage=str(journal) if journal else None,
+                link = TuneLink(study_name=search_name(c, c.tune_group),
+                                storage=str(journal) if journal else None,
                                 budget=budget_text(n_lrs, journal is not None, val_rows),
                                 reduction_factor=REDUCTION_FACTOR, rung_val_rows=val_rows)
                 out.append(dataclasses.replace(c, tune=link))
@@ -152,7 +156,8 @@ def prepare(specs: list[TrialSpec], db: str | Path, executor, lr_factors: tuple[
     prunes = prunes_with(executor)
     cands = candidate_specs(specs, lr_factors, journal_path(db) if prunes else None)
     line = f"tuning: {cands[0].tune.budget}" if cands else "tuning: nothing to tune"
-    line += f"; the same for every method ({len(specs)} x {len(cands) // max(1, len(specs))} = {len(cands)} trials)"
+    per_method = len(cands) // max(1, len(specs))
+    line += f"; the same for every method ({len(specs)} x {per_method} = {len(cands)} trials)"
     if lr_factors is None:
         line += "; learning rates: each family's default, default/3 and default x 3 (`peftbench methods`)"
     else:
@@ -209,7 +214,7 @@ class TuningExecutor:
         storage = JournalStorage(JournalFileBackend(specs[0].tune.storage))
         running = Counter(s.tune.study_name for s in specs)
         for name, n in running.items():
-            if n == self.group_sizes.get(name):  # every candidate runs again (first run, --force): a new search
+            if n == self.group_sizes.get(name):  # all candidates run (first run, --force): a new search
                 try:
                     optuna.delete_study(study_name=name, storage=storage)
                 except KeyError:
@@ -249,11 +254,13 @@ def candidates_frame(records):
         return cands
     if "tune_search" not in cands.columns:
         cands["tune_search"] = None
-    key = cands["tune_search"].fillna(cands["study"] + "|" + cands["tune_group"] + "|" + cands["seed"].astype(str))
-    cands["search"] = key
+    fallback = cands["study"] + "|" + cands["tune_group"] + "|" + cands["seed"].astype(str)
+    cands["search"] = cands["tune_search"].fillna(fallback)
     cands["chosen"] = False
     for _, grp in cands.groupby("search", sort=False):
-        done = grp[(grp["status"] == "ok") & grp["val_accuracy"].notna()] if "val_accuracy" in grp else grp[:0]
+        if "val_accuracy" not in grp:
+            continue
+        done = grp[(grp["status"] == "ok") & grp["val_accuracy"].notna()]
         if not done.empty:
             cands.loc[done["val_accuracy"].astype(float).idxmax(), "chosen"] = True  # first maximum: earliest
     return cands
@@ -273,7 +280,8 @@ def tuning_table(records, title: str = "tuning: candidates and the choice (valid
     for _, grp in cands.groupby("search", sort=False):
         for _, r in grp.iterrows():
             rungs = r.get("tune_rung_scores")
-            rung_text = ", ".join(f"{k}: {v:.3f}" for k, v in rungs.items()) if isinstance(rungs, dict) else "-"
+            rung_text = ", ".join(f"{k}: {v:.3f}" for k, v in rungs.items()) \
+                if isinstance(rungs, dict) else "-"
             val = r.get("val_accuracy")
             lr = r.get("learning_rate")
             table.add_row(str(r["study"]), str(r["method"]), str(r["seed"]),
