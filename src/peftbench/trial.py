@@ -139,10 +139,11 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     record.update(val_predictions=encode(val_preds), val_labels=encode(data.validation.labels),
                   val_majority_rate=ev.majority_rate(data.validation.labels))
     record["collapsed"], record["collapse_reason"] = ev.detect_collapse(data.validation.labels, val_preds)
+    if rungs is not None and rungs.last_rung(val["accuracy"]):
+        # stopped by the search: validation figures only, the test split is never read
+        return rungs.pruned_record(record, entered)
     if rungs is not None:
         record.update(rungs.fields())
-        if rungs.pruned:  # stopped by the search: validation figures only, the test split is never read
-            return rungs.pruned_record(record, entered)
     # The test split: read once, here, for the reported figures only.
     test_set = _test_subset(spec, data)
     test_preds, test_loss = ev.predict(model, test_set, device, data.pad_token_id, bf16=bf16)

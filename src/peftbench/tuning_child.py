@@ -2,9 +2,9 @@
 
 The driver (tuning.py) made the Optuna study; this side asks for the candidate's Optuna trial, reports
 validation accuracy at the first rung (1/reduction_factor of the steps, on the first `rung_val_rows`
-validation rows) and at the last step (the whole validation split, so the last rung compares the very
-figure the choice uses), and stops training when Optuna's SuccessiveHalvingPruner says so. Only
-validation is read here: a pruned candidate never touches the test split.
+validation rows) and after the last step (the trial's own validation accuracy, so the last rung compares
+the very figure the choice uses, at no extra cost), and stops when Optuna's SuccessiveHalvingPruner says
+so. Only validation is read here: a pruned candidate never touches the test split.
 """
 
 from __future__ import annotations
@@ -63,17 +63,25 @@ class Rungs:
         return self.pruned_at is not None
 
     def __call__(self, step: int) -> bool:
-        if step != self.first and step != self.total:
+        """The first rung, during training (the last one is `last_rung`, once validation is scored)."""
+        if step != self.first or step >= self.total:
             return False
         t0 = time.perf_counter()
-        rows = self.data.validation if step == self.total else self.subset
-        value = self._accuracy(rows)
+        self._report(step, self._accuracy(self.subset))
+        self.seconds += time.perf_counter() - t0
+        return self.pruned
+
+    def last_rung(self, val_accuracy: float) -> bool:
+        """After training: the whole validation split's accuracy (the trial's own figure). True: pruned."""
+        if not self.pruned:
+            self._report(self.total, float(val_accuracy))
+        return self.pruned
+
+    def _report(self, step: int, value: float) -> None:
         self.scores[step] = value
         self.trial.report(value, step)
         if self.trial.should_prune():
             self.pruned_at = step
-        self.seconds += time.perf_counter() - t0
-        return self.pruned
 
     def _accuracy(self, rows: TokenizedSet) -> float:
         """Validation accuracy mid-training, leaving training exactly as it was (mode and random state), so
