@@ -161,7 +161,11 @@ CASES = [
     ("data-file-missing", ["--dataset", "{folder}/reviews.csv"], "does not exist"),
     ("unsupported-extension", ["--dataset", "{xlsx}"], "unsupported file type '.xlsx'"),
     ("ood-without-columns", ["--ood-dataset", "{ood_nocols}"], "no text column 'text'"),
-    ("ood-other-classes", ["--ood-dataset", "{ood_3class}"], "out-of-domain data has 3 classes"),
+    ("ood-other-classes", ["--ood-dataset", "{ood_3class}"],
+     "out-of-domain labels 'neg', 'neutral', 'pos' match no task label (task labels: negative, positive)"),
+    ("ood-label-map-not-pairs", ["--ood-dataset", "{ood_3class}", "--ood-label-map", "pos"], "is not OOD=TASK"),
+    ("ood-label-map-unknown-task-label", ["--ood-dataset", "{ood_3class}", "--ood-label-map", "pos=good"],
+     "names 'good', which the task does not have (task labels: negative, positive)"),
     # --- models ---
     ("model-without-weights", ["--model", "{model_no_weights}"], "has no weights"),
     ("model-without-config", ["--model", "{model_no_config}"], "has no config.json"),

@@ -20,12 +20,22 @@ from peftbench.analysis.curves import (
 
 
 def sized(rows: list[tuple[str, int, int, float]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["method", "train_size", "seed", "accuracy"])
+    """Validation accuracy = test accuracy unless a test says otherwise (each choice reads validation)."""
+    frame = pd.DataFrame(rows, columns=["method", "train_size", "seed", "accuracy"])
+    return frame.assign(val_accuracy=frame["accuracy"])
 
 
 def ranked(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"method": f"LoRA-r{r}", "lora_r": r, "seed": s, "accuracy": a,
+    return pd.DataFrame([{"method": f"LoRA-r{r}", "lora_r": r, "seed": s, "accuracy": a, "val_accuracy": a,
                           "trainable_params": 1000 * r, "trainable_pct": 0.01 * r} for r, s, a in rows])
+
+
+def poisoned(frame: pd.DataFrame, key: str, worst_becomes_best) -> pd.DataFrame:
+    """The test split turned upside down: the worst by validation gets the best test accuracy."""
+    out = frame.copy()
+    out["accuracy"] = 1.0 - out["val_accuracy"]
+    out.loc[worst_becomes_best(out), "accuracy"] = 0.999
+    return out
 
 
 def test_normalized_auc_by_hand():
@@ -73,9 +83,9 @@ def test_rank_within_tolerance_with_one_seed():
     choice = smallest_sufficient_rank(rows)  # best r=8 (.855); r=4 at exactly .855 - .01 counts
     assert (choice.rank, choice.best_rank) == (4, 8)
     assert choice.trainable_params == 4000 and choice.best_trainable_params == 8000
-    assert choice.criterion == "within 0.01 of the best"
+    assert choice.criterion == "within 0.01 of the best on validation"
     assert smallest_sufficient_rank(rows, tolerance=0.001).rank == 8
-    assert smallest_sufficient_rank(rows, tolerance=0.001).criterion == "it is the most accurate rank"
+    assert smallest_sufficient_rank(rows, tolerance=0.001).criterion == "it is the most accurate rank on validation"
     assert smallest_sufficient_rank(rows, tolerance=0.1).rank == 1
     assert smallest_sufficient_rank(ranked([])) is None
 
@@ -107,3 +117,41 @@ def test_rank_curve_columns():
     assert curve["rank"].tolist() == [1, 4]
     assert curve.loc[1, "accuracy"] == pytest.approx(.85) and curve.loc[1, "by_seed"] == {0: .8, 1: .9}
     assert curve.loc[1, "trainable_pct"] == pytest.approx(.04)
+
+
+# --- leak tests: the test split never chooses --------------------------------------------------------
+def test_rank_choice_does_not_move_when_the_test_split_is_poisoned():
+    rows = ranked([(1, 0, .80), (2, 0, .84), (4, 0, .845), (8, 0, .855), (16, 0, .85)])
+    clean = smallest_sufficient_rank(rows)
+    bad = poisoned(rows, "lora_r", lambda f: f["lora_r"] == 1)  # r=1 (worst on validation) best on test
+    choice = smallest_sufficient_rank(bad)
+    assert (choice.rank, choice.best_rank, choice.criterion) == (clean.rank, clean.best_rank, clean.criterion)
+    assert choice.accuracy == pytest.approx(1 - .845)  # the test figure is still reported, as it is
+    assert choice.val_accuracy == pytest.approx(.845) and choice.best_val_accuracy == pytest.approx(.855)
+    seeds = ranked([(2, 0, .84), (2, 1, .845), (4, 0, .860), (4, 1, .870), (8, 0, .866), (8, 1, .872)])
+    assert smallest_sufficient_rank(poisoned(seeds, "lora_r", lambda f: f["lora_r"] == 2)).rank == 4
+    assert smallest_sufficient_rank(ranked([]).assign(val_accuracy=[])) is None
+    no_val = ranked([(4, 0, .86), (8, 0, .87)]).drop(columns="val_accuracy")
+    assert smallest_sufficient_rank(no_val) is None  # no validation figure: no choice, never test
+
+
+def test_data_efficiency_winner_does_not_move_when_the_test_split_is_poisoned():
+    rows = sized([("Full", 100, 0, .55), ("Full", 1000, 0, .88), ("BitFit", 100, 0, .66), ("BitFit", 1000, 0, .83),
+                  ("Prefix", 100, 0, .50), ("Prefix", 1000, 0, .70)])
+    clean = best_by_size(rows)
+    bad = best_by_size(poisoned(rows, "method", lambda f: f["method"] == "Prefix"))
+    assert bad[["train_size", "method", "tied"]].values.tolist() == clean[["train_size", "method",
+                                                                          "tied"]].values.tolist()
+    assert bad["val_accuracy"].tolist() == clean["val_accuracy"].tolist()
+    assert bad["accuracy"].tolist() == pytest.approx([1 - .66, 1 - .88])  # the winners' test figures, reported
+
+
+def test_one_seed_curve_points_get_a_row_bootstrap_interval():
+    from peftbench.predictions import encode
+
+    labels = [0, 1] * 200
+    preds = labels[:320] + [1 - v for v in labels[320:]]  # 80% right on 400 rows
+    rows = sized([("A", 100, 0, .8)]).assign(test_predictions=encode(preds), test_labels=encode(labels))
+    half = accuracy_by_size(rows)["ci_half_width"].iloc[0]
+    assert half == pytest.approx(1.96 * math.sqrt(.8 * .2 / 400), rel=0.15)  # the normal approximation
+    assert math.isnan(accuracy_by_size(sized([("A", 100, 0, .8)]))["ci_half_width"].iloc[0])

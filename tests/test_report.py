@@ -5,20 +5,29 @@ escaped, missing studies are said not to have run, and a failed write leaves not
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_analysis import Profile, run_cli, sweep_trials, tradeoff_trials, write_store
+from test_analysis import (
+    Profile,
+    mixed_setups,
+    records_of,
+    run_cli,
+    sweep_trials,
+    tradeoff_trials,
+    write_store,
+)
 
 from peftbench.errors import PeftbenchError
 from peftbench.report import html as report_html
 from peftbench.store import Store
 
 EVIL = "<script>alert(1)</script>"
-EVIL_METHOD = {EVIL: Profile("lora", {"r": 2, "alpha": 4}, 80_000, .86, .85, 180, 1100, 2.0e11, .72, .90,
+EVIL_METHOD = {EVIL: Profile("lora", {"r": 2, "alpha": 4}, 80_000, .86, 180, 1100, 2.0e11, .72, -6.0,
                              12.0, 10.1, 250, 297, 300e3)}
 ALL_PLOTS = {"param_vs_accuracy", "time_vs_accuracy", "memory_vs_accuracy", "radar", "pareto",
              "data_efficiency", "rank_sweep"}
@@ -185,3 +194,33 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(PeftbenchError, match="is a directory"):
         report_html.write_report(records, Path(db), tmp_path)
     assert (tmp_path / "r_plots" / "notes.txt").read_text() == "mine"
+
+
+def test_report_marks_collapse_and_shows_confidence_intervals_and_setup(tmp_path):
+    records = records_of(tradeoff_trials() + sweep_trials()).assign(setup="a1b2", setup_label="MiniLM / embedded")
+    ada = records["method"] == "AdaLoRA"
+    records["collapse_reason"] = records["collapse_reason"].astype(object)
+    records.loc[ada, "collapsed"] = True
+    records.loc[ada, "collapse_reason"] = "97% of validation predictions are class 0"
+    text = report_html.write_report(records, tmp_path / "s.db", tmp_path / "r.html").html.read_text("utf-8")
+    assert "setup MiniLM / embedded - store" in text  # the setup in the header
+    assert re.search(r"<td class='t'>AdaLoRA( \*)? \[collapsed\]</td>", text) and "AdaLoRA (seed 0): 97% of validation predictions are class 0" in text
+    assert "left out as collapsed" in text  # and out of the scenarios and the Pareto front
+    scenarios = text.split("<h2>Recommendations for the five scenarios", 1)[1].split("<h2>", 1)[0]
+    assert "AdaLoRA" not in scenarios.split("left out as collapsed", 1)[1].split("</p>", 1)[1]
+    assert scenarios.count("Statistically tied with") == 5 and "<th>P(best)</th>" in scenarios
+    assert "P(on front)" in text
+    results = text.split("<h2>Results", 1)[1].split("<h2>", 1)[0]
+    assert "OOD bal. acc" in results and "robust drop pts" in results and "net train MB" in results
+    assert ">robust<" not in results  # the retired ratio
+    assert "min-max" not in text
+
+
+def test_report_refuses_a_mixed_store_until_a_setup_is_named(tmp_path):
+    records = mixed_setups()
+    with pytest.raises(PeftbenchError, match="2 setups: a1b2"):
+        report_html.write_report(records, tmp_path / "s.db", tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+    text = report_html.write_report(records, tmp_path / "s.db", tmp_path / "r.html",
+                                    setup="c3d4").html.read_text("utf-8")
+    assert "setup bert-base / imdb / 3 epochs" in text and "MiniLM-L6" not in text

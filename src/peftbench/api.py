@@ -20,13 +20,15 @@ from .studies import TRADEOFF_TRAIN, StudyOptions
 def study_options(*, model: str = EMBEDDED, dataset: str = EMBEDDED, text_column: str = "text",
                   label_column: str = "label", methods: list[str] | None = None, seeds: int = 1,
                   learning_rate: float | None = None, ood_dataset: str | None = None,
-                  train: TrainSpec | None = None, data: DataSpec | None = None, **train_overrides) -> StudyOptions:
+                  train: TrainSpec | None = None, data: DataSpec | None = None, resplit: bool = False,
+                  ood_label_map: dict[str, str] | str | None = None, **train_overrides) -> StudyOptions:
     """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=...) go to TrainSpec."""
     train = dataclasses.replace(train or TRADEOFF_TRAIN, **train_overrides)
     if data is None:
         ood = ood_dataset if ood_dataset is not None else (EMBEDDED if dataset == EMBEDDED else None)
         data = DataSpec(source=dataset, text_column=text_column, label_column=label_column, ood_source=ood,
-                        ood_text_column=text_column, ood_label_column=label_column)
+                        ood_text_column=text_column, ood_label_column=label_column, resplit=resplit,
+                        ood_label_map=ood_label_map)
     return StudyOptions(model=model, data=data, train=train, seeds=seeds, methods=methods,
                         learning_rate=learning_rate)
 

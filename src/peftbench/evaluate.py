@@ -16,7 +16,7 @@ COLLAPSE_F1_MARGIN = 0.02
 
 
 @torch.inference_mode()
-def predict(model, data: TokenizedSet, device: torch.device, pad_id: int, batch_size: int = 32,
+def predict(model, data: TokenizedSet, device: torch.device, pad_id: int, batch_size: int = 64,
             bf16: bool = False) -> tuple[np.ndarray, float]:
     """Predicted labels (in data order) and mean cross-entropy."""
     model.eval()

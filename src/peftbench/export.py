@@ -1,23 +1,41 @@
-"""Export records as JSON (nested provenance kept), CSV or Parquet (provenance flattened to a JSON string)."""
+"""Export every field of every record: JSON (nested fields kept), CSV or Parquet (nested fields as JSON).
+
+Per-row predictions are exported as stored (compact strings, `peftbench.predictions.decode`), every tuning
+candidate too: export is the raw store, the tables are the reportable view.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import PeftbenchError
+from .store import json_default
+
+
+def _nested(v) -> bool:
+    if isinstance(v, (dict, list, tuple)):
+        return True
+    return isinstance(v, np.ndarray)
 
 
 def _flat(records: pd.DataFrame) -> pd.DataFrame:
+    """Nested fields (provenance, perturbations_skipped, lists) as JSON text; in columns of mixed kinds a
+    missing value is None rather than NaN, so Parquet does not refuse e.g. a flag some records lack."""
     out = records.copy()
     for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, (dict, list))).any():
-            out[col] = out[col].map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
+        if out[col].map(_nested).any():
+            out[col] = out[col].map(lambda v: json.dumps(v, sort_keys=True, default=json_default)
+                                    if _nested(v) else v)
+        if out[col].dtype == object:
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
     return out
 
 
@@ -31,7 +49,8 @@ def export_records(records: pd.DataFrame, fmt: str, output: Path | None) -> None
         clean = records.astype(object).where(records.notna(), None)
         text = json.dumps(clean.to_dict(orient="records"), indent=2, default=str)
     elif fmt == "csv":
-        text = _flat(records).to_csv(index=False)
+        # strings quoted: per-row predictions such as "0110" stay text for a careful reader
+        text = _flat(records).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
     else:
         text = None
     if output is None:

@@ -95,7 +95,12 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
                     retries: int, display) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
-    to_run = select_to_run(specs, store.statuses(ids), force, retry_failed)
+    statuses = store.statuses(ids)
+    to_run = select_to_run(specs, statuses, force, retry_failed)
+    replaced = sum(statuses.get(s.trial_id) in ("ok", "pruned") for s in to_run)
+    if replaced:
+        print(f"--force: re-running {replaced} finished trial(s); their earlier records are kept in the "
+              f"store's trial_history table", file=sys.stderr)
     summary = RunSummary(planned=len(specs), skipped=len(specs) - len(to_run), ok=0, failed=0, cancelled=0)
     if display is not None:
         display.begin(len(specs), summary.skipped)
@@ -107,7 +112,12 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
             if interrupts.count:
                 break
             data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
+            for note in data.notes:
+                print(f"data: {note}", file=sys.stderr)
             attempt, queue = 0, group
+            # a seed the store already holds for this setup under another trial id is refused, not doubled
+            store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group],
+                                        data.provenance.get("split_hash"))
             while queue and not interrupts.count:
                 failed_now = []
                 for outcome in executor.run(queue, data, _sink(display), store_start(store)):

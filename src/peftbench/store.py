@@ -7,6 +7,7 @@ only writer; a lock file beside the database keeps two studies from writing one 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -18,13 +19,13 @@ import pandas as pd
 
 from .errors import PeftbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ID = "peftbench"
 DEFAULT_DB = "peftbench-results/peftbench.db"
 FINISHED = ("ok",)
+STATUSES = ("running", "ok", "failed", "cancelled", "pruned")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+TRIALS_TABLE = """
 CREATE TABLE IF NOT EXISTS trials (
     trial_id TEXT PRIMARY KEY,
     study TEXT NOT NULL,
@@ -42,6 +43,31 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 CREATE INDEX IF NOT EXISTS trials_study ON trials (study, status);
 """
+# A finished record that --force replaces is kept here, never lost.
+HISTORY_TABLE = """
+CREATE TABLE IF NOT EXISTS trial_history (
+    trial_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    attempts INTEGER,
+    spec_json TEXT NOT NULL,
+    record_json TEXT,
+    started_at REAL,
+    finished_at REAL,
+    replaced_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trial_history_id ON trial_history (trial_id);
+"""
+META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+SCHEMA = META_TABLE + TRIALS_TABLE + HISTORY_TABLE
+# Schema 1 -> 2: the history table, and 'pruned' in the status CHECK (SQLite cannot alter a CHECK, so the
+# table is rebuilt). One script inside one transaction: a crash leaves the schema-1 store as it was.
+MIGRATE_1_TO_2 = (
+    "BEGIN IMMEDIATE; ALTER TABLE trials RENAME TO trials_v1; DROP INDEX IF EXISTS trials_study;"
+    + TRIALS_TABLE + HISTORY_TABLE
+    + "INSERT INTO trials SELECT trial_id, study, method, family, seed, train_size, status, error, attempts, "
+      "spec_json, record_json, started_at, finished_at FROM trials_v1; DROP TABLE trials_v1; "
+      "UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;")
 
 
 def default_db_path() -> Path:
@@ -59,6 +85,7 @@ class Store:
         if not exists and not create:
             raise PeftbenchError(f"store {self.path} does not exist; run a study first")
         self._lock_fd: int | None = None
+        self.migrated_from: int | None = None
         # What this call creates, so that a study that cannot start leaves nothing behind (discard_if_unused).
         self.created = not exists
         self._file_existed = self.path.exists()
@@ -105,9 +132,23 @@ class Store:
                 from None
         if rows.get("app") != APP_ID:
             raise PeftbenchError(f"{self.path} is an SQLite file but not a peftbench store; refusing to touch it")
+        if rows.get("schema_version") == "1":
+            self._migrate_from_1()
+            return
         if rows.get("schema_version") != str(SCHEMA_VERSION):
             raise PeftbenchError(f"store {self.path} has schema version {rows.get('schema_version')}, this "
                                  f"peftbench reads version {SCHEMA_VERSION}")
+
+    def _migrate_from_1(self) -> None:
+        """Upgrade a schema-1 store in place (every trial kept); `migrated_from` tells the caller."""
+        try:
+            self.conn.executescript(MIGRATE_1_TO_2)
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise PeftbenchError(f"store {self.path} has schema version 1 and could not be upgraded to "
+                                 f"{SCHEMA_VERSION} ({exc}); it is unchanged") from None
+        self.migrated_from = 1
 
     def transaction(self):
         return _Transaction(self.conn)
@@ -167,9 +208,19 @@ class Store:
         self.close()
 
     # --- writing -------------------------------------------------------------------------------
-    def mark_running(self, spec_dict: dict[str, Any], trial_id: str) -> None:
+    def mark_running(self, spec_dict: dict[str, Any], trial_id: str) -> bool:
+        """Mark a trial running. A finished record it replaces (a --force re-run) is copied to the history
+        table in the same transaction; returns whether that happened."""
         m = spec_dict["method"]
         with self.transaction():
+            archived = self.conn.execute(
+                """INSERT INTO trial_history (trial_id, status, error, attempts, spec_json, record_json,
+                                              started_at, finished_at, replaced_at)
+                   SELECT trial_id, status, error, attempts, spec_json, record_json, started_at,
+                          finished_at, ?
+                   FROM trials
+                   WHERE trial_id = ? AND status IN ('ok', 'pruned') AND record_json IS NOT NULL""",
+                (time.time(), trial_id)).rowcount > 0
             self.conn.execute(
                 """INSERT INTO trials (trial_id, study, method, family, seed, train_size, status, attempts,
                                        spec_json, started_at)
@@ -178,6 +229,7 @@ class Store:
                        attempts=attempts+1, started_at=excluded.started_at, finished_at=NULL""",
                 (trial_id, spec_dict["study"], m["name"], m["family"], spec_dict["seed"],
                  spec_dict["train"]["train_size"], json.dumps(spec_dict, sort_keys=True), time.time()))
+        return archived
 
     def finish(self, trial_id: str, status: str, record: dict[str, Any], error: str | None = None) -> None:
         with self.transaction():
@@ -224,8 +276,136 @@ class Store:
             base["lora_r"] = spec["method"]["options"].get("r")
             base["lora_alpha"] = spec["method"]["options"].get("alpha")
             base["eval_size"] = spec.get("eval_size")
+            base["started_at"] = r["started_at"]
+            base["setup"] = setup_key(spec, rec)
+            base["setup_label"] = setup_label(spec, rec)
             out.append({**rec, **base})
         return pd.DataFrame(out)
+
+    def history(self, trial_id: str | None = None) -> list[dict[str, Any]]:
+        """Records that a --force re-run replaced, oldest first."""
+        q = "SELECT trial_id, status, error, attempts, spec_json, record_json, started_at, finished_at, " \
+            "replaced_at FROM trial_history"
+        args: list[Any] = []
+        if trial_id:
+            q += " WHERE trial_id = ?"
+            args.append(trial_id)
+        cols = ["trial_id", "status", "error", "attempts", "spec_json", "record_json", "started_at",
+                "finished_at", "replaced_at"]
+        return [dict(zip(cols, r)) for r in self.conn.execute(q + " ORDER BY replaced_at", args).fetchall()]
+
+    def refuse_repeated_seeds(self, specs: Iterable[tuple[dict[str, Any], str]],
+                              split_hash: str | None) -> None:
+        """Raise before a trial runs whose (study, setup, method, train size, seed) a finished trial with
+        another id already holds (e.g. the same study re-run with other latency settings): the two would
+        otherwise be averaged as two seeds. A --force re-run of the same trial id is not a clash. Tuning
+        candidates (spec `tune_group`) are chosen per seed later and are exempt."""
+        seen: dict[tuple, str] = {}
+        done = self.rows(statuses=("ok",))
+        for spec, trial_id in specs:
+            if spec.get("tune_group"):
+                continue
+            key = _seed_key(spec, setup_key(spec, {"provenance": {"data": {"split_hash": split_hash}}}))
+            if seen.setdefault(key, trial_id) != trial_id:
+                raise PeftbenchError(f"the study lists {spec['method']['name']} seed {spec['seed']} twice "
+                                     f"for the same setup (trials {seen[key]} and {trial_id})")
+            for r in done:
+                if r["trial_id"] != trial_id and _holds_seed(r, key):
+                    raise PeftbenchError(_repeated_seed_message(spec, r))
+
+
+def _holds_seed(row: dict[str, Any], key: tuple) -> bool:
+    """Whether a stored (untuned, finished) trial is the same study, setup, method, train size and seed."""
+    study, _, method, train_size, seed = key
+    if (row["study"], row["method"], row["train_size"], row["seed"]) != (study, method, train_size, seed):
+        return False
+    spec = json.loads(row["spec_json"])
+    record = json.loads(row["record_json"]) if row["record_json"] else {}
+    if spec.get("tune_group") or record.get("tune_group"):
+        return False
+    return _seed_key(spec, setup_key(spec, record)) == key
+
+
+def _repeated_seed_message(spec: dict[str, Any], row: dict[str, Any]) -> str:
+    differs = _spec_differences(spec, json.loads(row["spec_json"]))
+    return (f"{spec['method']['name']} seed {spec['seed']} (train size {spec['train']['train_size']}) is "
+            f"already in study {spec['study']!r} of this store for the same setup, as trial {row['trial_id']}"
+            f"{' (it differs only in ' + differs + ')' if differs else ''}; a repeated seed is refused, not "
+            f"counted twice: use other seeds, another --db, or the earlier options with --force")
+
+
+def _seed_key(spec: dict[str, Any], setup: str) -> tuple:
+    return (spec["study"], setup, spec["method"]["name"], spec["train"]["train_size"], spec["seed"])
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _spec_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    fa, fb = _flatten(a), _flatten(b)
+    keys = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    return ", ".join(f"{k.split('.')[-1]} {fb.get(k)} there, {fa.get(k)} now" for k in keys[:3])
+
+
+# --- setups: what must be equal for two trials to be compared or averaged -----------------------------
+def _setup_parts(spec: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+    record = record or {}
+    data = spec.get("data") or {}
+    train = spec.get("train") or {}
+    prov = _provenance(record).get("data") or {}
+    split_hash = prov.get("split_hash")
+    parts: dict[str, Any] = {
+        "model": spec.get("model"), "data": data.get("source"), "text_column": data.get("text_column"),
+        "label_column": data.get("label_column"), "max_length": data.get("max_length"),
+        "epochs": train.get("epochs"), "batch_size": train.get("batch_size"),
+    }
+    if split_hash:
+        parts["split_hash"] = split_hash
+    else:  # a record without provenance (a failed trial): the split as the spec asked for it
+        parts["split"] = [data.get("split_seed"), data.get("validation_size"), data.get("test_size")]
+    if spec.get("eval_size"):
+        parts["eval_size"] = spec["eval_size"]  # evaluated on the first N test rows: other rows, other setup
+    return parts
+
+
+def _provenance(record: dict[str, Any] | None) -> dict[str, Any]:
+    prov = (record or {}).get("provenance")
+    return prov if isinstance(prov, dict) else {}
+
+
+def setup_key(spec_dict: dict[str, Any], record: dict[str, Any] | None = None) -> str:
+    """A short hash of the setup: model, data source (and its columns), the split's content hash, max
+    length, epochs, batch size, and the evaluated test rows. Trials are only averaged or compared within
+    one setup. (The learning rate is part of the method's name.)"""
+    canonical = json.dumps(_setup_parts(spec_dict, record), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def _short(name: Any) -> str:
+    text = str(name)
+    return Path(text).name if ("/" in text and Path(text).exists()) or text.startswith("/") else text
+
+
+def setup_label(spec_dict: dict[str, Any], record: dict[str, Any] | None = None) -> str:
+    """The setup as people read it, e.g. 'embedded · Rotten Tomatoes … · split 1a2b3c4d · max_len 128 ·
+    2 epochs · batch 16'."""
+    p = _setup_parts(spec_dict, record)
+    prov = _provenance(record)
+    origin = (prov.get("data") or {}).get("dataset") or _short(p["data"])
+    split = p.get("split_hash", "")[:8] or "seed {} val {} test {}".format(*p["split"])
+    epochs = p["epochs"]
+    parts = [_short(p["model"]), str(origin), f"split {split}", f"max_len {p['max_length']}",
+             f"{epochs} epoch{'s' if epochs != 1 else ''}", f"batch {p['batch_size']}"]
+    if p.get("eval_size"):
+        parts.append(f"first {p['eval_size']} test rows")
+    return " · ".join(parts)
 
 
 class _Transaction:

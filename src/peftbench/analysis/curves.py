@@ -1,7 +1,9 @@
 """What the two sweep studies say: data-efficiency curves and the smallest sufficient LoRA rank.
 
-Accuracy is first averaged over seeds per (method, size) or per rank; the rank choice then uses the
-seeds themselves when there are several, so noise is not mistaken for a real difference.
+Every choice here (the winner per size, the smallest sufficient rank) is made on validation accuracy;
+the test split is only reported. Accuracy is first averaged over seeds per (method, size) or per rank;
+the rank choice then uses the seeds themselves when there are several, so noise is not mistaken for a
+real difference.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..predictions import decode
 from ..stats import summarize
 
 DATA_EFFICIENCY_STUDY = "data-efficiency"
@@ -26,14 +29,38 @@ def study_records(records: pd.DataFrame, study: str) -> pd.DataFrame:
     return rows[pd.to_numeric(rows["accuracy"], errors="coerce").notna()]
 
 
+def _val(frame: pd.DataFrame) -> pd.Series:
+    if "val_accuracy" not in frame:
+        return pd.Series(float("nan"), index=frame.index)
+    return pd.to_numeric(frame["val_accuracy"], errors="coerce").astype(float)
+
+
+def row_bootstrap_half_width(record: dict, resamples: int = 500, seed: int = 0) -> float:
+    """Half width of the 95% percentile bootstrap interval of one trial's test accuracy over its rows
+    (NaN without stored predictions): the interval a single seed can still have."""
+    pred, lab = (decode(v) if isinstance(v, str) else np.empty(0) for v in
+                 (record.get("test_predictions"), record.get("test_labels")))
+    if not pred.size or pred.size != lab.size:
+        return float("nan")
+    idx = np.random.default_rng(seed).integers(0, pred.size, size=(resamples, pred.size))
+    low, high = np.quantile((pred[idx] == lab[idx]).mean(axis=1), [0.025, 0.975])
+    return float(high - low) / 2
+
+
 def accuracy_by_size(records: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy (with 95% t-interval half width) per method and training-set size."""
+    """Mean test accuracy and mean validation accuracy per method and training-set size, with a 95% half
+    width: the t-interval over seeds, or for one seed a bootstrap over its test rows when stored."""
     rows = []
-    for (method, size), grp in records.groupby(["method", "train_size"], sort=False):
+    groups = records.groupby(["method", "train_size"], sort=False) if len(records) else []
+    for (method, size), grp in groups:
         acc = summarize(pd.to_numeric(grp["accuracy"], errors="coerce").tolist())
+        half = acc.half_width
+        if acc.n == 1 and "test_predictions" in grp:
+            half = row_bootstrap_half_width(grp.iloc[0].to_dict())
         rows.append({"method": method, "train_size": int(size), "accuracy": acc.mean,
-                     "ci_half_width": acc.half_width, "seeds": acc.n})
-    out = pd.DataFrame(rows, columns=["method", "train_size", "accuracy", "ci_half_width", "seeds"])
+                     "ci_half_width": half, "seeds": acc.n, "val_accuracy": float(_val(grp).mean())})
+    out = pd.DataFrame(rows, columns=["method", "train_size", "accuracy", "ci_half_width", "seeds",
+                                      "val_accuracy"])
     return out.sort_values(["method", "train_size"], kind="stable").reset_index(drop=True)
 
 
@@ -72,21 +99,24 @@ def data_efficiency_summary(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_by_size(records: pd.DataFrame) -> pd.DataFrame:
-    """The most accurate method at each training-set size; `method` names every method tied for best
-    ("A = B"), so a tie is never reported as a win."""
-    curves = accuracy_by_size(records)
+    """The method with the best validation accuracy at each training-set size (sizes without validation
+    figures are skipped: the test split never picks); `method` names every method tied for best
+    ("A = B"), so a tie is never reported as a win. `accuracy` is the winner's test accuracy, reported."""
+    curves = accuracy_by_size(records).dropna(subset=["val_accuracy"])
     rows = []
     for size, grp in curves.groupby("train_size", sort=True):
-        best = grp["accuracy"].max()
-        winners = sorted(grp.loc[(grp["accuracy"] - best).abs() <= 1e-12, "method"].astype(str))
-        rows.append({"train_size": int(size), "method": " = ".join(winners), "accuracy": float(best),
-                     "tied": len(winners) > 1})
-    return pd.DataFrame(rows, columns=["train_size", "method", "accuracy", "tied"])
+        best = grp["val_accuracy"].max()
+        won = grp[(grp["val_accuracy"] - best).abs() <= 1e-12].sort_values("method")
+        rows.append({"train_size": int(size), "method": " = ".join(won["method"].astype(str)),
+                     "val_accuracy": float(best), "accuracy": float(won["accuracy"].mean()),
+                     "tied": len(won) > 1})
+    return pd.DataFrame(rows, columns=["train_size", "method", "val_accuracy", "accuracy", "tied"])
 
 
 def rank_curve(records: pd.DataFrame) -> pd.DataFrame:
-    """Per LoRA rank: mean accuracy, each seed's accuracy, and the mean trainable parameters and %."""
-    cols = ["rank", "accuracy", "seeds", "trainable_params", "trainable_pct", "by_seed"]
+    """Per LoRA rank: mean test accuracy, mean validation accuracy, each seed's validation accuracy
+    (what the rank choice reads), and the mean trainable parameters and %."""
+    cols = ["rank", "accuracy", "val_accuracy", "seeds", "trainable_params", "trainable_pct", "by_seed"]
     if "lora_r" not in records:
         return pd.DataFrame(columns=cols)
     ranked = records.assign(lora_r=pd.to_numeric(records["lora_r"], errors="coerce"))
@@ -94,8 +124,10 @@ def rank_curve(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for rank, grp in ranked.groupby("lora_r"):
         accs = pd.to_numeric(grp["accuracy"], errors="coerce").astype(float)
-        by_seed = {int(s): float(a) for s, a in zip(grp["seed"], accs)}
-        rows.append({"rank": int(rank), "accuracy": float(np.mean(list(by_seed.values()))),
+        vals = _val(grp)
+        by_seed = {int(s): float(a) for s, a in zip(grp["seed"], vals) if not np.isnan(a)}
+        rows.append({"rank": int(rank), "accuracy": float(accs.mean()),
+                     "val_accuracy": float(np.mean(list(by_seed.values()))) if by_seed else float("nan"),
                      "seeds": len(by_seed), "trainable_params": _mean(grp, "trainable_params"),
                      "trainable_pct": _mean(grp, "trainable_pct"), "by_seed": by_seed})
     return pd.DataFrame(rows, columns=cols).sort_values("rank").reset_index(drop=True)
@@ -107,7 +139,8 @@ def _mean(frame: pd.DataFrame, column: str) -> float:
 
 @dataclass(frozen=True)
 class RankChoice:
-    """The smallest LoRA rank that is as good as the best one, and how that was decided."""
+    """The smallest LoRA rank that is as good as the best one on validation, and how that was decided.
+    `accuracy` / `best_accuracy` are test accuracies, reported; the choice reads only `val_*`."""
 
     rank: int
     accuracy: float
@@ -117,6 +150,8 @@ class RankChoice:
     best_trainable_params: float
     criterion: str  # a sentence: "within 0.01 of the best" or the test and its p-value
     curve: pd.DataFrame
+    val_accuracy: float = float("nan")
+    best_val_accuracy: float = float("nan")
 
 
 def one_sided_worse_p(candidate: dict[int, float], best: dict[int, float]) -> tuple[float, str]:
@@ -137,25 +172,29 @@ def one_sided_worse_p(candidate: dict[int, float], best: dict[int, float]) -> tu
 
 def smallest_sufficient_rank(records: pd.DataFrame, tolerance: float = 0.01,
                              alpha: float = 0.05) -> RankChoice | None:
-    """Smallest rank whose accuracy is not worse than the best rank's.
+    """Smallest rank whose validation accuracy is not worse than the best rank's (on validation).
 
     With several seeds on both ranks: not significantly worse by a one-sided test at `alpha`.
-    With one seed: mean accuracy within `tolerance` of the best. None when no rank was measured."""
+    With one seed: mean validation accuracy within `tolerance` of the best. None when no rank has a
+    validation figure: the test split never chooses."""
     curve = rank_curve(records)
-    if curve.empty:
+    if curve.empty or curve["val_accuracy"].isna().all():
         return None
-    best = curve.loc[curve["accuracy"].idxmax()]
-    chosen, why = best, "it is the most accurate rank"
+    curve = curve.dropna(subset=["val_accuracy"]).reset_index(drop=True)
+    best = curve.loc[curve["val_accuracy"].idxmax()]
+    chosen, why = best, "it is the most accurate rank on validation"
     for _, row in curve[curve["rank"] < best["rank"]].iterrows():
         if row["seeds"] > 1 and best["seeds"] > 1:
             p, kind = one_sided_worse_p(row["by_seed"], best["by_seed"])
             ok = p >= alpha
-            reason = f"not significantly worse than the best (one-sided {kind} t-test p={p:.3g})"
+            reason = (f"not significantly worse than the best on validation (one-sided {kind} t-test "
+                      f"p={p:.3g})")
         else:
-            ok = row["accuracy"] >= best["accuracy"] - tolerance - 1e-12  # inclusive, despite float rounding
-            reason = f"within {tolerance:g} of the best"
+            ok = row["val_accuracy"] >= best["val_accuracy"] - tolerance - 1e-12  # inclusive despite rounding
+            reason = f"within {tolerance:g} of the best on validation"
         if ok:
             chosen, why = row, reason
             break
     return RankChoice(int(chosen["rank"]), float(chosen["accuracy"]), float(chosen["trainable_params"]),
-                      int(best["rank"]), float(best["accuracy"]), float(best["trainable_params"]), why, curve)
+                      int(best["rank"]), float(best["accuracy"]), float(best["trainable_params"]), why, curve,
+                      float(chosen["val_accuracy"]), float(best["val_accuracy"]))

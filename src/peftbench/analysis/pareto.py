@@ -16,8 +16,9 @@ import pandas as pd
 from ..errors import PeftbenchError
 
 DIRECTIONS = ("max", "min")
-COMMON_METRICS = ("accuracy", "f1", "ood_accuracy", "trainable_params", "trainable_pct", "train_seconds",
-                  "peak_rss_mb", "flops_per_step", "latency_p50_ms", "throughput_per_s", "adapter_bytes")
+COMMON_METRICS = ("accuracy", "f1", "ood_balanced_accuracy", "robustness_drop", "trainable_params",
+                  "trainable_pct", "train_seconds", "peak_rss_net_mb", "flops_per_step", "latency_p50_ms",
+                  "throughput_per_s", "adapter_bytes")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""The recommender: hard limits first, then a weighted score over the six dimensions (optionally
-TOPSIS beside it), then configuration advice read off the sweep studies.
+"""The recommender: one setup, hard limits first, then a weighted score over the six dimensions
+(optionally TOPSIS beside it), each method's probability of being best from a paired bootstrap, the
+methods tied with the winner, then configuration advice read off the sweep studies.
 
-Scores are normalised over every method of the study before limits are applied, so adding a limit
-removes candidates without changing the others' scores.
+Scores are on fixed scales (see scores.py), so a limit removes candidates without changing the others'
+dimension scores; a dimension counts only when every remaining candidate has it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import pandas as pd
 
 from ..errors import PeftbenchError
+from .confidence import (
+    RESAMPLES,
+    SEED,
+    TIE_SHARE,
+    Resampled,
+    bootstrap_dimension_scores,
+    ranking_confidence,
+    resample_metrics,
+)
 from .curves import (
     DATA_EFFICIENCY_STUDY,
     RANK_SWEEP_STUDY,
@@ -21,7 +32,16 @@ from .curves import (
     smallest_sufficient_rank,
     study_records,
 )
-from .scores import DIMENSION_NAMES, DIMENSIONS, dimension_scores, memory_metric, weighted_scores
+from .scores import (
+    DIMENSION_NAMES,
+    DIMENSIONS,
+    DimensionScores,
+    counted_dimensions,
+    dimension_scores,
+    memory_metric,
+    weighted_scores,
+)
+from .selection import select_records
 from .topsis import topsis
 
 DEFAULT_STUDY = "tradeoff"
@@ -29,7 +49,8 @@ DEFAULT_STUDY = "tradeoff"
 
 @dataclass(frozen=True)
 class Limits:
-    """Hard limits; None = no limit. Memory is training memory (CUDA peak on GPU stores, else RSS)."""
+    """Hard limits; None = no limit. Memory is training memory: the CUDA peak on GPU stores, else the RSS
+    peak net of the process's own baseline (peak_rss_net_mb)."""
 
     max_memory_mb: float | None = None
     max_trainable_params: float | None = None
@@ -73,6 +94,9 @@ class Recommendation:
     excluded: list[Exclusion] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     advice: dict[str, str] = field(default_factory=dict)  # topic (merging, rank, data) -> one sentence
+    tied: list[str] = field(default_factory=list)  # the winner and the methods statistically tied with it
+    setup_label: str | None = None
+    resamples: int = 0  # bootstrap resamples behind ranking["p_best"]; 0 = no per-row predictions
 
     @property
     def top(self) -> str | None:
@@ -118,23 +142,38 @@ def apply_limits(means: pd.DataFrame, limits: Limits,
     return [m for m in means.index if m not in out], excluded
 
 
-def coverage_notes(scores: pd.DataFrame, metrics_used: Mapping[str, list[str]],
-                   weights: Mapping[str, float]) -> list[str]:
-    """Say plainly which weighted dimensions or metrics were not measured, and what that changes."""
+HOW_TO_MEASURE = {
+    "data_efficiency": "run `peftbench study data-efficiency --methods {methods}`",
+    "generalization": "re-run them with OOD and perturbation evaluation",
+}
+
+
+def coverage_notes(dims: DimensionScores, weights: Mapping[str, float], candidates: list[str],
+                   records: pd.DataFrame | None = None) -> list[str]:
+    """Say plainly which weighted dimensions or metrics were left out, for whom, and how to measure them."""
     notes = []
+    scores = dims.scores.loc[candidates]
     for dim in DIMENSION_NAMES:
         if weights.get(dim, 0) <= 0:
             continue
         missing = list(scores.index[scores[dim].isna()])
         if len(missing) == len(scores):
             why = " (no data-efficiency results for these methods)" if dim == "data_efficiency" else ""
-            notes.append(f"{dim} was not measured{why}: weights renormalised over the measured dimensions")
+            notes.append(f"{dim} was not measured{why}: left out, weights renormalised over the measured "
+                         "dimensions")
         elif missing:
-            notes.append(f"{dim} not measured for {', '.join(missing)}: scores there renormalise over the "
-                         "measured dimensions (coverage < 100%)")
-        unused = [m.column for m in DIMENSIONS[dim] if m.column not in metrics_used[dim]]
-        if unused and len(missing) < len(scores):
-            notes.append(f"{dim} uses {', '.join(metrics_used[dim])} only ({', '.join(unused)} not measured)")
+            how = HOW_TO_MEASURE.get(dim, "re-run them with the current peftbench").format(
+                methods=",".join(missing))
+            notes.append(f"{dim} left out for every method: not measured for {', '.join(missing)} (a score "
+                         f"measured for only some methods would favour the others); to count it, {how}")
+        for col, lacking in dims.left_out.items():
+            if any(m.column == col for m in DIMENSIONS[dim]) and len(missing) < len(scores):
+                notes.append(f"{dim} uses {', '.join(dims.metrics_used[dim]) or 'nothing'}: {col} left out for "
+                             f"every method, not measured for {', '.join(lacking)}")
+    if records is not None and weights.get("computational_efficiency", 0) > 0:
+        memory = memory_metric(records)
+        if memory == "peak_rss_mb":
+            notes.append("training memory is the raw RSS peak (these trials carry no peak_rss_net_mb)")
     return notes
 
 
@@ -156,27 +195,83 @@ def topsis_column(means: pd.DataFrame, weights: Mapping[str, float]) -> tuple[pd
         f"{c} {directions[c]} {w:.2f}" for c, w in crit_weights.items())
 
 
-def recommend(records: pd.DataFrame, weights: Mapping[str, float], limits: Limits = Limits(),
-              study: str | None = None, use_topsis: bool = False) -> Recommendation:
-    """Rank the methods of a study for these (normalised) weights under these limits."""
+@dataclass
+class Prepared:
+    """Everything a ranking needs that does not depend on the weights: computed once for all scenarios."""
+
+    records: pd.DataFrame  # every study of the chosen setup (for the sweeps' advice)
+    selected: pd.DataFrame  # the ranked study
+    label: str
+    setup_label: str | None
+    dims: DimensionScores
+    notes: list[str]
+    resampled: Resampled | None
+    boot: np.ndarray | None  # (resamples, methods, dimensions)
+
+
+def prepare(records: pd.DataFrame, study: str | None = None, *, setup: str | None = None,
+            model: str | None = None, dataset: str | None = None, include_collapsed: bool = False,
+            resamples: int = RESAMPLES, seed: int = SEED) -> Prepared:
+    """Select one setup and study, score it, and bootstrap its scores (resamples=0 skips the bootstrap)."""
     if records.empty:
         raise PeftbenchError("no finished trials to recommend from")
+    sel = select_records(records, setup, model, dataset, include_collapsed)
+    if sel.records.empty:
+        raise PeftbenchError("no trials left to rank: " + " ".join(sel.notes))
+    selected, label = select_study(sel.records, study)
+    dims = dimension_scores(selected, sel.records)
+    resampled = resample_metrics(selected, list(dims.means.index), resamples, seed) if resamples > 0 else None
+    boot = bootstrap_dimension_scores(dims, resampled) if resampled is not None else None
+    notes = list(sel.notes)
+    if resampled is not None and resampled.without_predictions:
+        notes.append("no per-row predictions stored for " + ", ".join(resampled.without_predictions)
+                     + ": their figures are held fixed in the bootstrap")
+    return Prepared(sel.records, selected, label, sel.setup_label, dims, notes, resampled, boot)
+
+
+def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits(),
+         use_topsis: bool = False) -> Recommendation:
+    """Rank the prepared methods for these (normalised) weights under these limits."""
     limits.validate()
-    selected, label = select_study(records, study)
-    dims = dimension_scores(selected, records)
-    kept, excluded = apply_limits(dims.means, limits, selected)
-    ranking = weighted_scores(dims.scores, weights).join(dims.scores).loc[kept]
-    notes = coverage_notes(dims.scores, dims.metrics_used, weights)
+    dims = prep.dims
+    kept, excluded = apply_limits(dims.means, limits, prep.selected)
+    ranking = weighted_scores(dims.scores.loc[kept], weights).join(dims.scores.loc[kept])
+    notes = prep.notes + coverage_notes(dims, weights, kept, prep.selected)
     if use_topsis and kept:
         closeness, note = topsis_column(dims.means.loc[kept], weights)
         notes.append(note)
         if closeness is not None:
             ranking["topsis"] = closeness
     ranking = ranking.sort_index().sort_values("score", ascending=False, kind="stable", na_position="last")
-    rec = Recommendation(label, dict(weights), ranking, excluded, notes)
+    rec = Recommendation(prep.label, dict(weights), ranking, excluded, notes, setup_label=prep.setup_label)
+    counted = counted_dimensions(dims.scores.loc[kept], weights) if kept else []
+    if rec.top is not None and prep.boot is not None and counted and ranking["score"].notna().all():
+        conf = ranking_confidence(prep.boot, list(dims.means.index), list(ranking.index), counted, weights,
+                                  list(DIMENSION_NAMES), rec.top)
+        rec.ranking["p_best"] = conf.p_best
+        rec.tied = conf.tied
+        rec.resamples = conf.resamples
+        rec.notes.append(f"P(best): share of {conf.resamples} paired bootstrap resamples of the evaluated rows "
+                         f"(seeds resampled too) in which the method scores highest; tied with the winner: "
+                         f"scores at least as high in >= {TIE_SHARE:.0%} of them")
+    elif rec.top is not None:
+        rec.tied = [rec.top]
+        if not counted:
+            rec.notes.append("no weighted dimension is measured for every candidate: no score to rank by")
+        elif prep.boot is None:
+            rec.notes.append("no per-row predictions stored: no probability of being best (re-run the trials "
+                             "with the current peftbench)")
     if rec.top is not None:
-        rec.advice = configuration_advice(records, dims.means, rec.top)
+        rec.advice = configuration_advice(prep.records, dims.means, rec.top)
     return rec
+
+
+def recommend(records: pd.DataFrame, weights: Mapping[str, float], limits: Limits = Limits(),
+              study: str | None = None, use_topsis: bool = False, **selection) -> Recommendation:
+    """Rank the methods of a study for these weights under these limits. `selection`: setup, model,
+    dataset, include_collapsed, resamples, seed (see `prepare`)."""
+    limits.validate()
+    return rank(prepare(records, study, **selection), weights, limits, use_topsis)
 
 
 def configuration_advice(records: pd.DataFrame, means: pd.DataFrame, top: str) -> dict[str, str]:
@@ -212,20 +307,23 @@ def merge_advice(means: pd.DataFrame, method: str, noise: float = 0.05) -> str |
 
 
 def rank_advice(records: pd.DataFrame) -> str | None:
+    """The smallest sufficient LoRA rank, chosen on validation; test accuracy is only reported."""
     choice = smallest_sufficient_rank(study_records(records, RANK_SWEEP_STUDY))
     if choice is None:
         return None
     if choice.rank == choice.best_rank:
-        return (f"Rank sweep: LoRA r={choice.rank} is the smallest rank with the best accuracy "
-                f"({choice.accuracy:.3f}, {choice.trainable_params:,.0f} trainable params)")
-    return (f"Rank sweep: LoRA r={choice.rank} suffices ({choice.accuracy:.3f} accuracy, "
-            f"{choice.trainable_params:,.0f} trainable params) - {choice.criterion}; "
-            f"best was r={choice.best_rank} ({choice.best_accuracy:.3f}, "
-            f"{choice.best_trainable_params:,.0f} params)")
+        return (f"Rank sweep: LoRA r={choice.rank} is the smallest rank with the best validation accuracy "
+                f"({choice.val_accuracy:.3f}; test {choice.accuracy:.3f}, "
+                f"{choice.trainable_params:,.0f} trainable params)")
+    return (f"Rank sweep: LoRA r={choice.rank} suffices (validation {choice.val_accuracy:.3f}, test "
+            f"{choice.accuracy:.3f}, {choice.trainable_params:,.0f} trainable params) - {choice.criterion}; "
+            f"best on validation was r={choice.best_rank} ({choice.best_val_accuracy:.3f}, test "
+            f"{choice.best_accuracy:.3f}, {choice.best_trainable_params:,.0f} params)")
 
 
 def data_advice(records: pd.DataFrame) -> str | None:
-    """Which method wins at which training-set sizes, and below which size the large-data winner loses."""
+    """Which method wins at which training-set sizes (on validation), and below which size the large-data
+    winner loses."""
     best = best_by_size(study_records(records, DATA_EFFICIENCY_STUDY))
     if best.empty:
         return None
@@ -238,8 +336,8 @@ def data_advice(records: pd.DataFrame) -> str | None:
     parts = ", ".join(f"{s[0]}" + (f"-{s[-1]}" if len(s) > 1 else "") + f": {m}" for s, m in segments)
     if len(segments) == 1:
         verb = "tie for" if best["tied"].iloc[0] else "is"
-        return (f"Data efficiency: {segments[0][1]} {verb} the most accurate at every training-set size "
-                f"tried ({parts})")
+        return (f"Data efficiency: {segments[0][1]} {verb} the most accurate on validation at every "
+                f"training-set size tried ({parts})")
     below = segments[-1][0][0]
     return (f"Data efficiency: below {below} training examples prefer {segments[-2][1]}; from {below} on "
-            f"{segments[-1][1]} leads (most accurate by size: {parts})")
+            f"{segments[-1][1]} leads (most accurate on validation by size: {parts})")

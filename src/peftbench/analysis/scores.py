@@ -1,70 +1,112 @@
-"""Six dimension scores in [0, 1] per method, each from named measured metrics with a direction.
+"""Six dimension scores in [0, 1] per method, each from named measured metrics on a fixed, meaningful scale.
 
-Scores are relative: min-max across the methods in the store, so they rank methods, they do not grade
-them. A dimension nobody measured stays missing (NaN) and is never filled in; weighted scores then
-renormalise over what was measured and say how much of the weight that covered.
+Scores grade a method against a reference that does not depend on which other methods were run: accuracy
+from a constant predictor's value to 1, a robustness drop in points on a fixed range, parameters on a log
+scale up to the base model, and costs as a ratio to the cheapest method. Two methods inside each other's
+noise therefore get nearly equal scores (min-max across methods used to stretch any spread to 0-1).
+
+A metric counts in a dimension only when every method that has the dimension measured it; a dimension
+nobody measured stays missing (NaN) and is never filled in. `weighted_scores` then leaves a dimension out
+for every candidate unless every candidate has it, so an unmeasured method is never favoured.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from ..predictions import decode
 from .curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
 
 
 @dataclass(frozen=True)
 class Metric:
     column: str
-    direction: str  # "max": higher is better, "min": lower is better
-    log: bool = False  # normalise log10(value): counts that span orders of magnitude
+    direction: str  # "max": higher is better, "min": lower is better (for Pareto and TOPSIS)
+    scale: str  # a key of SCALE_NOTES: how a value becomes a score
 
 
 DIMENSIONS: dict[str, tuple[Metric, ...]] = {
-    "parameter_efficiency": (Metric("trainable_params", "min", log=True),),
-    "computational_efficiency": (Metric("train_seconds", "min"), Metric("train_memory_mb", "min"),
-                                 Metric("flops_per_step", "min")),
-    "performance": (Metric("accuracy", "max"), Metric("f1", "max")),
-    "generalization": (Metric("ood_accuracy", "max"), Metric("robustness", "max")),
-    "data_efficiency": (Metric("accuracy_at_smallest_size", "max"), Metric("normalized_auc", "max")),
-    "inference_efficiency": (Metric("deployed_latency_ms", "min"), Metric("deployed_throughput_per_s", "max"),
-                             Metric("adapter_bytes", "min", log=True)),
+    "parameter_efficiency": (Metric("trainable_params", "min", "log_params"),),
+    "computational_efficiency": (Metric("train_seconds", "min", "best_over_value"),
+                                 Metric("train_memory_mb", "min", "best_over_value"),
+                                 Metric("flops_per_step", "min", "best_over_value")),
+    "performance": (Metric("accuracy", "max", "above_chance"), Metric("f1", "max", "f1_above_chance")),
+    "generalization": (Metric("ood_balanced_accuracy", "max", "balanced_above_chance"),
+                       Metric("robustness_drop", "max", "drop_points")),
+    "data_efficiency": (Metric("accuracy_at_smallest_size", "max", "above_chance"),
+                        Metric("normalized_auc", "max", "above_chance")),
+    "inference_efficiency": (Metric("deployed_latency_ms", "min", "best_over_value"),
+                             Metric("deployed_throughput_per_s", "max", "value_over_best"),
+                             Metric("adapter_bytes", "min", "log_bytes")),
 }
 DIMENSION_NAMES: tuple[str, ...] = tuple(DIMENSIONS)
+METRICS: dict[str, Metric] = {m.column: m for ms in DIMENSIONS.values() for m in ms}
+
+DROP_ZERO_POINTS = 20.0  # a robustness drop of this many accuracy points scores 0; no drop scores 1
+SCALE_NOTES = {
+    "above_chance": "(value - c) / (1 - c), c = val_majority_rate (what predicting the most common class "
+                    "scores; older trials without it: the test labels' majority share), clipped to [0, 1]",
+    "f1_above_chance": "(value - c) / (1 - c), c = the constant predictor's macro F1, 2p / ((1 + p) K) "
+                       "for majority rate p and K classes",
+    "balanced_above_chance": "(value - 1/K) / (1 - 1/K) for K classes (0.5 to 1 for two): balanced "
+                             "accuracy is 1/K for any constant predictor",
+    "drop_points": f"1 + drop / {DROP_ZERO_POINTS:g} points, clipped to [0, 1]: no drop (or a gain) = 1, "
+                   f"-{DROP_ZERO_POINTS:g} points = 0",
+    "log_params": "1 - log(value) / log(base-model parameters): 1 parameter = 1, the whole model = 0",
+    "log_bytes": "1 - log(value) / log(base-model bytes, base_params x 4): 1 byte = 1, the whole fp32 "
+                 "model = 0",
+    "best_over_value": "cheapest measured / value (a ratio: twice the cost of the cheapest = 0.5)",
+    "value_over_best": "value / highest measured (half the best throughput = 0.5)",
+}
 
 # Columns that identify a trial rather than measure it: never averaged.
 IDENTITY_COLUMNS = {"trial_id", "study", "method", "family", "seed", "status", "error", "attempts", "model",
-                    "device", "provenance", "record_version", "train_size", "eval_size"}
+                    "device", "provenance", "record_version", "train_size", "eval_size", "setup",
+                    "setup_label", "tune_group", "tune_budget", "collapsed", "collapse_reason"}
 
 
 def scoring_notes() -> dict[str, str]:
-    """Dimension -> one line on how its score is normalised (shown by `peftbench dimensions`)."""
-    common = ("min-max across the methods in the store (best 1, worst 0; a lone method or a tie gets 1), "
-              "mean of the metric scores a method has")
+    """Dimension -> one line on how its score is computed (shown by `peftbench dimensions` and the report)."""
+    def notes(dim: str) -> str:
+        by_scale: dict[str, list[str]] = {}
+        for m in DIMENSIONS[dim]:
+            by_scale.setdefault(m.scale, []).append(m.column)
+        return "; ".join(f"{', '.join(cols)}: {SCALE_NOTES[scale]}" for scale, cols in by_scale.items())
+
     return {
-        "parameter_efficiency": f"trainable_params, lower better, on log10 scale; {common}",
-        "computational_efficiency": "train_seconds, training memory (peak_cuda_allocated_mb for GPU trials, "
-                                    f"else peak_rss_mb), flops_per_step; lower better; {common}",
-        "performance": f"accuracy and macro F1 on the test split, higher better; {common}",
-        "generalization": f"ood_accuracy and robustness, higher better; {common}",
-        "data_efficiency": "from the data-efficiency study only: accuracy at the smallest size and "
-                           f"normalised AUC of accuracy vs log(size), higher better; {common}; "
-                           "missing if not run",
-        "inference_efficiency": "p50 latency (merged latency when the method can merge: its deployed form), "
-                                "throughput (merged likewise), adapter_bytes on log10 scale; "
-                                f"{common}",
+        "parameter_efficiency": f"{notes('parameter_efficiency')} (log10 scale)",
+        "computational_efficiency": "training memory = peak_cuda_allocated_mb on GPU, else peak_rss_net_mb "
+                                    f"(net of the process baseline); {notes('computational_efficiency')}; "
+                                    "mean of the three",
+        "performance": f"test split; {notes('performance')}; mean of the two",
+        "generalization": "OOD balanced accuracy and the robustness drop in accuracy points (perturbed - "
+                          f"clean on the same rows); {notes('generalization')}; mean of the two",
+        "data_efficiency": "from the data-efficiency study only (missing if not run); "
+                           f"{notes('data_efficiency')}; mean of the two",
+        "inference_efficiency": "latency and throughput of the deployed form (merged when the method can "
+                                f"merge); {notes('inference_efficiency')}; mean of the three",
     }
 
 
+COUNTING_RULE = ("A metric counts in a dimension only when every method with that dimension measured it, and a "
+                 "weighted dimension counts only when every ranked method has it; otherwise it is left out "
+                 "for all of them, with a note naming who lacks it.")
+
+
 def memory_metric(records: pd.DataFrame) -> str:
-    """The training-memory column that means something here: CUDA peak when every trial ran on a GPU."""
+    """The training-memory column that means something here: the CUDA peak when every trial ran on a GPU,
+    else the RSS peak net of the process's own baseline (the raw peak only for stores that predate it)."""
     if "device" in records and "peak_cuda_allocated_mb" in records and len(records):
         on_gpu = records["device"].astype(str).str.startswith("cuda").all()
         if on_gpu and pd.to_numeric(records["peak_cuda_allocated_mb"], errors="coerce").notna().all():
             return "peak_cuda_allocated_mb"
+    if "peak_rss_net_mb" in records and pd.to_numeric(records["peak_rss_net_mb"], errors="coerce").notna().all():
+        return "peak_rss_net_mb"
     return "peak_rss_mb"
 
 
@@ -92,10 +134,9 @@ def method_means(records: pd.DataFrame) -> pd.DataFrame:
     for col in frame.columns:
         if col in IDENTITY_COLUMNS:
             continue
-        try:
-            values = pd.to_numeric(frame[col], errors="coerce")
-        except (TypeError, ValueError):  # lists or dicts
-            continue
+        if frame[col].map(lambda v: isinstance(v, (str, dict, list))).any():
+            continue  # predictions, notes, nested dicts: not measurements to average
+        values = pd.to_numeric(frame[col], errors="coerce")
         if values.notna().any():
             columns[col] = values.astype(float)
     numeric = pd.DataFrame(columns, index=frame.index)
@@ -103,27 +144,110 @@ def method_means(records: pd.DataFrame) -> pd.DataFrame:
     return numeric.groupby("method", sort=False).mean()
 
 
-def normalize(values: pd.Series, direction: str, log: bool = False) -> pd.Series:
-    """Min-max to [0, 1] with 1 = best; NaN stays NaN; all-equal (or a single value) -> 1.0.
+def _label_facts(records: pd.DataFrame) -> pd.DataFrame:
+    """Per method, from its first trial's stored labels: classes K, test majority share, OOD classes."""
+    rows = {}
+    for method, grp in records.groupby("method", sort=False):
+        row = {"classes": np.nan, "test_majority": np.nan, "ood_classes": np.nan}
+        for _, rec in grp.iterrows():
+            labels = [decode(rec.get(c)) for c in ("val_labels", "test_labels") if isinstance(rec.get(c), str)]
+            labels = [lab for lab in labels if lab.size]
+            if labels and np.isnan(row["classes"]):
+                row["classes"] = float(max(int(lab.max()) for lab in labels) + 1)
+                test = labels[-1]
+                row["test_majority"] = float(np.bincount(test).max() / test.size)
+            ood = decode(rec.get("ood_labels")) if isinstance(rec.get("ood_labels"), str) else np.empty(0)
+            if ood.size and np.isnan(row["ood_classes"]):
+                row["ood_classes"] = float(np.unique(ood).size)
+        rows[method] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["classes", "test_majority", "ood_classes"])
 
-    log: log10(max(value, 1)) first, so 1e5 vs 1e7 parameters is a step, not the whole scale."""
-    v = values.astype(float)
-    if log:
-        v = np.log10(v.clip(lower=1.0))
-    lo, hi = v.min(), v.max()
-    if pd.isna(lo) or hi == lo:
-        return v.where(v.isna(), 1.0)
-    scaled = (v - lo) / (hi - lo)
-    return scaled if direction == "max" else 1.0 - scaled
+
+def scale_refs(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the fixed reference points of the scales: chance accuracy and F1, OOD chance, base size.
+
+    Chance accuracy is val_majority_rate; without it, the test labels' majority share; without labels, 0
+    (the raw value). Classes default to 2 when no labels were stored."""
+    facts = _label_facts(records).reindex(means.index)
+    p = _numeric(means, "val_majority_rate").fillna(facts["test_majority"])
+    classes = facts["classes"].fillna(2.0).clip(lower=2.0)
+    ood_classes = facts["ood_classes"].fillna(classes).clip(lower=2.0)
+    base = _numeric(means, "base_params")
+    largest = _numeric(means, "trainable_params").max()
+    base = base.fillna(largest if pd.notna(largest) else np.nan)
+    base_bytes = base * 4.0
+    largest_bytes = _numeric(means, "adapter_bytes").max()
+    if pd.notna(largest_bytes):
+        base_bytes = base_bytes.fillna(largest_bytes).clip(lower=largest_bytes)
+    return pd.DataFrame({"chance_accuracy": p.fillna(0.0), "chance_f1": (2 * p / ((1 + p) * classes)).fillna(0.0),
+                         "chance_balanced": 1.0 / ood_classes, "base_params": base, "base_bytes": base_bytes},
+                        index=means.index)
+
+
+def _above(values: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    span = np.where(floor < 1, 1 - floor, np.nan)
+    return np.clip((values - floor) / span, 0.0, 1.0)
+
+
+def _log_share(values: np.ndarray, top: np.ndarray) -> np.ndarray:
+    top = np.where(top > 1, top, np.nan)
+    return np.clip(1 - np.log(np.clip(values, 1.0, None)) / np.log(top), 0.0, 1.0)
+
+
+def scale_values(metric: Metric, values: np.ndarray, refs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Scores in [0, 1] (NaN where unmeasured) for values of shape (..., methods); refs per method.
+
+    Vectorised so the bootstrap can score every resample at once; "best" is taken over the last axis."""
+    v = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric.scale == "above_chance":
+            return _above(v, refs["chance_accuracy"])
+        if metric.scale == "f1_above_chance":
+            return _above(v, refs["chance_f1"])
+        if metric.scale == "balanced_above_chance":
+            return _above(v, refs["chance_balanced"])
+        if metric.scale == "drop_points":
+            return np.clip(1 + 100 * v / DROP_ZERO_POINTS, 0.0, 1.0)
+        if metric.scale == "log_params":
+            return _log_share(v, refs["base_params"])
+        if metric.scale == "log_bytes":
+            return _log_share(v, refs["base_bytes"])
+        positive = np.where(v > 0, v, np.nan)
+        if metric.scale == "best_over_value":
+            best = np.nanmin(positive, axis=-1, keepdims=True) if np.isfinite(positive).any() else np.nan
+            return np.clip(best / positive, 0.0, 1.0)
+        if metric.scale == "value_over_best":
+            best = np.nanmax(positive, axis=-1, keepdims=True) if np.isfinite(positive).any() else np.nan
+            return np.clip(positive / best, 0.0, 1.0)
+    raise ValueError(f"unknown scale {metric.scale!r}")
+
+
+def combine(values: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray],
+            used: Mapping[str, list[str]], shape: tuple[int, ...]) -> np.ndarray:
+    """Dimension scores, shape `shape` + (dimensions,): the mean of each dimension's used metric scores.
+    `shape` is (methods,) for point estimates or (resamples, methods) for the bootstrap."""
+    dims = []
+    for dim in DIMENSION_NAMES:
+        parts = [np.broadcast_to(scale_values(METRICS[c], values[c], refs), shape) for c in used[dim]]
+        if parts:
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a method lacking the dimension
+                dims.append(np.nanmean(np.stack(parts), axis=0))
+        else:
+            dims.append(np.full(shape, np.nan))
+    return np.stack(dims, axis=-1)
 
 
 @dataclass(frozen=True)
 class DimensionScores:
-    """scores: methods x six dimensions (NaN = not measured); metrics_used: which columns fed each."""
+    """scores: methods x six dimensions (NaN = not measured); metrics_used: which columns fed each;
+    left_out: metric -> the methods that lack it (measured for only some, so left out for all)."""
 
     scores: pd.DataFrame
     metrics_used: dict[str, list[str]]
     means: pd.DataFrame
+    refs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    left_out: dict[str, list[str]] = field(default_factory=dict)
 
     def missing(self) -> dict[str, list[str]]:
         """Dimension -> methods without a score for it (only dimensions with any missing)."""
@@ -135,28 +259,45 @@ def dimension_scores(records: pd.DataFrame, all_records: pd.DataFrame | None = N
     """Scores for the methods in `records`; data efficiency comes from the data-efficiency study in
     `all_records` (default: `records`), matched by method name."""
     means = method_means(records)
-    curves = data_efficiency_summary(study_records(records if all_records is None else all_records,
-                                                   DATA_EFFICIENCY_STUDY))
+    de_rows = study_records(records if all_records is None else all_records, DATA_EFFICIENCY_STUDY)
+    curves = data_efficiency_summary(de_rows)
     means = means.join(curves[["accuracy_at_smallest_size", "normalized_auc"]], how="left")
-    scores = pd.DataFrame(index=means.index, columns=list(DIMENSION_NAMES), dtype=float)
+    refs = scale_refs(records, means)
     used: dict[str, list[str]] = {}
+    left_out: dict[str, list[str]] = {}
     for dim, metrics in DIMENSIONS.items():
-        parts = {}
-        for m in metrics:
-            if m.column in means and means[m.column].notna().any():
-                parts[m.column] = normalize(means[m.column], m.direction, m.log)
-        used[dim] = list(parts)
-        if parts:
-            scores[dim] = pd.DataFrame(parts).mean(axis=1, skipna=True)
-    return DimensionScores(scores, used, means)
+        present = [m.column for m in metrics if m.column in means and means[m.column].notna().any()]
+        having = means[present].notna().any(axis=1) if present else pd.Series(False, index=means.index)
+        used[dim] = []
+        for col in present:
+            lacking = list(means.index[having & means[col].isna()])
+            if lacking:
+                left_out[col] = lacking
+            else:
+                used[dim].append(col)
+    values = {c: _numeric(means, c).to_numpy() for cs in used.values() for c in cs}
+    ref_arrays = {c: refs[c].to_numpy(float) for c in refs}
+    matrix = combine(values, ref_arrays, used, (len(means),))
+    scores = pd.DataFrame(matrix, index=means.index, columns=list(DIMENSION_NAMES), dtype=float)
+    return DimensionScores(scores, used, means, refs, left_out)
+
+
+def counted_dimensions(scores: pd.DataFrame, weights: Mapping[str, float]) -> list[str]:
+    """The weighted dimensions every row (candidate) has: the only ones that may count."""
+    return [d for d in scores.columns if float(weights.get(d, 0.0)) > 0 and scores[d].notna().all()]
 
 
 def weighted_scores(scores: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
-    """score = sum(w * s) / sum(w) over the dimensions a method has; coverage = that sum(w) / sum of all
-    weights (1.0 when every weighted dimension was measured)."""
+    """score = sum(w * s) / sum(w) over the weighted dimensions measured for EVERY row; coverage = that
+    sum(w) / sum of all weights (the same for every row). A dimension some candidate lacks is left out for
+    all of them, so a missing measurement can never lift a method above one that was measured."""
+    counted = counted_dimensions(scores, weights)
     w = pd.Series({d: float(weights.get(d, 0.0)) for d in scores.columns})
-    measured = scores.notna()
-    covered = measured.mul(w, axis=1).sum(axis=1)
-    total = scores.fillna(0.0).mul(w, axis=1).sum(axis=1)
-    score = (total / covered).where(covered > 0)
-    return pd.DataFrame({"score": score, "coverage": covered / w.sum()})
+    covered = float(w[counted].sum())
+    if covered > 0:
+        score = scores[counted].mul(w[counted], axis=1).sum(axis=1) / covered
+    else:
+        score = pd.Series(np.nan, index=scores.index)
+    total = float(w.sum())
+    return pd.DataFrame({"score": score, "coverage": covered / total if total > 0 else np.nan},
+                        index=scores.index)

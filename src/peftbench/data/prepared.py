@@ -15,8 +15,8 @@ from ..config import DataSpec
 from ..errors import PeftbenchError
 from ..models import load_tokenizer
 from .perturb import PERTURBATIONS
-from .sources import LabelledText, load_source
-from .split import content_hash, make_split
+from .sources import LabelledText, load_source, match_ood_labels
+from .split import Split, content_hash, split_data, stratified_order
 
 
 @dataclass
@@ -46,6 +46,8 @@ class PreparedData:
     label_names: list[str]
     pad_token_id: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    perturbations_skipped: dict[str, str] = field(default_factory=dict)  # kind -> why it is not evaluated
+    notes: list[str] = field(default_factory=list)  # one line each, printed once when the study starts
 
 
 def _tokenize(tokenizer, texts: list[str], max_length: int) -> list[np.ndarray]:
@@ -57,54 +59,105 @@ def _subset(tokenizer, data: LabelledText, idx: np.ndarray, max_length: int) -> 
     return TokenizedSet(_tokenize(tokenizer, [data.texts[i] for i in idx], max_length), data.labels[idx])
 
 
+def _uncased(tok) -> bool:
+    upper, lower = (tok(t, add_special_tokens=False)["input_ids"] for t in ("Aa Bb", "aa bb"))
+    return upper == lower
+
+
+def perturb_test(tok, spec: DataSpec, clean: TokenizedSet, texts: list[str]
+                 ) -> tuple[dict[str, TokenizedSet], dict[str, str]]:
+    """Each perturbation of the first test rows, tokenized; a kind that leaves every row's token ids as they
+    were (case changes under an uncased tokenizer) measures nothing, so it is skipped with its reason."""
+    perturbed: dict[str, TokenizedSet] = {}
+    skipped: dict[str, str] = {}
+    for kind, fn in PERTURBATIONS.items():
+        ids = _tokenize(tok, [fn(t, spec.perturbation_rate, spec.split_seed) for t in texts], spec.max_length)
+        if all(np.array_equal(a, b) for a, b in zip(ids, clean.input_ids, strict=True)):
+            why = " (uncased tokenizer)" if kind == "case" and _uncased(tok) else ""
+            skipped[kind] = f"leaves the token ids unchanged{why}"
+        else:
+            perturbed[kind] = TokenizedSet(ids, clean.labels)
+    return perturbed, skipped
+
+
+def _load_ood(spec: DataSpec, task: LabelledText,
+              tok) -> tuple[TokenizedSet | None, dict[str, Any], list[str]]:
+    if spec.ood_source is None:
+        return None, {"ood_dataset": None, "ood_size": 0}, []
+    raw = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True)
+    ood_data, used = match_ood_labels(raw, task.label_names, spec.ood_label_map)
+    idx = stratified_order(ood_data.labels, np.random.default_rng(spec.split_seed))[: spec.ood_size]
+    ood = _subset(tok, ood_data, idx, spec.max_length)
+    notes = []
+    if ood_data.dropped.get("unlabelled"):
+        notes.append(f"out-of-domain data: dropped {ood_data.dropped['unlabelled']} unlabelled rows")
+    if ood_data.dropped.get("by_label_map"):
+        gone = ", ".join(n for n, t in used.items() if not t)
+        notes.append(f"out-of-domain data: dropped {ood_data.dropped['by_label_map']} rows labelled {gone} "
+                     f"(--ood-label-map)")
+    counts = np.bincount(ood.labels, minlength=task.num_labels)
+    return ood, {"ood_dataset": raw.origin, "ood_size": len(ood), "ood_label_map": used,
+                 "ood_rows_dropped": ood_data.dropped,
+                 "ood_class_counts": dict(zip(task.label_names, map(int, counts), strict=True))}, notes
+
+
+def _split_notes(data: LabelledText, split: Split) -> list[str]:
+    notes = []
+    if data.dropped.get("unlabelled"):
+        notes.append(f"dropped {data.dropped['unlabelled']} unlabelled rows (label -1 or empty)")
+    if data.dropped.get("missing_text"):
+        notes.append(f"dropped {data.dropped['missing_text']} rows with no text")
+    if split.origin.get("mode") == "official":
+        notes.append(f"official splits kept: test = {split.origin['test']}; validation = "
+                     f"{split.origin['validation']} (--resplit pools them)")
+    if split.duplicates.get("duplicate_rows_dropped"):
+        notes.append(f"dropped {split.duplicates['duplicate_rows_dropped']} rows whose exact text is also in "
+                     f"a held-out split")
+    if split.duplicates.get("conflicting_label_texts"):
+        notes.append(f"{split.duplicates['conflicting_label_texts']} texts carry conflicting labels: "
+                     f"kept for training only")
+    return notes
+
+
 def prepare_data(spec: DataSpec, model: str, max_train_size: int) -> PreparedData:
     """Load, split, perturb and tokenize the study's data once."""
     spec.validate()
     data = load_source(spec.source, spec.text_column, spec.label_column)
-    split = make_split(data, spec.split_seed, spec.validation_size, spec.test_size)
+    split = split_data(data, spec.split_seed, spec.validation_size, spec.test_size, spec.resplit)
     if max_train_size > len(split.train_pool):
         raise PeftbenchError(f"train size {max_train_size} is larger than the training pool "
                              f"({len(split.train_pool)} examples after holding out validation and test)")
     tok = load_tokenizer(model)
     pool = split.train_pool[:max_train_size]
-    test_texts = [data.texts[i] for i in split.test]
+    test = _subset(tok, data, split.test, spec.max_length)
     n_pert = min(spec.perturbation_size, len(split.test))
-    perturbed = {
-        kind: TokenizedSet(
-            _tokenize(tok, [fn(t, spec.perturbation_rate, spec.split_seed) for t in test_texts[:n_pert]],
-                      spec.max_length),
-            data.labels[split.test[:n_pert]])
-        for kind, fn in PERTURBATIONS.items()
-    }
-    ood = None
-    ood_origin = None
-    if spec.ood_source is not None:
-        ood_data = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True)
-        if ood_data.num_labels != data.num_labels:
-            raise PeftbenchError(f"out-of-domain data has {ood_data.num_labels} classes, the task has "
-                                 f"{data.num_labels}")
-        rng = np.random.default_rng(spec.split_seed)
-        from .split import stratified_order
-
-        idx = stratified_order(ood_data.labels, rng)[: spec.ood_size]
-        ood = _subset(tok, ood_data, idx, spec.max_length)
-        ood_origin = ood_data.origin
+    perturbed, skipped = perturb_test(tok, spec, test.take(n_pert),
+                                      [data.texts[i] for i in split.test[:n_pert]])
+    ood, ood_provenance, ood_notes = _load_ood(spec, data, tok)
+    notes = _split_notes(data, split) + ood_notes
+    notes += [f"perturbation {kind!r} skipped: {why}" for kind, why in skipped.items()]
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     provenance = {
         "dataset": data.origin, "dataset_rows": len(data), "label_names": data.label_names,
+        "unlabelled_dropped": data.dropped.get("unlabelled", 0),
+        "missing_text_dropped": data.dropped.get("missing_text", 0),
+        "official_splits": ({s: len(i) for s, i in data.splits.items()} if data.splits else None),
+        "split_origin": split.origin,
         "split_seed": spec.split_seed, "split_sizes": {"train_pool": len(split.train_pool),
                                                        "validation": len(split.validation),
                                                        "test": len(split.test)},
-        "split_hash": content_hash(data, split), "ood_dataset": ood_origin,
-        "ood_size": len(ood) if ood is not None else 0, "perturbation_rate": spec.perturbation_rate,
-        "perturbation_size": n_pert,
+        "split_hash": content_hash(data, split),
+        "duplicate_texts_dropped": split.duplicates.get("duplicate_rows_dropped", 0),
+        "duplicate_texts_grouped": split.duplicates.get("repeated_texts", 0),
+        "conflicting_label_texts": split.duplicates.get("conflicting_label_texts", 0),
+        **ood_provenance, "perturbation_rate": spec.perturbation_rate,
+        "perturbation_size": n_pert, "perturbations_skipped": dict(skipped),
     }
     return PreparedData(
         train_pool=_subset(tok, data, pool, spec.max_length),
         validation=_subset(tok, data, split.validation, spec.max_length),
-        test=_subset(tok, data, split.test, spec.max_length),
-        ood=ood, perturbed=perturbed, num_labels=data.num_labels, label_names=data.label_names,
-        pad_token_id=int(pad), provenance=provenance,
+        test=test, ood=ood, perturbed=perturbed, num_labels=data.num_labels, label_names=data.label_names,
+        pad_token_id=int(pad), provenance=provenance, perturbations_skipped=skipped, notes=notes,
     )
 
 

@@ -6,7 +6,7 @@ Every source ends as a `LabelledText`: parallel lists of texts and integer label
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,9 @@ class LabelledText:
     labels: np.ndarray  # int64, values 0..K-1
     label_names: list[str]
     origin: str  # human-readable description, recorded in provenance
+    splits: dict[str, np.ndarray] | None = None  # a dataset's official split name -> its row indices
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out while loading, by reason
+    row_index: np.ndarray | None = None  # positions of the kept rows in the table they were read from
 
     @property
     def num_labels(self) -> int:
@@ -96,19 +99,59 @@ def read_table(path: Path) -> pd.DataFrame:
         raise PeftbenchError(f"{path} cannot be parsed as {kind}: {first}") from None
 
 
-def frame_to_labelled(df: pd.DataFrame, text_column: str, label_column: str, origin: str) -> LabelledText:
+def _is_unlabelled(raw: pd.Series, class_label: bool) -> np.ndarray:
+    """Rows without a usable label: missing, blank, or -1.
+
+    -1 means "no label" for a ClassLabel column (how GLUE ships its test splits) and for an integer column
+    whose other labels are 0..K-1 style (non-negative, 0 included). In a column such as {-1, 1}, -1 is a
+    real class.
+    """
+    missing = raw.isna().to_numpy().copy()
+    if not pd.api.types.is_numeric_dtype(raw):
+        missing |= raw.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    numeric = pd.to_numeric(raw[~missing], errors="coerce")
+    if numeric.notna().all() and len(numeric) and (numeric % 1 == 0).all():
+        minus_one = (numeric == -1).to_numpy()
+        rest = numeric[~minus_one]
+        if minus_one.any() and (class_label or (len(rest) and rest.min() == 0)):
+            missing[np.flatnonzero(~missing)[minus_one]] = True
+    return missing
+
+
+def frame_to_labelled(df: pd.DataFrame, text_column: str, label_column: str, origin: str,
+                      class_names: list[str] | None = None) -> LabelledText:
+    """Texts and integer labels from a table. Unlabelled rows and rows without text are dropped and counted.
+
+    `class_names`: a ClassLabel's names; the integer values index into them.
+    """
     for col, what in ((text_column, "text"), (label_column, "label")):
         if col not in df.columns:
             raise PeftbenchError(f"{origin}: no {what} column {col!r} (columns: {', '.join(map(str, df.columns))})")
-    df = df[[text_column, label_column]].dropna()
-    if len(df) == 0:
-        raise PeftbenchError(f"{origin} has no rows with both {text_column!r} and {label_column!r}")
-    raw = df[label_column]
+    unlabelled = _is_unlabelled(df[label_column], class_names is not None)
+    text = df[text_column]
+    no_text = (text.isna() | text.astype(str).str.strip().eq("")).to_numpy() & ~unlabelled
+    keep = ~(unlabelled | no_text)
+    kept = df.loc[keep, [text_column, label_column]]
+    if len(kept) == 0:
+        raise PeftbenchError(f"{origin} has no rows with both {text_column!r} and a label in {label_column!r}"
+                             + (f" ({int(unlabelled.sum())} unlabelled rows)" if unlabelled.any() else ""))
+    raw = kept[label_column]
+    if not pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numeric = pd.to_numeric(raw, errors="coerce")  # "0", "1" read as text (a blank cell among them)
+        if numeric.notna().all() and (numeric % 1 == 0).all():
+            raw = numeric
     if pd.api.types.is_float_dtype(raw) and (raw % 1 == 0).all():
         raw = raw.astype(np.int64)
     if pd.api.types.is_integer_dtype(raw):
         values = sorted(raw.unique().tolist())
-        names = [str(v) for v in values]
+        if class_names is not None:
+            bad = [v for v in values if not 0 <= v < len(class_names)]
+            if bad:
+                raise PeftbenchError(f"{origin}: label values {bad} are outside the ClassLabel's "
+                                     f"{len(class_names)} names")
+            names = [str(class_names[v]) for v in values]
+        else:
+            names = [str(v) for v in values]
     else:
         raw = raw.astype(str)
         values = sorted(raw.unique().tolist())
@@ -118,11 +161,15 @@ def frame_to_labelled(df: pd.DataFrame, text_column: str, label_column: str, ori
                              f"need two or more")
     index = {v: i for i, v in enumerate(values)}
     labels = raw.map(index).to_numpy(dtype=np.int64)
-    return LabelledText(df[text_column].astype(str).tolist(), labels, names, origin)
+    return LabelledText(kept[text_column].astype(str).tolist(), labels, names, origin,
+                        dropped={"unlabelled": int(unlabelled.sum()), "missing_text": int(no_text.sum())},
+                        row_index=np.flatnonzero(keep))
 
 
 def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledText:
-    """`name` or `name:config` through datasets.load_dataset; all splits pooled, then split by us."""
+    """`name` or `name:config` through datasets.load_dataset. Every split is read; which row came from which
+    official split is kept (`splits`), so the split step can honour the dataset's own train/validation/test.
+    """
     import datasets
 
     ds_name, _, config = name.partition(":")
@@ -131,18 +178,54 @@ def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledT
     except Exception as exc:  # noqa: BLE001 - hub / builder errors vary
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PeftbenchError(f"cannot load dataset {name!r}: {first}") from None
-    frames = [dd[s].to_pandas() for s in dd]
+    split_names = list(dd)
+    frames = [dd[s].to_pandas() for s in split_names]
+    split_of = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames)])
     df = pd.concat(frames, ignore_index=True)
-    # A ClassLabel column carries names: keep them rather than bare integers.
-    first_split = dd[list(dd)[0]]
-    feature = first_split.features.get(label_column) if label_column in first_split.features else None
-    lt = frame_to_labelled(df, text_column, label_column, f"dataset {name}")
-    if isinstance(feature, datasets.ClassLabel):
-        lt.label_names = [feature.names[int(v)] for v in lt.label_names]
-    # Drop unlabelled rows that some datasets mark with -1 (e.g. GLUE test splits).
-    if "-1" in lt.label_names:
-        raise PeftbenchError(f"dataset {name} has unlabelled rows (label -1); pick a labelled config or split")
+    # A ClassLabel column carries names: the integer values index into them (-1 = unlabelled).
+    feature = dd[split_names[0]].features.get(label_column)
+    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    lt = frame_to_labelled(df, text_column, label_column, f"dataset {name}", class_names=names)
+    kept_split = split_of[lt.row_index]
+    lt.splits = {s: np.flatnonzero(kept_split == i) for i, s in enumerate(split_names)}
     return lt
+
+
+def match_ood_labels(ood: LabelledText, task_names: list[str],
+                     label_map: tuple[tuple[str, str], ...] | None) -> tuple[LabelledText, dict[str, str]]:
+    """Give the OOD rows the task's label indices by label name (integer labels are the names "0", "1").
+
+    `label_map` renames OOD labels first; a label mapped to "" has its rows dropped. A name that matches no
+    task label stops the run: matching by position would silently score positives as negatives.
+    Returns the relabelled set and the mapping used (OOD name -> task name, "" = dropped).
+    """
+    given = dict(label_map or ())
+    wrong = sorted({t for t in given.values() if t and t not in task_names})
+    if wrong:
+        raise PeftbenchError(f"--ood-label-map names {', '.join(map(repr, wrong))}, which the task does not "
+                             f"have (task labels: {', '.join(task_names)})")
+    used: dict[str, str] = {}
+    unmatched = []
+    for name in ood.label_names:
+        target = given.get(name, name)
+        if target and target not in task_names:
+            unmatched.append(name)
+        used[name] = target
+    if unmatched:
+        raise PeftbenchError(
+            f"out-of-domain labels {', '.join(map(repr, unmatched))} match no task label (task labels: "
+            f"{', '.join(task_names)}); map them with --ood-label-map \"ood=task,...\" "
+            f"(\"ood=\" drops those rows)")
+    to_task = np.array([task_names.index(used[n]) if used[n] else -1 for n in ood.label_names],
+                       dtype=np.int64)
+    labels = to_task[ood.labels]
+    keep = labels >= 0
+    if not keep.any():
+        raise PeftbenchError("--ood-label-map drops every out-of-domain row")
+    idx = np.flatnonzero(keep)
+    dropped = {**ood.dropped, "by_label_map": int((~keep).sum())}
+    return LabelledText([ood.texts[i] for i in idx], labels[idx], list(task_names), ood.origin,
+                        dropped=dropped), used
 
 
 def load_source(source: str, text_column: str, label_column: str, *, ood: bool = False) -> LabelledText:

@@ -146,5 +146,5 @@ def build_model(base: nn.Module, spec: MethodSpec, ctx: BuildContext) -> nn.Modu
     return fam.build(base, dict(spec.options), ctx)
 
 
-__all__ = ["FAMILIES", "PRESETS", "SEED_PRESETS", "EXTRA_PRESETS", "BuildContext", "MethodFamily",
+__all__ = ["FAMILIES", "HEAD_LR_CAP", "PRESETS", "SEED_PRESETS", "EXTRA_PRESETS", "BuildContext", "MethodFamily",
            "build_model", "family", "parse_method", "parse_methods"]

@@ -22,11 +22,11 @@ def build_ln_tuning(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
 
 IA3 = MethodFamily(
     name="ia3", summary="IA3: learned vectors rescale keys, values and feed-forward activations.",
-    default_lr=1e-2, build=build_ia3, can_merge=True,
+    default_lr=1e-2, build=build_ia3, lr_grid=(3e-3, 1e-2, 3e-2), can_merge=True,
     lr_note="scaling vectors start at one and move slowly; 3e-3..1e-2 is the usual range",
 )
 LN_TUNING = MethodFamily(
     name="ln_tuning", summary="LayerNorm tuning: only LayerNorm weights/biases and the head train.",
-    default_lr=1e-2, build=build_ln_tuning, options={}, can_merge=False,
+    default_lr=1e-2, build=build_ln_tuning, lr_grid=(3e-3, 1e-2, 3e-2), options={}, can_merge=False,
 )
 _ = Option  # options-free families still share the Option type for documentation

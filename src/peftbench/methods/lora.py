@@ -101,27 +101,25 @@ def lora_options(r: int = 8, alpha: float = 16.0, targets: str = "attention") ->
 
 LORA = MethodFamily(
     name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v).",
-    default_lr=2e-3, build=build_lora, options=lora_options(), can_merge=True,
-    lr_note="adapters start at zero and need ~20x the full rate: 1e-3 gave 75.6%, 2e-3 78.9%",
+    default_lr=2e-3, build=build_lora, options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
 )
 LORA_ALL = MethodFamily(
     name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
-    default_lr=2e-3, build=build_lora, options=lora_options(targets="all-linear"), can_merge=True,
+    default_lr=2e-3, build=build_lora, options=lora_options(targets="all-linear"), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
 )
 DORA = MethodFamily(
     name="dora", summary="DoRA: LoRA with a learned magnitude per output feature.",
-    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, use_dora=True), options=lora_options(),
+    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, use_dora=True), options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3),
     can_merge=True,
 )
 BITFIT_LORA = MethodFamily(
     name="bitfit_lora", summary="BitFit + LoRA: LoRA updates and every bias term train together.",
-    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, bias="all"), options=lora_options(),
+    default_lr=2e-3, build=lambda m, o, c: build_lora(m, o, c, bias="all"), options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3),
     can_merge=True,
 )
 ADALORA = MethodFamily(
     name="adalora", summary="AdaLoRA: LoRA whose rank budget is re-allocated across layers while training.",
-    default_lr=5e-3, build=build_adalora, can_merge=True,
-    lr_note="prunes its rank budget mid-run; 2e-3 stayed at chance in 150 steps",
+    default_lr=5e-3, build=build_adalora, lr_grid=(2e-3, 5e-3, 1e-2), can_merge=True,
     options={
         "init_r": Option(12, int, "initial rank of each layer (the trainable count reported)", minimum=1),
         "target_r": Option(8, int, "average rank after pruning", minimum=1),
@@ -134,16 +132,16 @@ ADALORA = MethodFamily(
     },
 )
 LOHA = MethodFamily(
-    name="loha", summary="LoHa: low-rank Hadamard-product updates.", default_lr=5e-3, build=build_loha,
+    name="loha", summary="LoHa: low-rank Hadamard-product updates.", default_lr=5e-3, build=build_loha, lr_grid=(2e-3, 5e-3, 1e-2),
     options={k: v for k, v in lora_options().items() if k != "dropout"}, can_merge=True,
 )
 LOKR = MethodFamily(
-    name="lokr", summary="LoKr: low-rank Kronecker-product updates.", default_lr=5e-3, build=build_lokr,
+    name="lokr", summary="LoKr: low-rank Kronecker-product updates.", default_lr=5e-3, build=build_lokr, lr_grid=(2e-3, 5e-3, 1e-2),
     options={k: v for k, v in lora_options().items() if k != "dropout"}, can_merge=True,
 )
 VERA = MethodFamily(
     name="vera", summary="VeRA: frozen shared random low-rank matrices, trained scaling vectors.",
-    default_lr=1e-2, build=build_vera, can_merge=True,
+    default_lr=1e-2, build=build_vera, lr_grid=(3e-3, 1e-2, 3e-2), can_merge=True,
     options={"r": Option(256, int, "rank of the shared random matrices", minimum=1),
              "targets": targets_option()},
 )

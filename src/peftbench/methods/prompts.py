@@ -30,18 +30,15 @@ def build_prompt(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
 
 PREFIX = MethodFamily(
     name="prefix", summary="Prefix tuning: trained key/value prefixes in every attention layer.",
-    default_lr=3e-2, build=build_prefix,
+    default_lr=3e-2, build=build_prefix, lr_grid=(1e-2, 3e-2, 1e-1),
     options={"tokens": TOKENS, "projection": Option(False, bool, "reparameterise prefixes through an MLP")},
-    lr_note="prefixes train from random init: 1e-2 gave 60.5%, 3e-2 72.5% (1,200 x 2 epochs)",
 )
 PTUNING = MethodFamily(
     name="ptuning", summary="P-tuning: virtual-token embeddings produced by a small prompt-encoder MLP.",
-    default_lr=3e-2, build=build_ptuning,
-    lr_note="converges slowly on a small encoder: 3e-3 and 1e-2 stayed at chance, 3e-2 gave 60.1% in 150 steps",
+    default_lr=3e-2, build=build_ptuning, lr_grid=(3e-3, 1e-2, 3e-2),
     options={"tokens": TOKENS, "encoder_hidden": Option(128, int, "prompt-encoder hidden size", minimum=1)},
 )
 PROMPT = MethodFamily(
     name="prompt", summary="Prompt tuning: trained virtual-token embeddings prepended to the input.",
-    default_lr=3e-2, build=build_prompt, options={"tokens": TOKENS},
-    lr_note="soft prompts need very large steps (Lester et al. used 0.3 with Adafactor)",
+    default_lr=3e-2, build=build_prompt, lr_grid=(1e-2, 3e-2, 1e-1), options={"tokens": TOKENS},
 )

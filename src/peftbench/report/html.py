@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
 from ..analysis.curves import (
     DATA_EFFICIENCY_STUDY,
     RANK_SWEEP_STUDY,
@@ -30,11 +31,12 @@ from ..analysis.curves import (
     study_records,
 )
 from ..analysis.pareto import Objective, pareto_table
-from ..analysis.recommend import data_advice, rank_advice, recommend, select_study
+from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice, select_study
 from ..analysis.scenarios import SCENARIOS, scenario_weights
-from ..analysis.scores import dimension_scores, scoring_notes
+from ..analysis.scores import COUNTING_RULE, scoring_notes
+from ..analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
 from ..errors import PeftbenchError
-from ..stats import summarize
+from ..stats import aggregate, summarize
 from ..tables import COLUMNS, SCALE, summary_frame
 from . import plots
 
@@ -54,7 +56,15 @@ figure.plot svg{width:100%;height:auto}figcaption{font-size:.8rem;color:#5b6475}
 .muted{color:#5b6475}
 .note{background:#fff8e1;border-left:4px solid #f5b400;padding:.3rem .6rem;margin:.4rem 0}
 .scenario{border:1px solid #dfe3ea;border-radius:6px;padding:.3rem .9rem;margin:.8rem 0}
+.collapsed{color:#b3261e;font-weight:600}
 """
+# Shown beside tables.COLUMNS when the summary lacks them; the old robustness ratio is gone.
+EXTRA_COLUMNS = [("ood_balanced_accuracy", "OOD bal. acc", "{:.3f}"),
+                 ("robustness_drop", "robust drop pts", "{:+.1f}"),
+                 ("peak_rss_net_mb", "net train MB", "{:.0f}")]
+RETIRED = {"robustness"}
+REPORT_SCALE = {**SCALE, "robustness_drop": 100.0}  # a fraction of accuracy -> points
+COLLAPSED_MARK = " [collapsed]"
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,23 @@ def _num(value: object, fmt: str = "{:.3f}") -> str:
 NUMERIC = re.compile(r"^(-|#?[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?( ± [\d.,]+)?( \*)?)$")
 
 
+def report_summary(records: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+    """summary_frame plus the EXTRA_COLUMNS it does not aggregate yet; (frame, shown columns)."""
+    agg = summary_frame(records)
+    extras = [m for m, _, _ in EXTRA_COLUMNS if m in records and f"{m}_mean" not in agg]
+    if extras:  # merge: until tables.COLUMNS lists them
+        more = aggregate(records, extras, baseline_method=None)
+        keys = [c for c in ("study", "setup", "method", "train_size") if c in agg and c in more]
+        agg = agg.merge(more[keys + [c for c in more if c.startswith(tuple(extras))]], on=keys, how="left")
+    listed = [c for c in COLUMNS if c[0] not in RETIRED] + [c for c in EXTRA_COLUMNS
+                                                             if c[0] not in {m for m, _, _ in COLUMNS}]
+    return agg, [(m, h, f) for m, h, f in listed if f"{m}_mean" in agg]
+
+
+def collapsed_methods(records: pd.DataFrame) -> set[str]:
+    return set(records.loc[collapsed_mask(records), "method"].astype(str))
+
+
 def table_html(header: list[str], rows: list[list[str]]) -> str:
     """Cells are escaped here: pass plain text. Columns of numbers align right, others left."""
     classes = ["" if all(NUMERIC.match(r[i]) for r in rows) else " class='t'" for i in range(len(header))]
@@ -108,32 +135,47 @@ def table_html(header: list[str], rows: list[list[str]]) -> str:
 
 def results_section(page: Page, records: pd.DataFrame) -> None:
     page.add("<h2>Results</h2>")
+    collapsed = collapsed_methods(records)
     for study, grp in records.groupby("study", sort=False):
-        agg = summary_frame(grp)
+        agg, shown = report_summary(grp)
         several = bool((agg["seeds"] > 1).any())
-        shown = [(m, h, f) for m, h, f in COLUMNS if f"{m}_mean" in agg]
+        any_ci = False
         rows = []
         for _, row in agg.iterrows():
             name = str(row["method"]) + (" *" if several and row.get("significant_vs_baseline") else "")
+            name += COLLAPSED_MARK if str(row["method"]) in collapsed else ""
             cells = [name, str(row["train_size"]), str(row["seeds"])]
             for metric, _, fmt in shown:
-                k = SCALE.get(metric, 1.0)
+                k = REPORT_SCALE.get(metric, 1.0)
                 text = _num(row[f"{metric}_mean"] * k, fmt)
-                half = (row[f"{metric}_ci_high"] - row[f"{metric}_ci_low"]) / 2
-                if several and not math.isnan(half):
-                    text += " ± " + fmt.format(half * k)
+                low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+                half = (high - low) / 2 if low is not None and high is not None else float("nan")
+                if not pd.isna(half) and half > 0 and text != "-":  # a zero-width interval says nothing
+                    text += " ± " + fmt.format(half * k).lstrip("+")
+                    any_ci = True
                 cells.append(text)
             rows.append(cells)
-        note = " - mean ± 95% CI over seeds" if several else ""
+        note = " - mean ± 95% CI" if any_ci else ""
         if several and "Full" in set(grp["method"]):
-            note += "; * differs from Full (paired t-test, p<0.05)"
+            note += "; * differs from Full"
         page.add(f"<h3>Study {esc(study)} <span class='muted'>{esc(note)}</span></h3>")
         page.add(table_html(["method", "train n", "seeds"] + [h for _, h, _ in shown], rows))
+    trials = collapsed_trials(records)
+    if trials:
+        page.add(f"<p class='note collapsed'>{esc(COLLAPSED_MARK.strip())} = predicts almost one class: "
+                 f"{esc(describe_collapsed(trials))}</p>")
 
 
-def tradeoff_points(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the plotted means plus the accuracy 95% CI half width over seeds (NaN for one seed)."""
+def tradeoff_points(records: pd.DataFrame, means: pd.DataFrame, prep: Prepared | None = None) -> pd.DataFrame:
+    """Per method: the plotted means plus an accuracy 95% half width: from the paired bootstrap over rows
+    (and seeds) when predictions are stored, else the t-interval over seeds (NaN for one seed)."""
     points = means.copy()
+    resampled = prep.resampled if prep is not None else None
+    if resampled is not None:
+        boot = pd.DataFrame(resampled.values["accuracy"], columns=resampled.methods)
+        half = (boot.quantile(0.975) - boot.quantile(0.025)) / 2
+        points["accuracy_ci"] = half.reindex(points.index)
+        return points
     accuracy = pd.to_numeric(records["accuracy"], errors="coerce")
     points["accuracy_ci"] = accuracy.groupby(records["method"], sort=False).apply(
         lambda values: summarize(values.tolist()).half_width)
@@ -145,16 +187,16 @@ def _measured(frame: pd.DataFrame, column: str) -> bool:
 
 
 def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors: dict,
-                     radar_methods: list[str] | None) -> None:
+                     radar_methods: list[str] | None, prep: Prepared | None = None) -> None:
     page.add(f"<h2>Tradeoffs <span class='muted'>({esc(label)})</span></h2>")
-    points = tradeoff_points(records, dims.means)
+    points = tradeoff_points(records, dims.means, prep)
     bubbles = [  # the seed's three: name, title, x, bubble size, x label, size label, size format, log x
         ("param_vs_accuracy", "Parameter efficiency vs performance", "trainable_pct", "train_seconds",
          "trainable parameters (% of base model, log scale)", "train seconds", ".0f", True),
         ("time_vs_accuracy", "Training time vs performance", "train_seconds", "trainable_pct",
          "training time (s)", "trainable %", ".3g", False),
         ("memory_vs_accuracy", "Peak training memory vs performance", "train_memory_mb", "trainable_pct",
-         "peak training memory (MB)", "trainable %", ".3g", False),
+         "peak training memory, net of the process baseline (MB)", "trainable %", ".3g", False),
     ]
     figs = []
     for name, title, x, size, xlabel, size_label, size_fmt, log_x in bubbles:
@@ -175,8 +217,9 @@ def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors
 
 
 def scores_section(page: Page, dims) -> None:
-    page.add("<h2>Dimension scores</h2><p class='muted'>Relative to the methods measured here (min-max), "
-             "means over seeds; '-' = not measured.</p>")
+    page.add("<h2>Dimension scores</h2><p class='muted'>On fixed scales (a constant predictor's accuracy = 0, "
+             "no robustness drop = 1, cost as a ratio to the cheapest; see below), means over seeds; "
+             f"'-' = not measured. {esc(COUNTING_RULE)}</p>")
     rows = [[str(m)] + [_num(v, "{:.2f}") for v in row] for m, row in dims.scores.iterrows()]
     page.add(table_html(["method"] + list(dims.scores.columns), rows))
     notes = scoring_notes()
@@ -184,16 +227,26 @@ def scores_section(page: Page, dims) -> None:
                         [[d, ", ".join(dims.metrics_used[d]) or "not measured", notes[d]] for d in notes]))
 
 
-def pareto_section(page: Page, means: pd.DataFrame, colors: dict) -> None:
+def pareto_section(page: Page, means: pd.DataFrame, colors: dict, prep: Prepared | None = None) -> None:
     page.add("<h2>Pareto front: accuracy vs trainable parameters</h2>")
     if not (_measured(means, "accuracy") and _measured(means, "trainable_params")):
         page.not_run("Accuracy or trainable parameters were not measured: no Pareto front.")
         return
-    table = pareto_table(means, [Objective("accuracy", "max"), Objective("trainable_params", "min")])
+    objectives = [Objective("accuracy", "max"), Objective("trainable_params", "min")]
+    table = pareto_table(means, objectives)
     page.add('<div class="plots">' + page.plot("pareto", "Methods no other method beats on both",
                                                 plots.pareto(table, "trainable_params", "accuracy", colors))
              + "</div>")
     page.add(f"<p>On the front: {esc(', '.join(map(str, table.index[table['on_front']])))}</p>")
+    resampled = prep.resampled if prep is not None else None
+    if resampled is not None:
+        p_front = front_probability(table, objectives, resampled)
+        rows = [[str(m), _num(table.loc[m, "accuracy"]), f"{table.loc[m, 'trainable_params']:,.0f}",
+                 "yes" if table.loc[m, "on_front"] else "no", _num(p_front[m], "{:.2f}")]
+                for m in p_front.sort_values(ascending=False, kind="stable").index]
+        page.add(f"<p class='muted'>P(on front): share of {RESAMPLES} paired bootstrap resamples of the test "
+                 "rows in which the method is on the front.</p>"
+                 + table_html(["method", "accuracy", "trainable params", "on front", "P(on front)"], rows))
 
 
 def data_efficiency_section(page: Page, records: pd.DataFrame, colors: dict) -> None:
@@ -226,21 +279,27 @@ def rank_section(page: Page, records: pd.DataFrame) -> None:
     page.add(f"<p>{esc(rank_advice(records))}</p>")
 
 
-def scenarios_section(page: Page, records: pd.DataFrame, study: str | None) -> None:
+def scenarios_section(page: Page, prep: Prepared) -> None:
     page.add("<h2>Recommendations for the five scenarios</h2><p class='muted'>Weights: the seed "
              "notebook's 0-10 ratings, normalised. No hard limits; use <code>peftbench recommend</code> to "
-             "add them.</p>")
-    recs = {name: recommend(records, scenario_weights(name), study=study) for name in SCENARIOS}
+             f"add them. P(best): share of {RESAMPLES} paired bootstrap resamples of the evaluated rows in "
+             "which the method scores highest; tied: scores at least as high as the winner in &ge; "
+             f"{TIE_SHARE:.0%} of them.</p>")
+    recs = {name: rank(prep, scenario_weights(name)) for name in SCENARIOS}
     for note in dict.fromkeys(n for rec in recs.values() for n in rec.notes):
         page.add(f"<p class='note'>{esc(note)}</p>")
     for name, rec in recs.items():
         weights = ", ".join(f"{d} {w:.2f}" for d, w in rec.weights.items())
-        rows = [[str(i), str(m), _num(r["score"]), _num(r["coverage"], "{:.0%}")]
-                for i, (m, r) in enumerate(rec.ranking.head(3).iterrows(), 1)]
+        has_p = "p_best" in rec.ranking
+        rows = [[str(i), str(m) + (" (tied)" if m in rec.tied[1:] else ""), _num(r["score"])]
+                + ([_num(r["p_best"], "{:.2f}")] if has_p else []) + [_num(r["coverage"], "{:.0%}")]
+                for i, (m, r) in enumerate(rec.ranking.head(5).iterrows(), 1)]
+        tied = [m for m in rec.tied if m != rec.top]
         merging = rec.advice.get("merging")
         page.add(f"<div class='scenario'><h3>{esc(name)}: {esc(rec.top)}</h3>"
                  f"<p class='muted'>{esc(weights)}</p>"
-                 + table_html(["#", "method", "score", "weight covered"], rows)
+                 f"<p>Statistically tied with {esc(rec.top)}: {esc(', '.join(tied) or 'none')}</p>"
+                 + table_html(["#", "method", "score"] + ["P(best)"] * has_p + ["weight covered"], rows)
                  + (f"<p>{esc(merging)}</p>" if merging else "") + "</div>")
 
 
@@ -277,29 +336,39 @@ def provenance_section(page: Page, records: pd.DataFrame) -> None:
 
 
 def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str | None,
-               radar_methods: list[str] | None) -> Page:
+               radar_methods: list[str] | None, interactive: bool = False, **selection) -> Page:
+    """selection: setup, model, dataset, include_collapsed (see analysis.recommend.prepare)."""
     page = Page(png_folder)
-    selected, label = select_study(records, study)
-    dims = dimension_scores(selected, records)
+    include = selection.pop("include_collapsed", False)
+    records = select_records(records, include_collapsed=True, **selection).records  # one setup, all trials
+    prep = prepare(records, study, include_collapsed=include)
+    selected, label, dims = prep.selected, prep.label, prep.dims
     colors = plots.method_colors(list(dict.fromkeys(records["method"])))
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     counts = ", ".join(f"{s}: {n} trials" for s, n in records["study"].value_counts(sort=False).items())
-    page.add(f"<h1>peftbench report</h1><p class='muted'>store {esc(db_path)} - {esc(counts)} - "
+    setup = f"setup {esc(prep.setup_label)} - " if prep.setup_label else ""
+    page.add(f"<h1>peftbench report</h1><p class='muted'>{setup}store {esc(db_path)} - {esc(counts)} - "
              f"written {stamp}</p>")
     results_section(page, records)
-    tradeoff_section(page, selected, label, dims, colors, radar_methods)
-    pareto_section(page, dims.means, colors)
-    data_efficiency_section(page, records, colors)
-    rank_section(page, records)
-    scenarios_section(page, records, study)
+    tradeoff_section(page, selected, label, dims, colors, radar_methods, prep)
+    if interactive:  # Plotly views after the static plots they mirror (report/interactive.py)
+        from .interactive import interactive_section
+
+        page.add(interactive_section(select_study(records, study)[0], label, colors))  # collapsed kept, marked
+    pareto_section(page, dims.means, colors, prep)
+    data_efficiency_section(page, prep.records, colors)
+    rank_section(page, prep.records)
+    scenarios_section(page, prep)
     scores_section(page, dims)
     provenance_section(page, records)
     return page
 
 
 def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str | None = None,
-                 radar_methods: list[str] | None = None) -> WrittenReport:
-    """Write `output` and `<stem>_plots/*.png` beside it, replacing an earlier report atomically."""
+                 radar_methods: list[str] | None = None, interactive: bool = False,
+                 **selection) -> WrittenReport:
+    """Write `output` and `<stem>_plots/*.png` beside it, replacing an earlier report atomically.
+    selection: setup, model, dataset, include_collapsed."""
     if records.empty:
         raise PeftbenchError(f"no finished trials in {db_path}")
     output = Path(output)
@@ -309,7 +378,7 @@ def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str 
     if png_dir.exists() and (not png_dir.is_dir() or any(p.suffix != ".png" for p in png_dir.iterdir())):
         raise PeftbenchError(f"{png_dir} exists and holds files peftbench did not write; move it or pick "
                              "another --output")
-    page = build_page(records, db_path, png_dir.name, study, radar_methods)
+    page = build_page(records, db_path, png_dir.name, study, radar_methods, interactive, **selection)
     document = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>peftbench report</title>"
                 f"<style>{CSS}</style></head><body>" + "\n".join(page.parts) + "</body></html>")
     output.parent.mkdir(parents=True, exist_ok=True)

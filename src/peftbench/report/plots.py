@@ -88,7 +88,7 @@ def radar(scores: pd.DataFrame, colors: dict) -> Figure:
     angles = np.linspace(0, 2 * math.pi, len(dims), endpoint=False).tolist()
     fig = Figure(figsize=FIGSIZE)  # fixed axes box: constrained layout clips polar tick labels
     ax = fig.add_axes((0.1, 0.1, 0.5, 0.74), projection="polar")
-    fig.suptitle("Dimension scores (1 = best of the methods measured)")
+    fig.suptitle("Dimension scores (fixed scales: 0 = a constant predictor / the whole model, 1 = best)")
     ax.set_xticks(angles, labels, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_yticks([0.25, 0.5, 0.75], ["0.25", "0.5", "0.75"], color="grey", fontsize=7)
@@ -121,11 +121,14 @@ def rank_sweep(curve: pd.DataFrame, chosen_rank: int) -> Figure:
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
     left, right = fig.subplots(1, 2)
     accs = curve["accuracy"]
-    left.plot(curve["rank"], accs, marker="o", linewidth=2)
+    left.plot(curve["rank"], accs, marker="o", linewidth=2, label="test (reported)")
+    if "val_accuracy" in curve and curve["val_accuracy"].notna().any():
+        left.plot(curve["rank"], curve["val_accuracy"], marker="s", linestyle="--", linewidth=1.5,
+                  color="grey", label="validation (chooses the rank)")
     left.set_xscale("log", base=2)
     left.set_xticks(curve["rank"].tolist(), [str(r) for r in curve["rank"]])
     left.minorticks_off()
-    left.set(title="LoRA rank vs accuracy", xlabel="LoRA rank r (log2 scale)", ylabel="test accuracy")
+    left.set(title="LoRA rank vs accuracy", xlabel="LoRA rank r (log2 scale)", ylabel="accuracy")
     areas = 30 + 12 * np.sqrt(curve["rank"])
     right.scatter(curve["trainable_pct"], accs, s=areas, alpha=STYLE["point_alpha"])
     _label_points(right, curve["trainable_pct"], accs, [f"r={r}" for r in curve["rank"]], areas)

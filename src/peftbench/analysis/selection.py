@@ -1,0 +1,104 @@
+"""Which trials a recommendation, Pareto front or report may use: one setup, reportable trials only,
+collapsed trials left out unless asked for.
+
+A setup (model, data, split, max length, epochs, batch size) is never mixed with another: numbers from
+two setups are not seeds of one experiment. When a store holds several and the user named none, the
+command stops and lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .. import stats
+from ..errors import PeftbenchError
+
+
+@dataclass
+class Selection:
+    records: pd.DataFrame  # every study of one setup, reportable, collapsed trials dropped unless asked
+    setup_label: str | None  # None: the records carry no setup (older store), treated as one setup
+    notes: list[str] = field(default_factory=list)
+    collapsed: list[tuple[str, int, str]] = field(default_factory=list)  # (method, seed, reason) left out
+
+
+def _dataset_of(records: pd.DataFrame) -> pd.Series:
+    if "dataset" in records:
+        return records["dataset"].astype(str)
+    prov = records["provenance"] if "provenance" in records else pd.Series(None, index=records.index)
+    return prov.map(lambda p: str((p.get("data") or {}).get("dataset")) if isinstance(p, dict) else "None")
+
+
+def _filter(records: pd.DataFrame, values: pd.Series, wanted: str | None, option: str) -> pd.DataFrame:
+    if wanted is None:
+        return records
+    kept = records[values == wanted]
+    if kept.empty:
+        known = ", ".join(sorted(set(values.dropna().astype(str))))
+        raise PeftbenchError(f"no finished trials with {option} {wanted} (in this store: {known})")
+    return kept
+
+
+def reportable(records: pd.DataFrame) -> pd.DataFrame:
+    """Pruned and unchosen tuning candidates never enter scores: peftbench.stats.reportable decides."""
+    fn = getattr(stats, "reportable", None)  # merge: stats.reportable lands with the stats branch
+    if fn is not None:
+        return fn(records)
+    if "status" in records:  # merge: until then, at least keep only finished trials
+        records = records[records["status"].isin(["ok"]) | records["status"].isna()]
+    return records
+
+
+def collapsed_mask(records: pd.DataFrame) -> pd.Series:
+    if "collapsed" not in records:
+        return pd.Series(False, index=records.index)
+    return records["collapsed"].map(lambda v: bool(v) if v is not None and not pd.isna(v) else False)
+
+
+def collapsed_trials(records: pd.DataFrame) -> list[tuple[str, int, str]]:
+    """(method, seed, reason) of every collapsed trial, in store order."""
+    rows = records[collapsed_mask(records)]
+    reasons = rows["collapse_reason"] if "collapse_reason" in rows else pd.Series(None, index=rows.index)
+    return [(str(m), int(s), str(r) if isinstance(r, str) and r else "collapsed")
+            for m, s, r in zip(rows["method"], rows["seed"], reasons)]
+
+
+def describe_collapsed(trials: list[tuple[str, int, str]]) -> str:
+    return "; ".join(f"{m} (seed {s}): {r}" for m, s, r in trials)
+
+
+def select_records(records: pd.DataFrame, setup: str | None = None, model: str | None = None,
+                   dataset: str | None = None, include_collapsed: bool = False) -> Selection:
+    """Reportable trials of one setup; refuses (one line, listing them) when several setups remain."""
+    records = reportable(records)
+    records = _filter(records, records["model"].astype(str) if "model" in records else
+                      pd.Series("None", index=records.index), model, "--model")
+    records = _filter(records, _dataset_of(records), dataset, "--dataset")
+    label = None
+    if "setup" in records:  # merge: the store adds `setup` / `setup_label`; older records have neither
+        keys = records["setup"].astype(str)
+        if setup is not None:
+            records = _filter(records, keys, setup, "--setup")
+            keys = records["setup"].astype(str)
+        labels = records["setup_label"].astype(str) if "setup_label" in records else keys
+        found = dict(zip(keys, labels))
+        if len(found) > 1:
+            listed = "; ".join(f"{k} ({v})" for k, v in found.items())
+            raise PeftbenchError(f"this store holds {len(found)} setups: {listed}. Pick one with --setup KEY, "
+                                 "or narrow with --model / --dataset")
+        label = next(iter(found.values()), None)
+    elif setup is not None:
+        raise PeftbenchError("--setup: these trials carry no setup key (an older store); use --model / "
+                             "--dataset")
+    sel = Selection(records, label)
+    trials = collapsed_trials(records)
+    if trials and not include_collapsed:
+        sel.records = records[~collapsed_mask(records)]
+        sel.collapsed = trials
+        sel.notes.append("left out as collapsed (they predict almost one class; --include-collapsed ranks "
+                         f"them): {describe_collapsed(trials)}")
+    elif trials:
+        sel.notes.append(f"collapsed trials included at your request: {describe_collapsed(trials)}")
+    return sel
