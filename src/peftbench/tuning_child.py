@@ -67,33 +67,37 @@ class Rungs:
         if step != self.first or step >= self.total:
             return False
         t0 = time.perf_counter()
-        self._report(step, self._accuracy(self.subset))
+        accuracy, loss = self._accuracy(self.subset)
+        # Early on, candidates often tie at the majority rate, and Optuna promotes ties: break them by
+        # validation loss, by less than one row's worth of accuracy (1e-4 < 1/500), so no order changes.
+        self._report(step, accuracy, accuracy + 1e-4 * (1 - min(loss, 10.0) / 10.0))
         self.seconds += time.perf_counter() - t0
         return self.pruned
 
     def last_rung(self, val_accuracy: float) -> bool:
         """After training: the whole validation split's accuracy (the trial's own figure). True: pruned."""
         if not self.pruned:
-            self._report(self.total, float(val_accuracy))
+            self._report(self.total, float(val_accuracy), float(val_accuracy))
         return self.pruned
 
-    def _report(self, step: int, value: float) -> None:
-        self.scores[step] = value
+    def _report(self, step: int, accuracy: float, value: float) -> None:
+        self.scores[step] = accuracy
         self.trial.report(value, step)
         if self.trial.should_prune():
             self.pruned_at = step
 
-    def _accuracy(self, rows: TokenizedSet) -> float:
-        """Validation accuracy mid-training, leaving training exactly as it was (mode and random state), so
-        a candidate that runs to the end matches an untuned trial of the same method."""
+    def _accuracy(self, rows: TokenizedSet) -> tuple[float, float]:
+        """Validation accuracy and loss mid-training, leaving training exactly as it was (mode and random
+        state), so a candidate that runs to the end matches an untuned trial of the same method."""
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        preds, _loss = ev.predict(self.model, rows, self.device, self.data.pad_token_id, bf16=self.bf16)
+        preds, loss = ev.predict(self.model, rows, self.device, self.data.pad_token_id, bf16=self.bf16)
         self.model.train()
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state(cuda_rng, self.device)
-        return float(np.mean(preds == rows.labels))
+        loss = float(loss) if np.isfinite(loss) else 10.0
+        return float(np.mean(preds == rows.labels)), loss
 
     def fields(self) -> dict[str, Any]:
         """What the record keeps of the search: the rung scores (step -> validation accuracy)."""
