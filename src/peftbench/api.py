@@ -44,12 +44,22 @@ def study_options(*, model: str = EMBEDDED, dataset: str = EMBEDDED, text_column
                         learning_rate=learning_rate)
 
 
-def _run(specs, db, executor, force, retry_failed, retries, track, tracking_uri) -> pd.DataFrame:
+def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking_uri=None, tune: bool = False,
+         tune_lr_factors: list[float] | None = None) -> pd.DataFrame:
     from .runner import run_trials
     from .tracking import make_trackers
 
     trackers = make_trackers(track, tracking_uri)
     db = Path(db) if db else default_db_path()
+    if tune:
+        from .tuning import parse_lr_factors, prepare
+
+        specs, executor, budget = prepare(specs, db, executor, parse_lr_factors(tune_lr_factors))
+        print(budget)
+    elif tune_lr_factors is not None:
+        from .errors import PeftbenchError
+
+        raise PeftbenchError("tune_lr_factors needs tune=True")
     run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries, trackers=trackers)
     ids = {s.trial_id for s in specs}
     with Store(db, create=False) as store:
@@ -58,20 +68,25 @@ def _run(specs, db, executor, force, retry_failed, retries, track, tracking_uri)
 
 
 def run(*, db: str | Path | None = None, executor=None, force: bool = False, retry_failed: bool = False,
-        retries: int = 0, track: str | None = None, tracking_uri: str | None = None, **options) -> pd.DataFrame:
+        retries: int = 0, track: str | None = None, tracking_uri: str | None = None, tune: bool = False,
+        tune_lr_factors: list[float] | None = None, **options) -> pd.DataFrame:
     """The tradeoff study (seed presets by default). Returns one row per trial of this study.
-    track="mlflow" logs each trial as it finishes (tracking_uri: default ./mlruns)."""
+    track="mlflow" logs each trial as it finishes (tracking_uri: default ./mlruns).
+
+    tune=True: each method's learning rate is tuned on validation (see `tuning`); every candidate is a
+    row (status ok or pruned, with `tune_group`); `tuning_choices(db)` says which one was chosen."""
     from .studies import tradeoff
 
     return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries, track,
-                tracking_uri)
+                tracking_uri, tune, tune_lr_factors)
 
 
 def study(name: str, *, db: str | Path | None = None, executor=None, force: bool = False,
           sizes: list[int] | None = None, ranks: list[int] | None = None, track: str | None = None,
-          tracking_uri: str | None = None, **options) -> pd.DataFrame:
+          tracking_uri: str | None = None, tune: bool = False, tune_lr_factors: list[float] | None = None,
+          **options) -> pd.DataFrame:
     """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'. As in the CLI, the sweeps train 3
-    epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise."""
+    epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise; tune=True as in `run`."""
     from . import studies as st
     from .errors import PeftbenchError
 
@@ -85,7 +100,15 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
                               epochs=options.get("epochs", 3))
     else:
         raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(st.STUDIES)})")
-    return _run(specs, db, executor, force, False, 0, track, tracking_uri)
+    return _run(specs, db, executor, force, False, 0, track, tracking_uri, tune, tune_lr_factors)
+
+
+def tuning_choices(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:
+    """Every tuning candidate (ok, pruned or failed) with `chosen`: per search, the completed candidate with
+    the best validation accuracy."""
+    from .tuning import candidates_frame
+
+    return candidates_frame(results(db, study, include_failed=True))
 
 
 def results(db: str | Path | None = None, study: str | None = None, include_failed: bool = False) -> pd.DataFrame:

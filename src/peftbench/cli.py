@@ -142,14 +142,34 @@ M_RETRIES = _opt(None, "--retries", help="retry failed trials up to K times (def
 M_FORCE = _opt(False, "--force", help="re-run trials that are already in the store")
 M_RETRY_FAILED = _opt(False, "--retry-failed", help="re-run only the trials stored as failed")
 M_TEST_SIZE = _opt(None, "--test-size", help="test examples held out (default 800, at most 20% of the data)")
-M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out (default 200, at most 10%)")
+M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out: every choice reads them (default 1000, at most 10%)")
 M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores) or quick (same methods, less data)")
 M_TRACK = _opt(None, "--track", help="log each trial as it finishes to a tracker: mlflow (needs peftbench[mlflow])")
 M_TRACKING_URI = _opt(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlruns as a file URI)")
 
+M_TUNE = _opt(None, "--tune/--no-tune", help="tune each method's learning rate on validation (3 candidates, successive "
+              "halving through Optuna); every candidate is stored, the table reports the chosen one")
+M_TUNE_FACTORS = _opt(None, "--tune-lr-factors", help="with --tune: multiples of each method's default "
+                      "learning rate to try, e.g. 1,0.333,3 (default: each family's own candidates)")
+
+
+def _tune_options(cfg: dict, tune: Optional[bool], tune_lr_factors: Optional[str]):
+    """(tune?, factors): --tune and --tune-lr-factors, or the config file's tune / tune_lr_factors."""
+    from .tuning import parse_lr_factors
+
+    on = bool(_pick(tune, cfg, "tune", False))
+    raw = _split(tune_lr_factors) if tune_lr_factors is not None else cfg.get("tune_lr_factors")
+    if isinstance(raw, str):
+        raw = _split(raw)
+    factors = parse_lr_factors(raw)
+    if tune_lr_factors is not None and not on:  # (a config file's factors wait for tune: true)
+        raise PeftbenchError("--tune-lr-factors needs --tune")
+    return on, factors if on else None
+
 
 def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, backend="local",
-             address=None, gpus_per_trial=None, cpus_per_trial=None, track=None, tracking_uri=None):
+             address=None, gpus_per_trial=None, cpus_per_trial=None, track=None, tracking_uri=None,
+             tune=(False, None)):
     from .display import StudyDisplay
     from .execute import make_executor
     from .runner import run_trials
@@ -165,6 +185,11 @@ def _execute(specs, db, workers, trial_timeout, retries, force, retry_failed, ba
     executor = make_executor(backend, workers=workers, trial_timeout=trial_timeout, address=address,
                              gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial)
     db_path = Path(db) if db else default_db_path()
+    if tune[0]:
+        from .tuning import prepare
+
+        specs, executor, budget = prepare(specs, db_path, executor, tune[1])
+        err_console.print(budget, highlight=False, markup=False)
     summary = run_trials(specs, db_path, executor, force=force, retry_failed=retry_failed, retries=retries,
                          display=StudyDisplay(err_console), trackers=trackers)
     return db_path, summary
@@ -192,6 +217,18 @@ def _print_results(db_path: Path, study: Optional[str]) -> None:
     for name, label, grp in by_setup(records):
         console.print(results_table(grp, title=f"peftbench: {name}" + (f" · {label}" if label else "")))
         _print_study_answer(name, grp)
+    _print_tuning(db_path, study)
+
+
+def _print_tuning(db_path: Path, study: Optional[str]) -> None:
+    """The tuning candidates of a store (every status) and the one chosen per search, when there are any."""
+    from .store import Store
+    from .tuning import tuning_table
+
+    with Store(db_path, create=False) as store:
+        table = tuning_table(store.records(study, include_failed=True))
+    if table is not None:
+        console.print(table)
 
 
 def _print_study_answer(study: str, records) -> None:
@@ -224,7 +261,8 @@ def run(
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
-    retry_failed: bool = M_RETRY_FAILED,
+    retry_failed: bool = M_RETRY_FAILED, tune: Optional[bool] = M_TUNE,
+    tune_lr_factors: Optional[str] = M_TUNE_FACTORS,
     backend: str = _opt("local", "--backend", help="local | ray"),
     address: Optional[str] = _opt(None, "--address", help="Ray cluster address (auto | HOST:PORT)"),
     gpus_per_trial: Optional[float] = _opt(None, "--gpus-per-trial", help="Ray: GPUs per trial"),
@@ -242,11 +280,12 @@ def run(
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
                           test_size=test_size, validation_size=validation_size, resplit=resplit,
                           ood_label_map=ood_label_map)
+    tuning = _tune_options(cfg, tune, tune_lr_factors)
     specs = tradeoff(opts)
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
                           _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
                           force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial,
-                          track, tracking_uri)
+                          track, tracking_uri, tuning)
     _print_results(db_path, "tradeoff")
 
 
@@ -263,7 +302,8 @@ def study(
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
-    retry_failed: bool = M_RETRY_FAILED,
+    retry_failed: bool = M_RETRY_FAILED, tune: Optional[bool] = M_TUNE,
+    tune_lr_factors: Optional[str] = M_TUNE_FACTORS,
     sizes: Optional[str] = _opt(None, "--sizes", help="data-efficiency: training-set sizes, e.g. 100,250,500,1000"),
     ranks: Optional[str] = _opt(None, "--ranks", help="rank-sweep: LoRA ranks, e.g. 1,2,4,8,16,32,64"),
     alpha_ratio: float = _opt(2.0, "--alpha-ratio", help="rank-sweep: alpha = ratio x rank"),
@@ -287,6 +327,7 @@ def study(
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
                           test_size=test_size, validation_size=validation_size, resplit=resplit,
                           ood_label_map=ood_label_map)
+    tuning = _tune_options(cfg, tune, tune_lr_factors)
     specs = []
     names = st.STUDIES if name == "all" else (name,)
     # The seed's 3 epochs (and the sweep's 500 examples) unless the command line or config says otherwise.
@@ -303,7 +344,7 @@ def study(
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
                           _pick(trial_timeout, cfg, "trial_timeout", None), _pick(retries, cfg, "retries", 0),
                           force, retry_failed, backend, address, gpus_per_trial, cpus_per_trial,
-                          track, tracking_uri)
+                          track, tracking_uri, tuning)
     for n in names:
         _print_results(db_path, n)
 

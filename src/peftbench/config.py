@@ -140,6 +140,18 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class TuneLink:
+    """How a tuning candidate reaches its search while it trains (see tuning.py). Not part of the trial's
+    identity: it says where to report, not what the trial is."""
+
+    study_name: str  # the Optuna study of the candidate's group (study, setup, method, seed)
+    budget: str  # the printed budget, stored in the record as tune_budget
+    storage: str | None = None  # Optuna journal file; None: no pruning (the candidate runs to the end)
+    reduction_factor: int = 3  # successive halving: the first rung at 1/reduction_factor of the steps
+    rung_val_rows: int = 500  # validation rows scored at the first rung (the last rung scores them all)
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """Everything that decides a trial's outcome. Its hash is the trial id."""
 
@@ -150,15 +162,21 @@ class TrialSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     seed: int = 0
     eval_size: int | None = None  # evaluate on the first N test examples (data-efficiency's fixed set)
+    tune_group: str | None = None  # --tune: the method this candidate tunes (None: not a candidate)
+    tune: TuneLink | None = field(default=None, compare=False)  # --tune: where it reports; not identity
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["method"] = self.method.to_dict()
+        for key in ("tune_group", "tune"):  # absent when unset, so ids of untuned trials never change
+            if d[key] is None:
+                del d[key]
         return d
 
     @property
     def trial_id(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        identity = {k: v for k, v in self.to_dict().items() if k != "tune"}
+        canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @classmethod
@@ -166,7 +184,8 @@ class TrialSpec:
         return cls(
             study=d["study"], method=MethodSpec(**d["method"]), model=d["model"],
             data=DataSpec(**d["data"]), train=TrainSpec(**d["train"]), seed=d["seed"],
-            eval_size=d.get("eval_size"),
+            eval_size=d.get("eval_size"), tune_group=d.get("tune_group"),
+            tune=TuneLink(**d["tune"]) if d.get("tune") else None,
         )
 
 
@@ -174,7 +193,7 @@ CONFIG_KEYS = {
     "model", "dataset", "text_column", "label_column", "methods", "train_size", "epochs", "batch_size",
     "seeds", "max_length", "device", "db", "ood_dataset", "ood_text_column", "ood_label_column",
     "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
-    "validation_size", "resplit", "ood_label_map",
+    "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors",
 }
 
 
@@ -182,9 +201,10 @@ CONFIG_KEYS = {
 _WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers", "retries", "test_size",
           "validation_size")
 _NUMBER = ("learning_rate", "trial_timeout")
-_LISTS = {"methods": str, "sizes": int, "ranks": int}  # a YAML list, or one comma-separated string
+_LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
+_BOOLS = ("tune",)
 _MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
-                 "db", "ood_label_map")
+                 "db", "ood_label_map", "tune_lr_factors")
 PRESETS = ("default", "quick")
 
 
@@ -201,12 +221,15 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
             raise PeftbenchError(f"config file {p}: {key} must be a number, got {value!r}")
         if key in _LISTS:
             kind = _LISTS[key]
+            kinds = (int, float) if kind is float else (kind,)
             ok = isinstance(value, str) or (isinstance(value, list) and all(
-                isinstance(v, kind) and not isinstance(v, bool) for v in value))
+                isinstance(v, kinds) and not isinstance(v, bool) for v in value))
             if not ok:
-                what = "names" if kind is str else "whole numbers"
+                what = {str: "names", int: "whole numbers", float: "numbers"}[kind]
                 raise PeftbenchError(f"config file {p}: {key} must be a list of {what} (or one comma-separated "
                                      f"string), got {value!r}")
+        if key in _BOOLS and not isinstance(value, bool):
+            raise PeftbenchError(f"config file {p}: {key} must be true or false, got {value!r}")
         if key == "resplit":
             if not isinstance(value, bool):
                 raise PeftbenchError(f"config file {p}: resplit must be true or false, got {value!r}")
@@ -217,7 +240,7 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
                                      f"\"pos=positive,neg=negative\", got {value!r}")
             parse_label_map(value)
             continue
-        if key not in (*_WHOLE, *_NUMBER, *_LISTS) and not isinstance(value, str):
+        if key not in (*_WHOLE, *_NUMBER, *_LISTS, *_BOOLS) and not isinstance(value, str):
             raise PeftbenchError(f"config file {p}: {key} must be text, got {value!r}")
     if data.get("preset") not in (None, *PRESETS):
         raise PeftbenchError(f"config file {p}: preset must be one of {', '.join(PRESETS)}, got {data['preset']!r}")

@@ -46,5 +46,6 @@ class StudyDisplay:
 
     def end(self, summary) -> None:
         self.progress.stop()
-        self.console.print(f"{summary.ok} trials ok, {summary.failed} failed, {summary.cancelled} cancelled, "
-                           f"{summary.skipped} already in the store")
+        pruned = f", {summary.pruned} pruned by tuning" if getattr(summary, "pruned", 0) else ""
+        self.console.print(f"{summary.ok} trials ok{pruned}, {summary.failed} failed, {summary.cancelled} "
+                           f"cancelled, {summary.skipped} already in the store")

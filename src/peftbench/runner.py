@@ -19,6 +19,7 @@ from .errors import PeftbenchError
 from .execute.base import Event, TrialOutcome
 from .store import Store
 from .trial import failure_record
+from .tuning import tune_fields
 
 
 @dataclass
@@ -28,10 +29,12 @@ class RunSummary:
     ok: int
     failed: int
     cancelled: int
+    pruned: int = 0  # --tune candidates stopped early by the search (finished: never re-run)
 
 
 def select_to_run(specs: list[TrialSpec], statuses: dict[str, str], force: bool, retry_failed: bool) -> list[TrialSpec]:
-    """Finished (ok) trials are skipped unless forced; failed ones only rerun when asked."""
+    """Finished trials (ok, and pruned tuning candidates) are skipped unless forced; failed ones only rerun
+    when asked."""
     out = []
     for s in specs:
         st = statuses.get(s.trial_id)
@@ -146,12 +149,14 @@ def _sink(display):
 
 
 def _store(store: Store, outcome: TrialOutcome) -> dict[str, Any]:
-    """Store the outcome; returns the record as stored."""
-    if outcome.status == "ok":
-        record = {**outcome.record, "status": "ok"}
-        store.finish(outcome.spec.trial_id, "ok", record)
+    """Store the outcome (a pruned tuning candidate keeps its validation figures); returns the record as
+    stored."""
+    tune = tune_fields(outcome.spec)
+    if outcome.status in ("ok", "pruned"):
+        record = {**outcome.record, **tune, "status": outcome.status}
+        store.finish(outcome.spec.trial_id, outcome.status, record)
     else:
-        record = failure_record(outcome.spec, outcome.status, outcome.error or "")
+        record = {**failure_record(outcome.spec, outcome.status, outcome.error or ""), **tune}
         store.finish(outcome.spec.trial_id, outcome.status, record, outcome.error)
     return record
 

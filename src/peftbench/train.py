@@ -25,6 +25,8 @@ class TrainResult:
     final_loss: float
     first_step_time: float  # wall-clock (time.time) when the first step began
     cpu_seconds: float  # CPU time of this process over the same span: wall x threads when nothing competes
+    stopped: bool = False  # the checkpoint asked to stop before the last step (a pruned tuning candidate)
+    checkpoint_seconds: float = 0.0  # wall time spent in the checkpoint: left out of `seconds` and CPU time
 
 
 def optimizer_groups(model: torch.nn.Module, weight_decay: float, lr: float, head_lr: float | None = None,
@@ -49,7 +51,9 @@ def total_steps(n: int, spec: TrainSpec) -> int:
 
 def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float, seed: int,
           device: torch.device, pad_id: int, on_step: Callable[[int, int, float], None] | None = None,
-          head_lr: float | None = None, head_names: tuple[str, ...] = ()) -> TrainResult:
+          head_lr: float | None = None, head_names: tuple[str, ...] = (),
+          checkpoint: Callable[[int], bool] | None = None) -> TrainResult:
+    """`checkpoint(step)` runs after each step (tuning scores validation there); True stops training."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     steps_total = total_steps(len(data), spec)
@@ -61,6 +65,7 @@ def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float
     autocast = spec.bf16 and device.type == "cuda"
     model.train()
     step, samples, loss_value = 0, 0, float("nan")
+    stopped, paused, cpu_paused = False, 0.0, 0.0
     first_step_time = time.time()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -83,8 +88,18 @@ def train(model: torch.nn.Module, data: TokenizedSet, spec: TrainSpec, lr: float
             if on_step is not None and (step % 5 == 0 or step == steps_total):
                 loss_value = float(loss.detach())
                 on_step(step, steps_total, loss_value)
+            if checkpoint is not None:
+                t_pause, cpu_pause = time.perf_counter(), time.process_time()
+                stopped = checkpoint(step) and step < steps_total
+                paused += time.perf_counter() - t_pause
+                cpu_paused += time.process_time() - cpu_pause
+                if stopped:
+                    break
+        if stopped:
+            break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
+    seconds, cpu_seconds = time.perf_counter() - t0 - paused, time.process_time() - cpu0 - cpu_paused
     del opt, sched
-    return TrainResult(seconds, step, samples, float(loss.detach()), first_step_time, cpu_seconds)
+    return TrainResult(seconds, step, samples, float(loss.detach()), first_step_time, cpu_seconds, stopped,
+                       paused)

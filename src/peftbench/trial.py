@@ -24,6 +24,7 @@ from .methods import BuildContext, build_model, family
 from .models import load_classifier
 from .predictions import encode
 from .train import total_steps, train
+from .tuning_child import rungs_for
 
 RECORD_VERSION = 2
 Progress = Callable[[dict[str, Any]], None]
@@ -107,10 +108,11 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
 
     say({"phase": "train", "step": 0, "total": steps})
     load_before = os.getloadavg()[0]
+    rungs = rungs_for(spec, data, model, device, steps)  # None unless a --tune candidate that may be pruned
     result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
                    data.pad_token_id,
                    on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}),
-                   head_lr=spec.method.head_learning_rate, head_names=tuple(heads))
+                   head_lr=spec.method.head_learning_rate, head_names=tuple(heads), checkpoint=rungs)
     record.update(
         startup_seconds=(result.first_step_time - spawned_at) if spawned_at else None,
         entered_to_first_step_seconds=result.first_step_time - entered,
@@ -137,6 +139,11 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     record.update(val_predictions=encode(val_preds), val_labels=encode(data.validation.labels),
                   val_majority_rate=ev.majority_rate(data.validation.labels))
     record["collapsed"], record["collapse_reason"] = ev.detect_collapse(data.validation.labels, val_preds)
+    if rungs is not None and rungs.last_rung(val["accuracy"]):
+        # stopped by the search: validation figures only, the test split is never read
+        return rungs.pruned_record(record, entered)
+    if rungs is not None:
+        record.update(rungs.fields())
     # The test split: read once, here, for the reported figures only.
     test_set = _test_subset(spec, data)
     test_preds, test_loss = ev.predict(model, test_set, device, data.pad_token_id, bf16=bf16)
