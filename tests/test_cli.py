@@ -28,6 +28,7 @@ def test_run_results_export_and_resume(tiny_run_args, tmp_path):
     db, args = tiny_run_args
     first = cli("run", "--methods", "Full,LoRA-r4,BitFit", *args)
     assert "LoRA-r4" in first.stdout and "test acc" in first.stdout
+    assert "robust drop leaves out: case (leaves the token ids unchanged" in " ".join(first.stdout.split())
     out = tmp_path / "records.json"
     cli("export", "--format", "json", "--db", str(db), "-o", str(out))
     records = json.loads(out.read_text())

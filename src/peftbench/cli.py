@@ -216,8 +216,20 @@ def _print_results(db_path: Path, study: Optional[str]) -> None:
                       f"{r['study']} in the same setup; only the earlier trial is counted", highlight=False)
     for name, label, grp in by_setup(records):
         console.print(results_table(grp, title=f"peftbench: {name}" + (f" · {label}" if label else "")))
+        _print_skipped_perturbations(grp)
         _print_study_answer(name, grp)
     _print_tuning(db_path, study)
+
+
+def _print_skipped_perturbations(records) -> None:
+    """Which perturbations the robustness drop leaves out, and why (e.g. case changes on an uncased model)."""
+    skipped: dict[str, str] = {}
+    for value in records.get("perturbations_skipped", []):
+        if isinstance(value, dict):
+            skipped.update(value)
+    if skipped:
+        console.print("robust drop leaves out: " + "; ".join(f"{k} ({why})" for k, why in skipped.items()),
+                      highlight=False, markup=False)
 
 
 def _print_tuning(db_path: Path, study: Optional[str]) -> None:

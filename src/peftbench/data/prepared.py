@@ -135,7 +135,6 @@ def prepare_data(spec: DataSpec, model: str, max_train_size: int) -> PreparedDat
                                       [data.texts[i] for i in split.test[:n_pert]])
     ood, ood_provenance, ood_notes = _load_ood(spec, data, tok)
     notes = _split_notes(data, split) + ood_notes
-    notes += [f"perturbation {kind!r} skipped: {why}" for kind, why in skipped.items()]
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     provenance = {
         "dataset": data.origin, "dataset_rows": len(data), "label_names": data.label_names,
