@@ -119,7 +119,7 @@ BITFIT_LORA = MethodFamily(
 )
 ADALORA = MethodFamily(
     name="adalora", summary="AdaLoRA: LoRA whose rank budget is re-allocated across layers while training.",
-    default_lr=5e-3, build=build_adalora, lr_grid=(2e-3, 5e-3, 1e-2), can_merge=True,
+    default_lr=1e-2, build=build_adalora, lr_grid=(2e-3, 5e-3, 1e-2), can_merge=True,
     options={
         "init_r": Option(12, int, "initial rank of each layer (the trainable count reported)", minimum=1),
         "target_r": Option(8, int, "average rank after pruning", minimum=1),
