@@ -162,7 +162,7 @@ def test_crash_hang_and_death_are_failed_with_reasons_then_retried(study):
     """A raising, a hanging (trial timeout) and a dying trial are stored as failed with their reasons
     while the healthy one finishes; --retry-failed re-runs only failed trials; --retries retries them."""
     db, args = study
-    args = [*args, "--methods", "BitFit,LoRA-r4,IA3,Full", "--workers", "2", "--trial-timeout", "20"]
+    args = [*args, "--methods", "BitFit,LoRA-r4,IA3,Full", "--workers", "2", "--trial-timeout", "45"]
     first = run(args, env_with("LoRA-r4=crash,IA3=hang,Full=die"))
     assert first.returncode == 0, first.stderr[-3000:]
     assert "1 trials ok, 3 failed" in first.stderr

@@ -12,6 +12,6 @@ def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
 
 
 FAMILY = MethodFamily(
-    name="full", summary="Full fine-tuning: all parameters train.", default_lr=1e-4, build=build, lr_grid=(5e-5, 1e-4, 2e-4),
+    name="full", summary="Full fine-tuning: all parameters train.", default_lr=2e-4, build=build, lr_grid=(5e-5, 1e-4, 2e-4),
     uses_peft=False,
 )
