@@ -105,7 +105,7 @@ LORA = MethodFamily(
 )
 LORA_ALL = MethodFamily(
     name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
-    default_lr=2e-3, build=build_lora, options=lora_options(targets="all-linear"), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
+    default_lr=1e-3, build=build_lora, options=lora_options(targets="all-linear"), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
 )
 DORA = MethodFamily(
     name="dora", summary="DoRA: LoRA with a learned magnitude per output feature.",
