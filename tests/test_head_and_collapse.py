@@ -99,3 +99,16 @@ def test_prompt_methods_pool_the_real_cls_token(tiny_model):
     w = wrappers[0]
     assert torch.allclose(w(hidden), w.inner(hidden[:, 16:]))
     assert torch.allclose(w(hidden), torch.tanh(w.inner.dense(hidden[:, 16])))
+
+
+def test_a_merge_peft_cannot_do_keeps_the_trial(tiny_model, tiny_data_spec, tiny_train_spec):
+    """IA3 with the pooler in modules_to_save: peft's unload fails; the trial keeps every other figure."""
+    from peftbench.config import TrialSpec
+    from peftbench.data.prepared import prepare_data
+    from peftbench.trial import run_trial
+
+    spec = TrialSpec(study="t", method=parse_method("IA3"), model=tiny_model, data=tiny_data_spec,
+                     train=tiny_train_spec)
+    rec = run_trial(spec, prepare_data(tiny_data_spec, tiny_model, 200))
+    assert rec["accuracy"] is not None and rec["latency_p50_ms"] > 0
+    assert "merged_latency_p50_ms" in rec or rec["merge_error"]

@@ -166,7 +166,11 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     fam = family(spec.method.family)
     record["can_merge"] = fam.can_merge
     if fam.can_merge:
-        record.update(merged_measurements(model, data, spec, device))
+        try:
+            record.update(merged_measurements(model, data, spec, device))
+        except Exception as exc:  # noqa: BLE001 - a merge peft cannot do costs the merged figures, not the trial
+            # e.g. peft's IA3 unload assumes every modules_to_save module has a .weight; a trained pooler has not
+            record["merge_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     record["inference_seconds"] = time.perf_counter() - t_inf
     record["trial_seconds"] = time.time() - entered
     record["finished_at"] = time.time()
