@@ -112,5 +112,5 @@ def methods_tables() -> list[Table]:
                f". Derive it: peftbench run --tune --methods {f.name}")
         fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why)
     fams.caption = (f"Measured in: {SETTING}. The classifier head (and an untrained pooler) trains at the "
-                    f"method's rate capped at {HEAD_LR_CAP:g} (head_lr= overrides it).")
+                    f"method's rate capped at {HEAD_LR_CAP:g}, uncapped for ptuning (head_lr= overrides it).")
     return [presets, fams]

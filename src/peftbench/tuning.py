@@ -125,12 +125,13 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
 
 def _head_lr(method, lr: float) -> float | None:
     """The head's rate follows the candidate's (capped, as parse_method does) unless the user set it."""
-    from .methods import default_head_lr
+    from .methods import default_head_lr, family
 
     base = method.head_learning_rate
     if base is None:  # no rate of its own: the head trains at the candidate's rate
         return None
-    return default_head_lr(lr) if base == default_head_lr(method.learning_rate) else base
+    rule = (lambda rate: rate) if family(method.family).head_at_method_lr else default_head_lr
+    return rule(lr) if base == rule(method.learning_rate) else base
 
 
 def journal_path(db: str | Path) -> Path:

@@ -98,7 +98,7 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
         # name, and two learning rates must never pass for two seeds of one method.
         name = f"{name}:lr={learning_rate:g}"
     learning_rate = learning_rate if learning_rate is not None else fam.default_lr
-    head_rate = default_head_lr(learning_rate)
+    head_rate = learning_rate if fam.head_at_method_lr else default_head_lr(learning_rate)
     if head_lr is not None:
         try:
             given_head = float(head_lr)

@@ -41,6 +41,7 @@ class MethodFamily:
     uses_peft: bool = True
     lr_note: str = ""
     lr_grid: tuple[float, ...] = ()  # the learning rates `--tune` tries; empty: default / 3, default, default x 3
+    head_at_method_lr: bool = False  # the head trains at the method's own rate, uncapped (chosen on validation)
 
     def lr_candidates(self) -> list[float]:
         """The learning rates a tuned study tries for this family, the default first (it is the likeliest

@@ -45,8 +45,10 @@ EVIDENCE: dict[str, LrEvidence] = {
     "adalora": LrEvidence("AdaLoRA", {0.002: 0.656, 0.005: 0.715, 0.01: 0.760},
                         "with its schedule as fractions of the run (30% warm-up, 30% final, orthogonality weight 0.1); LoRA-r8 reaches 0.773 in the same setting"),
     "prefix": LrEvidence("PrefixTuning-len16", {0.01: 0.707, 0.03: 0.735, 0.1: 0.696}),
-    "ptuning": LrEvidence("PromptTuning-len16", {0.01: 0.579, 0.03: 0.604},
-                        "learns weakly at this budget whatever the rate (majority rate 0.579; 1e-2 collapsed): with the head at the method's own rate, 3e-2 gave 0.613 and 1e-2 0.571. 3e-3 not measured with the [CLS]-pooling head"),
+    "ptuning": LrEvidence("PromptTuning-len16", {0.01: 0.571, 0.03: 0.613},
+                          "its head trains at the method's own rate: capped at 3e-3, 3e-2 gave 0.604 and the "
+                          "len32 preset collapsed (0.578), uncapped len32 gives 0.633; majority rate 0.579; "
+                          "3e-3 not measured"),
     "bitfit": LrEvidence("BitFit", {0.001: 0.734, 0.003: 0.761, 0.01: 0.578},
                         "1e-2 collapsed to one class"),
 }
