@@ -125,13 +125,13 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
 
 def _head_lr(method, lr: float) -> float | None:
     """The head's rate follows the candidate's (capped, as parse_method does) unless the user set it."""
-    from .methods import default_head_lr, family
+    from .methods import head_lr_for
 
     base = method.head_learning_rate
     if base is None:  # no rate of its own: the head trains at the candidate's rate
         return None
-    rule = (lambda rate: rate) if family(method.family).head_at_method_lr else default_head_lr
-    return rule(lr) if base == rule(method.learning_rate) else base
+    default = head_lr_for(method.family, method.learning_rate)
+    return head_lr_for(method.family, lr) if base == default else base
 
 
 def journal_path(db: str | Path) -> Path:

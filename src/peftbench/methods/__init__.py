@@ -98,7 +98,7 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
         # name, and two learning rates must never pass for two seeds of one method.
         name = f"{name}:lr={learning_rate:g}"
     learning_rate = learning_rate if learning_rate is not None else fam.default_lr
-    head_rate = learning_rate if fam.head_at_method_lr else default_head_lr(learning_rate)
+    head_rate = head_lr_for(fam_name, learning_rate)
     if head_lr is not None:
         try:
             given_head = float(head_lr)
@@ -121,6 +121,11 @@ HEAD_LR_CAP = 3e-3
 
 def default_head_lr(learning_rate: float) -> float:
     return min(learning_rate, HEAD_LR_CAP)
+
+
+def head_lr_for(family_name: str, learning_rate: float) -> float:
+    """The head's default rate for a method of this family at this rate (the one rule, for parsing and tuning)."""
+    return learning_rate if family(family_name).head_at_method_lr else default_head_lr(learning_rate)
 
 
 def _method_text(head: str, options: dict[str, str]) -> str:
