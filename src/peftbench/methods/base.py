@@ -16,6 +16,7 @@ class BuildContext:
 
     total_steps: int
     num_labels: int
+    task_type: str = "SEQ_CLS"  # peft's TaskType name: SEQ_CLS (a classifier head) or CAUSAL_LM (generate)
 
 
 @dataclass(frozen=True)
