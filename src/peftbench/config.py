@@ -232,19 +232,21 @@ CONFIG_KEYS = {
     "model", "dataset", "text_column", "label_column", "methods", "train_size", "epochs", "batch_size",
     "seeds", "max_length", "device", "db", "ood_dataset", "ood_text_column", "ood_label_column",
     "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
-    "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors",
+    "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors", "task", "prompt_column",
+    "response_column", "template", "max_new_tokens", "load_in_4bit", "gradient_checkpointing",
 }
 
 
 # What each config key holds; a wrong type is one clear line rather than a traceback later on.
 _WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers", "retries", "test_size",
-          "validation_size")
+          "validation_size", "max_new_tokens")
 _NUMBER = ("learning_rate", "trial_timeout")
 _LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
-_BOOLS = ("tune",)
+_BOOLS = ("tune", "load_in_4bit", "gradient_checkpointing")
 _MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
-                 "db", "ood_label_map", "tune_lr_factors")
-PRESETS = ("default", "quick")
+                 "db", "ood_label_map", "tune_lr_factors", "prompt_column", "response_column", "template",
+                 "max_new_tokens")
+PRESETS = ("default", "quick", "decoder-quick")
 
 
 def _check_config_types(p: Path, data: dict[str, Any]) -> None:
@@ -281,6 +283,8 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
             continue
         if key not in (*_WHOLE, *_NUMBER, *_LISTS, *_BOOLS) and not isinstance(value, str):
             raise PeftbenchError(f"config file {p}: {key} must be text, got {value!r}")
+    if data.get("task") not in (None, *TASKS):
+        raise PeftbenchError(f"config file {p}: task must be one of {', '.join(TASKS)}, got {data['task']!r}")
     if data.get("preset") not in (None, *PRESETS):
         raise PeftbenchError(f"config file {p}: preset must be one of {', '.join(PRESETS)}, got {data['preset']!r}")
 

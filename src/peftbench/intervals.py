@@ -178,7 +178,12 @@ def _t_half_width(var_a: float, df_a: float, var_b: float, df_b: float,
 
 
 # --- what a record's metric is, computed from its rows ---------------------------------------------------
-PREDICTION_METRICS = ("accuracy", "f1", "val_accuracy", "ood_balanced_accuracy", "robustness_drop")
+PREDICTION_METRICS = ("accuracy", "f1", "val_accuracy", "ood_balanced_accuracy", "robustness_drop",
+                      "val_gain_over_zero_shot", "gain_over_zero_shot")
+# --task generate: a trial's exact match minus the untrained model's, per row of one split (paired rows)
+_GAIN = {"val_gain_over_zero_shot": ("val_predictions", "val_labels", "zero_shot_val_correct"),
+         "gain_over_zero_shot": ("test_predictions", "test_labels", "zero_shot_correct")}
+_ROW_DIFFERENCES = ("robustness_drop", *_GAIN)  # metrics whose rows are one array of differences
 _FIELDS = {  # metric -> (predictions field, labels field)
     "accuracy": ("test_predictions", "test_labels"),
     "f1": ("test_predictions", "test_labels"),
@@ -198,6 +203,8 @@ def rows_of(record: dict, metric: str) -> tuple[np.ndarray, ...] | None:
     clean correctness, on the first `perturbation_rows` test rows."""
     if metric == "robustness_drop":
         return _robustness_rows(record)
+    if metric in _GAIN:
+        return _gain_rows(record, *_GAIN[metric])
     pred_field, label_field = _FIELDS[metric]
     preds, labels = _text(record.get(pred_field)), _text(record.get(label_field))
     if preds is None or labels is None:
@@ -222,6 +229,17 @@ def _robustness_rows(record: dict) -> tuple[np.ndarray] | None:
     return (np.mean([p == y for p in perturbed], axis=0) - (clean == y).astype(float),)
 
 
+def _gain_rows(record: dict, pred_field: str, label_field: str, floor_field: str) -> tuple[np.ndarray] | None:
+    """Per row: the trial's correctness minus the zero-shot model's (the same rows, in the same order)."""
+    preds, labels, floor = (_text(record.get(f)) for f in (pred_field, label_field, floor_field))
+    if preds is None or labels is None or floor is None:
+        return None
+    p, y, z = decode(preds), decode(labels), decode(floor)
+    if not len(y) or len(p) != len(y) or len(z) != len(y):
+        return None
+    return ((p == y).astype(float) - z.astype(float),)
+
+
 def _count(value) -> int | None:
     """A positive whole number, also when a DataFrame turned it into a float (NaN -> None)."""
     try:
@@ -236,7 +254,7 @@ def _compact(metric: str, samples: list[tuple[np.ndarray, ...]]):
     correctness per row for accuracy, the labels once and int8 predictions for F1 and balanced accuracy."""
     if metric in ("accuracy", "val_accuracy"):
         return (), [((y == p).astype(np.int8),) for y, p in samples], mean_of_rows
-    if metric == "robustness_drop":
+    if metric in _ROW_DIFFERENCES:
         return (), [(s[0].astype(np.float32),) for s in samples], mean_of_rows
     classes = np.unique(np.concatenate([np.concatenate(s) for s in samples]))
     small = np.int8 if classes.max() < 127 else np.int64
@@ -250,7 +268,7 @@ def metric_interval(records: Sequence[dict], metric: str, confidence: float = CO
     samples = [rows_of(r, metric) for r in records]
     if not samples or any(s is None for s in samples):
         return None
-    if metric != "robustness_drop":
+    if metric not in _ROW_DIFFERENCES:
         labels = samples[0][0]
         if any(not np.array_equal(s[0], labels) for s in samples[1:]):
             return None

@@ -114,7 +114,7 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
         for (model, data_spec), group in groups.items():
             if interrupts.count:
                 break
-            data = prepare_data(data_spec, model, max(s.train.train_size for s in group))
+            data = prepare_study_data(data_spec, model, max(s.train.train_size for s in group))
             for note in data.notes:
                 print(f"data: {note}", file=sys.stderr)
             attempt, queue = 0, group
@@ -136,6 +136,18 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     if display is not None:
         display.end(summary)
     return summary, bool(interrupts.count)
+
+
+def prepare_study_data(spec, model: str, max_train_size: int):
+    """Tokenize a setup's data once: prompt/response sets for --task generate, else labelled texts (padded on
+    the left for a decoder classifier, whose head reads the last position)."""
+    if spec.task == "generate":
+        from .data.generation import prepare_generation_data
+
+        return prepare_generation_data(spec, model, max_train_size)
+    from .models import is_causal_lm
+
+    return prepare_data(spec, model, max_train_size, pad_left=is_causal_lm(model))
 
 
 def store_start(store: Store):

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from .config import EMBEDDED, DataSpec, MethodSpec, TrainSpec, TrialSpec
 from .errors import PeftbenchError
-from .methods import SEED_PRESETS, parse_method, parse_methods
+from .methods import DECODER_PRESETS, SEED_PRESETS, parse_method, parse_methods
 
 STUDIES = ("tradeoff", "data-efficiency", "rank-sweep")
 DATA_EFFICIENCY_METHODS = ["Full", "LoRA-r8", "BitFit", "PrefixTuning-len32"]
+DECODER_DATA_EFFICIENCY_METHODS = ["Full", "LoRA-r8", "IA3", "PrefixTuning-len16"]  # no biases for BitFit
 DATA_EFFICIENCY_SIZES = [100, 250, 500, 1000]
 DATA_EFFICIENCY_EVAL_SIZE = 200  # the seed's fixed evaluation set
 RANK_SWEEP_RANKS = [1, 2, 4, 8, 16, 32, 64]
@@ -24,6 +25,12 @@ TRADEOFF_TRAIN = TrainSpec(train_size=1000, epochs=2, batch_size=16, latency_run
 QUICK_TRAIN = TrainSpec(train_size=256, epochs=2, batch_size=8, latency_runs=20, throughput_batches=2)
 # Quick: perturb the whole (small) test split, the minimum the robustness drop is read on.
 QUICK_DATA = DataSpec(validation_size=300, test_size=300, ood_size=200, perturbation_size=300)
+# decoder-quick: a 135M causal LM on 2 CPU cores, where one forward+backward over 8 x 48 tokens takes
+# seconds and every evaluated row of --task generate is a greedy generation. Sized so its six methods finish
+# in 20 minutes there; the robustness drop reads the whole (small) test split.
+DECODER_QUICK_TRAIN = TrainSpec(train_size=160, epochs=1, batch_size=8, latency_runs=10, throughput_batches=2)
+DECODER_QUICK_DATA = DataSpec(validation_size=200, test_size=150, ood_size=100, perturbation_size=150,
+                              max_length=48)
 
 
 @dataclass
@@ -34,12 +41,35 @@ class StudyOptions:
     seeds: int = 1
     methods: list[str] | None = None
     learning_rate: float | None = None
+    decoder: bool | None = None  # the model is a causal LM (None: read from its config when a study is built)
 
 
 def seed_list(n: int) -> list[int]:
     if n < 1:
         raise PeftbenchError(f"seeds must be at least 1, got {n}")
     return list(range(n))
+
+
+def preset_sizes(preset: str) -> tuple[TrainSpec, DataSpec]:
+    """The training and evaluation sizes of a preset (default, quick, decoder-quick)."""
+    from .config import PRESETS
+
+    if preset not in PRESETS:
+        raise PeftbenchError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    return {"default": (TRADEOFF_TRAIN, DataSpec()), "quick": (QUICK_TRAIN, QUICK_DATA),
+            "decoder-quick": (DECODER_QUICK_TRAIN, DECODER_QUICK_DATA)}[preset]
+
+
+def with_model_kind(opts: StudyOptions) -> StudyOptions:
+    """Options that know whether the model is a causal LM, and refuse a task it cannot do."""
+    if opts.decoder is None:
+        from .models import is_causal_lm
+
+        opts = dataclasses.replace(opts, decoder=is_causal_lm(opts.model))
+    if opts.data.task == "generate" and not opts.decoder:
+        raise PeftbenchError(f"--task generate needs a causal LM; {opts.model!r} is not one (e.g. --model "
+                             f"smollm2, or a local or hub causal-LM)")
+    return opts
 
 
 def _specs(study: str, methods: list[MethodSpec], opts: StudyOptions, train: TrainSpec,
@@ -51,8 +81,15 @@ def _specs(study: str, methods: list[MethodSpec], opts: StudyOptions, train: Tra
             for m in methods for s in seed_list(opts.seeds)]
 
 
+def _methods(opts: StudyOptions, encoder_default: list[str], decoder_default: list[str]) -> list[MethodSpec]:
+    opts.data.validate()
+    default = decoder_default if opts.decoder else encoder_default
+    return parse_methods(default if opts.methods is None else opts.methods, opts.learning_rate, opts.decoder)
+
+
 def tradeoff(opts: StudyOptions) -> list[TrialSpec]:
-    methods = parse_methods(list(SEED_PRESETS) if opts.methods is None else opts.methods, opts.learning_rate)
+    opts = with_model_kind(opts)
+    methods = _methods(opts, list(SEED_PRESETS), DECODER_PRESETS)
     return _specs("tradeoff", methods, opts, opts.train)
 
 
@@ -66,7 +103,8 @@ def data_efficiency(opts: StudyOptions, sizes: list[int] | None = None, epochs: 
         raise PeftbenchError(f"training-set sizes must be positive, got {bad[0]}")
     if len(set(sizes)) != len(sizes):
         raise PeftbenchError("a training-set size is listed twice")
-    methods = parse_methods(DATA_EFFICIENCY_METHODS if opts.methods is None else opts.methods, opts.learning_rate)
+    opts = with_model_kind(opts)
+    methods = _methods(opts, DATA_EFFICIENCY_METHODS, DECODER_DATA_EFFICIENCY_METHODS)
     out: list[TrialSpec] = []
     for size in sorted(sizes):
         train = dataclasses.replace(opts.train, train_size=size, epochs=epochs, batch_size=min(batch_size, size))
@@ -77,13 +115,14 @@ def data_efficiency(opts: StudyOptions, sizes: list[int] | None = None, epochs: 
 def rank_sweep(opts: StudyOptions, ranks: list[int] | None = None, alpha_ratio: float = 2.0,
                targets: str = "attention", train_size: int = 500, epochs: int = 3,
                batch_size: int = 8) -> list[TrialSpec]:
+    opts = with_model_kind(opts)
     ranks = RANK_SWEEP_RANKS if ranks is None else ranks
     if not ranks:
         raise PeftbenchError("the list of ranks is empty")
     if alpha_ratio <= 0:
         raise PeftbenchError(f"alpha ratio must be positive, got {alpha_ratio}")
-    methods = [parse_method(f"lora:r={r}:alpha={alpha_ratio * r:g}:targets={targets}", opts.learning_rate)
-               for r in ranks]
+    methods = [parse_method(f"lora:r={r}:alpha={alpha_ratio * r:g}:targets={targets}", opts.learning_rate,
+                            opts.decoder) for r in ranks]
     # Short names for the sweep's table; a non-default learning rate stays in the name (see parse_method).
     methods = [dataclasses.replace(m, name=f"LoRA-r{m.options['r']}" + m.name[m.name.find(":lr="):]
                                    if ":lr=" in m.name else f"LoRA-r{m.options['r']}") for m in methods]

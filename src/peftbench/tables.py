@@ -29,11 +29,21 @@ COLUMNS = [  # (metric, header, format)
     ("latency_p50_ms", "p50 ms [IQR]", "{:.1f}"),
     ("merged_latency_p50_ms", "merged p50", "{:.1f}"),
     ("adapter_bytes", "size MB", "{:.2f}"),
+    # decoders (--task generate, and forgetting for a decoder classifier): shown where measured
+    ("train_tokens_per_s", "train tok/s", "{:.0f}"),
+    ("zero_shot_val_exact_match", "0-shot val EM", "{:.3f}"),
+    ("val_gain_over_zero_shot", "val EM gain", "{:+.1f}"),
+    ("forgetting", "forgetting (nats)", "{:+.3f}"),
+    ("decode_tokens_per_s_batched", "decode tok/s", "{:.0f}"),
 ]
-SCALE = {"flops_per_step": 1e-9, "adapter_bytes": 1 / 2**20, "robustness_drop": 100.0}
-UNIT = {"robustness_drop": " pts"}
+SCALE = {"flops_per_step": 1e-9, "adapter_bytes": 1 / 2**20, "robustness_drop": 100.0,
+         "val_gain_over_zero_shot": 100.0}
+UNIT = {"robustness_drop": " pts", "val_gain_over_zero_shot": " pts"}
 # Fixed by the method and model, not measured with noise: a spread over seeds would only read "± 0".
-STRUCTURAL = {"trainable_params", "trainable_pct", "flops_per_step", "adapter_bytes"}
+STRUCTURAL = {"trainable_params", "trainable_pct", "flops_per_step", "adapter_bytes", "zero_shot_val_exact_match"}
+# --task generate scores exact match, and its latency is the time to the first generated token.
+GENERATE_HEADERS = {"val_accuracy": "val EM", "accuracy": "test EM", "latency_p50_ms": "TTFT ms [IQR]",
+                    "merged_latency_p50_ms": "merged TTFT"}
 # The spread over repeats shown beside a latency (merged latency's spread is in export: the table is wide).
 SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms")}
 INTERVAL_TITLE = "mean ± 95% CI (test rows bootstrap, and seeds); * = differs from Full (paired test over " \
@@ -104,7 +114,9 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
     table = Table(title=f"{title}\n({INTERVAL_TITLE})", caption=_notes(agg) or None, caption_justify="left")
     for col in ("method", "train n", "seeds"):
         table.add_column(col, no_wrap=True)
-    shown = [(m, h, f) for m, h, f in COLUMNS if f"{m}_mean" in agg and agg[f"{m}_mean"].notna().any()]
+    generate = "task" in records and (records["task"] == "generate").any()
+    shown = [(m, GENERATE_HEADERS.get(m, h) if generate else h, f) for m, h, f in COLUMNS
+             if f"{m}_mean" in agg and agg[f"{m}_mean"].notna().any()]
     for _, header, _ in shown:
         table.add_column(header, justify="right")
     for _, row in agg.iterrows():

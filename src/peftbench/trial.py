@@ -16,11 +16,13 @@ import torch
 
 from . import evaluate as ev
 from .config import TrialSpec
-from .data.prepared import PreparedData, TokenizedSet, collate
+from .data.prepared import PreparedData, TokenizedSet
 from .measure import flops as fl
 from .measure import inference, memory, params, size
+from .measure.classifier_forgetting import forgetting_view
 from .measure.provenance import provenance
 from .methods import BuildContext, build_model, family
+from .gpu_options import check_gpu_options
 from .models import load_classifier
 from .predictions import encode
 from .train import total_steps, train
@@ -56,12 +58,11 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def representative_batch(data: TokenizedSet, batch_size: int, pad_id: int) -> dict[str, torch.Tensor]:
+def representative_batch(data, batch_size: int, pad_id: int) -> dict[str, torch.Tensor]:
     """The batch_size training rows around the median length: what a typical bucketed step sees."""
     order = np.argsort(data.lengths, kind="stable")
     mid = max(0, len(order) // 2 - batch_size // 2)
-    idx = order[mid:mid + batch_size]
-    return collate([data.input_ids[i] for i in idx], data.labels[idx], pad_id)
+    return data.batch(order[mid:mid + batch_size], pad_id)
 
 
 def _test_subset(spec: TrialSpec, data: PreparedData) -> TokenizedSet:
@@ -71,63 +72,32 @@ def _test_subset(spec: TrialSpec, data: PreparedData) -> TokenizedSet:
 def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = None,
               spawned_at: float | None = None) -> dict[str, Any]:
     """Train and measure. Raises on failure; the executor turns exceptions into failed records."""
+    if spec.data.task == "generate":
+        from .trial_generate import run_generation_trial
+
+        return run_generation_trial(spec, data, progress, spawned_at)
     entered = time.time()
     quiet_library_warnings()
     baseline_rss = memory.current_rss_mb()
     seed_everything(spec.seed)
     device = resolve_device(spec.train.device)
     memory.cuda_reset(device)
+    check_gpu_options(spec.train, device)
     say = progress or (lambda _event: None)
-    record: dict[str, Any] = {"record_version": RECORD_VERSION, "trial_id": spec.trial_id,
-                              "study": spec.study, "method": spec.method.name, "family": spec.method.family,
-                              "seed": spec.seed, "train_size": spec.train.train_size,
-                              "epochs": spec.train.epochs, "batch_size": spec.train.batch_size,
-                              "learning_rate": spec.method.learning_rate, "model": spec.model,
-                              "baseline_rss_mb": baseline_rss, "device": str(device)}
-    record["provenance"] = {**provenance(device), "data": data.provenance}
+    record = start_record(spec, data, device, baseline_rss)
 
     train_set = data.train_pool.take(spec.train.train_size)
-    base = load_classifier(spec.model, data.num_labels)
+    base = to_device(load_classifier(spec.model, data.num_labels, load_in_4bit=spec.train.load_in_4bit),
+                     spec, device)
+    lm_view = forgetting_view(base, spec.model, device)  # a decoder classifier: general text, its LM head
     base_params, heads = params.base_parameter_count(base)
     record["head_modules"] = heads
     record["head_learning_rate"] = spec.method.head_learning_rate
     steps = total_steps(len(train_set), spec.train)
     model = build_model(base, spec.method, BuildContext(total_steps=steps, num_labels=data.num_labels))
-    record.update(params.count_parameters(model, base_params, heads))
-    record["saved_params"] = params.saved_parameter_count(model)
-    model.to(device)
-
-    batch = {k: v.to(device) for k, v in representative_batch(train_set, spec.train.batch_size,
-                                                              data.pad_token_id).items()}
-    model.train()
-    step_flops, fwd_flops = fl.train_step_flops(model, batch)
-    record.update(flops_per_step=step_flops, forward_flops_per_step=fwd_flops,
-                  flops_batch_tokens=int(batch["attention_mask"].sum()),
-                  flops_batch_shape=list(batch["input_ids"].shape))
-    del batch
-
-    say({"phase": "train", "step": 0, "total": steps})
-    load_before = os.getloadavg()[0]
     rungs = rungs_for(spec, data, model, device, steps)  # None unless a --tune candidate that may be pruned
-    result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
-                   data.pad_token_id,
-                   on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}),
-                   head_lr=spec.method.head_learning_rate, head_names=tuple(heads), checkpoint=rungs)
-    record.update(
-        startup_seconds=(result.first_step_time - spawned_at) if spawned_at else None,
-        entered_to_first_step_seconds=result.first_step_time - entered,
-        train_seconds=result.seconds, seconds_per_epoch=result.seconds / spec.train.epochs,
-        train_steps=result.steps, train_samples=result.samples,
-        train_samples_per_s=result.samples / result.seconds, final_train_loss=result.final_loss,
-        # FLOPs of the representative step x steps: an estimate, since batches vary in length.
-        train_flops=step_flops * result.steps,
-        achieved_flops_per_s=step_flops * result.steps / result.seconds,
-        peak_rss_mb=memory.peak_rss_mb(),
-    )
-    # Training memory is what the trial added to its process: the baseline holds the preloaded libraries.
-    record["peak_rss_net_mb"] = record["peak_rss_mb"] - baseline_rss
-    record.update(timing_load(result, device, load_before))
-    record["peak_cuda_allocated_mb"], record["peak_cuda_reserved_mb"] = memory.cuda_peaks_mb(device)
+    train_and_measure(record, model, base_params, heads, train_set, spec, data, device, steps, say, rungs,
+                      entered, spawned_at)
 
     say({"phase": "evaluate"})
     t_eval = time.perf_counter()
@@ -152,6 +122,8 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
                   test_size=len(test_set), test_predictions=encode(test_preds),
                   test_labels=encode(test_set.labels), test_majority_rate=ev.majority_rate(test_set.labels))
     record.update(generalization(model, data, test_preds, device, bf16))
+    if lm_view is not None:
+        record.update(lm_view.measure(model, device))
     record["eval_seconds"] = time.perf_counter() - t_eval
 
     say({"phase": "inference"})
@@ -175,6 +147,72 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     record["trial_seconds"] = time.time() - entered
     record["finished_at"] = time.time()
     return record
+
+
+def to_device(model, spec: TrialSpec, device: torch.device):
+    """Move a model to the trial's device; a 4-bit base is placed there by its loader and stays."""
+    return model if spec.train.load_in_4bit else model.to(device)
+
+
+def start_record(spec: TrialSpec, data, device: torch.device, baseline_rss: float) -> dict[str, Any]:
+    """The record's identity and provenance, before anything is measured."""
+    record: dict[str, Any] = {"record_version": RECORD_VERSION, "trial_id": spec.trial_id,
+                              "study": spec.study, "method": spec.method.name, "family": spec.method.family,
+                              "seed": spec.seed, "train_size": spec.train.train_size,
+                              "epochs": spec.train.epochs, "batch_size": spec.train.batch_size,
+                              "learning_rate": spec.method.learning_rate, "model": spec.model,
+                              "task": spec.data.task, "baseline_rss_mb": baseline_rss, "device": str(device)}
+    record["provenance"] = {**provenance(device), "data": data.provenance}
+    return record
+
+
+def train_and_measure(record: dict[str, Any], model, base_params: int, heads: list[str], train_set, spec: TrialSpec,
+                      data, device: torch.device, steps: int, say: Progress, rungs, entered: float,
+                      spawned_at: float | None) -> None:
+    """Parameter accounting, FLOPs of a representative step, then training, its timing and its memory: the
+    same for every task (the set's own `batch` makes the task's batches)."""
+    record.update(params.count_parameters(model, base_params, heads))
+    record["saved_params"] = params.saved_parameter_count(model)
+    if spec.train.gradient_checkpointing:
+        from .gpu_options import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model)
+    to_device(model, spec, device)
+    batch = {k: v.to(device) for k, v in representative_batch(train_set, spec.train.batch_size,
+                                                              data.pad_token_id).items()}
+    model.train()
+    step_flops, fwd_flops = fl.train_step_flops(model, batch)
+    batch_tokens = int(batch["attention_mask"].sum())
+    record.update(flops_per_step=step_flops, forward_flops_per_step=fwd_flops, flops_batch_tokens=batch_tokens,
+                  flops_per_token=step_flops / max(batch_tokens, 1),
+                  flops_batch_shape=list(batch["input_ids"].shape))
+    del batch
+
+    say({"phase": "train", "step": 0, "total": steps})
+    load_before = os.getloadavg()[0]
+    result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
+                   data.pad_token_id,
+                   on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}),
+                   head_lr=spec.method.head_learning_rate, head_names=tuple(heads), checkpoint=rungs)
+    # tokens trained on: every row's real tokens, once per epoch it was seen (padding not counted)
+    epochs_seen = result.samples / max(len(train_set), 1)
+    train_tokens = float(train_set.lengths.sum()) * epochs_seen
+    record.update(
+        startup_seconds=(result.first_step_time - spawned_at) if spawned_at else None,
+        entered_to_first_step_seconds=result.first_step_time - entered,
+        train_seconds=result.seconds, seconds_per_epoch=result.seconds / spec.train.epochs,
+        train_steps=result.steps, train_samples=result.samples,
+        train_samples_per_s=result.samples / result.seconds, final_train_loss=result.final_loss,
+        train_tokens=train_tokens, train_tokens_per_s=train_tokens / result.seconds,
+        # FLOPs of the representative step x steps: an estimate, since batches vary in length.
+        train_flops=step_flops * result.steps,
+        achieved_flops_per_s=step_flops * result.steps / result.seconds,
+        peak_rss_mb=memory.peak_rss_mb(),
+    )
+    # Training memory is what the trial added to its process: the baseline holds the preloaded libraries.
+    record["peak_rss_net_mb"] = record["peak_rss_mb"] - record["baseline_rss_mb"]
+    record.update(timing_load(result, device, load_before))
+    record["peak_cuda_allocated_mb"], record["peak_cuda_reserved_mb"] = memory.cuda_peaks_mb(device)
 
 
 def generalization(model, data: PreparedData, test_preds: np.ndarray, device: torch.device,
@@ -242,8 +280,8 @@ CONTENDED_EXTRA_LOAD = 1.0
 
 def merged_measurements(model, data: PreparedData, spec: TrialSpec, device: torch.device) -> dict[str, Any]:
     """Merge the adapter into the base weights and measure inference again (and check it agrees)."""
-    probe = {k: v.to(device) for k, v in collate(data.test.input_ids[:16], data.test.labels[:16],
-                                                 data.pad_token_id).items() if k != "labels"}
+    probe = {k: v.to(device) for k, v in data.test.batch(np.arange(min(16, len(data.test))),
+                                                        data.pad_token_id).items() if k != "labels"}
     with torch.inference_mode():
         model.eval()
         before = model(**probe).logits.float()

@@ -85,21 +85,27 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
     default first, then every method's second candidate, ...), so several workers start with the defaults
     and an interrupted search has the untuned study complete. `journal` None: no pruning."""
     from .methods import family
+    from .models import is_causal_lm
 
     per_method: list[list[TrialSpec]] = []
     counts = set()
     for spec in specs:
         if spec.tune_group is not None:
             raise PeftbenchError(f"{spec.method.name} is already a tuning candidate")
+        if spec.data.task == "generate":
+            raise PeftbenchError("--tune is not available for --task generate yet: its candidates would be "
+                                 "chosen by validation exact match, which the search does not score; set :lr=")
         fam = family(spec.method.family)
-        if spec.method.learning_rate != fam.default_lr:
+        decoder = is_causal_lm(spec.model)
+        default_lr = fam.default_lr_for(decoder)
+        if spec.method.learning_rate != default_lr:
             raise PeftbenchError(f"--tune searches the learning rate itself, but {spec.method.name} sets one "
                                  f"(drop --lr and :lr= from the methods)")
-        lrs = candidate_lrs(fam.default_lr, fam.lr_candidates(), lr_factors)
+        lrs = candidate_lrs(default_lr, fam.lr_candidates(decoder), lr_factors)
         counts.add(len(lrs))
         cands = []
         for lr in lrs:
-            name = spec.method.name if lr == fam.default_lr else f"{spec.method.name}:lr={lr:g}"
+            name = spec.method.name if lr == default_lr else f"{spec.method.name}:lr={lr:g}"
             method = dataclasses.replace(spec.method, name=name, learning_rate=lr,
                                          head_learning_rate=_head_lr(spec.method, lr))
             cands.append(dataclasses.replace(spec, method=method, tune_group=spec.method.name))

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from ..data.prepared import TokenizedSet, collate
+from ..data.prepared import TokenizedSet
 
 
 def _sync(device: torch.device) -> None:
@@ -25,8 +25,7 @@ def latency_ms(model, data: TokenizedSet, runs: int, device: torch.device, pad_i
     """Single-example latency over `runs` real test examples (their own lengths), after `warmup` calls."""
     model.eval()
     n = len(data)
-    inputs = [_to(collate([data.input_ids[i % n]], data.labels[[i % n]], pad_id), device)
-              for i in range(runs + warmup)]
+    inputs = [_to(data.batch([i % n], pad_id), device) for i in range(runs + warmup)]
     times = []
     for i, batch in enumerate(inputs):
         _sync(device)
@@ -49,7 +48,7 @@ def throughput_per_s(model, data: TokenizedSet, batches: int, device: torch.devi
     model.eval()
     n = len(data)
     rows = [[(b * batch_size + j) % n for j in range(batch_size)] for b in range(batches + 1)]
-    inputs = [_to(collate([data.input_ids[i] for i in r], data.labels[r], pad_id), device) for r in rows]
+    inputs = [_to(data.batch(r, pad_id), device) for r in rows]
     model(**inputs[0])
     _sync(device)
     t0 = time.perf_counter()

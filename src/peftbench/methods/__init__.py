@@ -50,6 +50,9 @@ EXTRA_PRESETS: dict[str, tuple[str, dict]] = {
     "LNTuning": ("ln_tuning", {}),
 }
 PRESETS = {**SEED_PRESETS, **EXTRA_PRESETS}
+# A decoder study's default set (the `decoder-quick` preset): the families PEFT is mostly used with on causal
+# LMs, full fine-tuning first as the baseline. BitFit is left out: most decoders (Llama, SmolLM2) have no biases.
+DECODER_PRESETS = ["Full", "LoRA-r8", "LoRA-AllLayers", "IA3", "PrefixTuning-len16", "SoftPrompt-len16"]
 
 
 def family(name: str) -> MethodFamily:
@@ -59,8 +62,9 @@ def family(name: str) -> MethodFamily:
         raise PeftbenchError(f"unknown method family {name!r} (known: {', '.join(FAMILIES)})") from None
 
 
-def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
-    """Turn 'LoRA-r8' or 'lora:r=4:lr=1e-3' into a validated MethodSpec."""
+def parse_method(text: str, learning_rate: float | None = None, decoder: bool = False) -> MethodSpec:
+    """Turn 'LoRA-r8' or 'lora:r=4:lr=1e-3' into a validated MethodSpec. `decoder`: the model is a causal LM,
+    whose default learning rates are the family's decoder ones."""
     text = text.strip()
     if not text:
         raise PeftbenchError("empty method name")
@@ -93,11 +97,12 @@ def parse_method(text: str, learning_rate: float | None = None) -> MethodSpec:
             raise PeftbenchError(f"learning rate in {text!r} must be a number, got {lr!r}") from None
     if learning_rate is not None and not learning_rate > 0:
         raise PeftbenchError(f"learning rate must be positive, got {learning_rate}")
-    if learning_rate is not None and learning_rate != fam.default_lr:
+    default_lr = fam.default_lr_for(decoder)
+    if learning_rate is not None and learning_rate != default_lr:
         # A learning rate other than the family's default is part of the name: results are grouped by
         # name, and two learning rates must never pass for two seeds of one method.
         name = f"{name}:lr={learning_rate:g}"
-    learning_rate = learning_rate if learning_rate is not None else fam.default_lr
+    learning_rate = learning_rate if learning_rate is not None else default_lr
     head_rate = head_lr_for(fam_name, learning_rate)
     if head_lr is not None:
         try:
@@ -133,11 +138,11 @@ def _method_text(head: str, options: dict[str, str]) -> str:
     return ":".join([head, *(f"{k}={v}" for k, v in options.items())])
 
 
-def parse_methods(texts: list[str], learning_rate: float | None = None) -> list[MethodSpec]:
+def parse_methods(texts: list[str], learning_rate: float | None = None, decoder: bool = False) -> list[MethodSpec]:
     if not texts:
         raise PeftbenchError("--methods names no method (give presets or family:key=value specs, or leave "
                              "it out for the default set)")
-    specs = [parse_method(t, learning_rate) for t in texts]
+    specs = [parse_method(t, learning_rate, decoder) for t in texts]
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -151,5 +156,5 @@ def build_model(base: nn.Module, spec: MethodSpec, ctx: BuildContext) -> nn.Modu
     return fam.build(base, dict(spec.options), ctx)
 
 
-__all__ = ["FAMILIES", "HEAD_LR_CAP", "PRESETS", "SEED_PRESETS", "EXTRA_PRESETS", "BuildContext", "MethodFamily",
+__all__ = ["DECODER_PRESETS", "FAMILIES", "HEAD_LR_CAP", "PRESETS", "SEED_PRESETS", "EXTRA_PRESETS", "BuildContext", "MethodFamily",
            "build_model", "family", "parse_method", "parse_methods"]

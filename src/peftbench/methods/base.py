@@ -43,12 +43,22 @@ class MethodFamily:
     lr_note: str = ""
     lr_grid: tuple[float, ...] = ()  # the learning rates `--tune` tries; empty: default / 3, default, default x 3
     head_at_method_lr: bool = False  # the head trains at the method's own rate, uncapped (chosen on validation)
+    # A causal LM wants other rates than an encoder (its own scale, far fewer steps on a CPU): its default and
+    # --tune grid. None / empty: the encoder's.
+    decoder_lr: float | None = None
+    decoder_lr_grid: tuple[float, ...] = ()
 
-    def lr_candidates(self) -> list[float]:
+    def default_lr_for(self, decoder: bool = False) -> float:
+        """The default learning rate on an encoder, or on a decoder (causal LM)."""
+        return self.decoder_lr if decoder and self.decoder_lr is not None else self.default_lr
+
+    def lr_candidates(self, decoder: bool = False) -> list[float]:
         """The learning rates a tuned study tries for this family, the default first (it is the likeliest
         winner, so successive halving stops the others early)."""
-        grid = self.lr_grid or (self.default_lr, self.default_lr / 3, self.default_lr * 3)
-        return [self.default_lr, *sorted(v for v in grid if v != self.default_lr)]
+        default = self.default_lr_for(decoder)
+        grid = (self.decoder_lr_grid if decoder and self.decoder_lr is not None else self.lr_grid) or (
+            default, default / 3, default * 3)
+        return [default, *sorted(v for v in grid if v != default)]
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults, coerce types, reject unknown or out-of-range values with one clear line."""

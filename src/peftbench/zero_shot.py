@@ -1,0 +1,60 @@
+"""The zero-shot floor of a generation task: the untrained model's exact match on validation and test.
+
+Every generate trial records it beside its own exact match, so "what did training buy" is read in one
+record. It is a property of the setup (model, data and split, template, generation limit), the same for
+every method and seed, so it is measured by the first trial of a setup and kept in a small cache file that
+later trials read back (a trial that finds no file measures it again: the result is deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import torch
+
+from .config import TrialSpec
+from .embedded_decoder import cache_root
+from .evaluate_generation import evaluate_generation
+from .predictions import encode
+
+
+def _key(spec: TrialSpec, data, device: torch.device, bf16: bool) -> str:
+    parts = {"model": spec.model, "split_hash": data.provenance.get("split_hash"),
+             "template": data.template, "max_new_tokens": data.max_new_tokens, "max_length": spec.data.max_length,
+             "eval_size": spec.eval_size, "device": device.type, "bf16": bf16}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _measure(model, data, spec: TrialSpec, tokenizer, device: torch.device, bf16: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    test = data.test.take(spec.eval_size) if spec.eval_size else data.test
+    for prefix, rows in (("zero_shot_val_", data.validation), ("zero_shot_", test)):
+        scored = evaluate_generation(model, rows, tokenizer, device, data.pad_token_id, data.max_new_tokens,
+                                     bf16=bf16)
+        out.update({f"{prefix}exact_match": scored["exact_match"],
+                    f"{prefix}response_nll": scored["response_nll"],
+                    f"{prefix}correct": encode(scored["correct"].astype(int))})
+        if prefix == "zero_shot_":
+            out["zero_shot_generations"] = scored["generations"]
+    return out
+
+
+def zero_shot_floor(model, data, spec: TrialSpec, tokenizer, device: torch.device, bf16: bool = False
+                    ) -> dict[str, Any]:
+    """The untrained model's figures (`model` must be the base as loaded), from the cache when present."""
+    path = cache_root() / "zero-shot" / f"{_key(spec, data, device, bf16)}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass  # a damaged file is measured again and replaced
+    out = _measure(model, data, spec, tokenizer, device, bf16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, path)  # atomic: a concurrent trial reads the old or the new file, never half of one
+    return out
+
