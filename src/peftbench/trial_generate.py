@@ -9,6 +9,7 @@ test split is read once, for the reported figures.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from .config import TrialSpec
 from .data.generation import GenerationSet, PreparedGeneration
 from .errors import PeftbenchError
 from .evaluate import detect_collapse, majority_rate
-from .evaluate_generation import evaluate_generation, generate_ids
+from .evaluate_generation import evaluate_generation, generate_ids, normalize_answer
 from .gpu_options import check_gpu_options
 from .measure import memory, params, size
 from .measure.forgetting import general_text_sample, next_token_ce
@@ -80,7 +81,8 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
         record["val_majority_rate"] = majority_rate(data.validation.labels)
         record["collapsed"], record["collapse_reason"] = detect_collapse(data.validation.labels,
                                                                          val["predictions"])
-    else:
+    else:  # free-form responses: a constant answer scores the share of the most common reference
+        record["val_majority_rate"] = most_common_share(data.validation.references)
         record["collapsed"], record["collapse_reason"] = False, None
     # The test split: read once, here, for the reported figures only.
     test_set = data.test.take(spec.eval_size) if spec.eval_size else data.test
@@ -88,8 +90,8 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     record.update(_figures(test, ""), eval_loss=test["response_nll"], test_size=len(test_set),
                   test_predictions=encode(test["predictions"]), test_labels=encode(test["labels"]),
                   generations=test["generations"], references=test["references"])
-    if test_set.verbalised:
-        record["test_majority_rate"] = majority_rate(test_set.labels)
+    record["test_majority_rate"] = (majority_rate(test_set.labels) if test_set.verbalised
+                                    else most_common_share(test_set.references))
     # what training bought over the untrained model, on the same rows (intervals: paired over those rows)
     record["val_gain_over_zero_shot"] = val["exact_match"] - record["zero_shot_val_exact_match"]
     record["gain_over_zero_shot"] = test["exact_match"] - record["zero_shot_exact_match"]
@@ -122,6 +124,14 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
 # Per-split figures kept in the record (the per-row arrays are encoded separately).
 _FIGURES = ("exact_match", "accuracy", "f1", "precision", "recall", "balanced_accuracy", "other_rate",
             "response_nll", "mean_generated_tokens")
+
+
+def most_common_share(references: list[str]) -> float:
+    """Exact match of the best constant answer: the share of the most common normalised reference."""
+    if not references:
+        return float("nan")
+    counts = Counter(normalize_answer(r) for r in references)
+    return max(counts.values()) / len(references)
 
 
 def _figures(scored: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -37,7 +37,8 @@ DIMENSIONS: dict[str, tuple[Metric, ...]] = {
                                  Metric("flops_per_step", "min", "best_over_value")),
     "performance": (Metric("accuracy", "max", "above_chance"), Metric("f1", "max", "f1_above_chance")),
     "generalization": (Metric("ood_balanced_accuracy", "max", "balanced_above_chance"),
-                       Metric("robustness_drop", "max", "drop_points")),
+                       Metric("robustness_drop", "max", "drop_points"),
+                       Metric("forgetting", "min", "forgetting_nats")),
     "data_efficiency": (Metric("accuracy_at_smallest_size", "max", "above_chance"),
                         Metric("normalized_auc", "max", "above_chance")),
     "inference_efficiency": (Metric("deployed_latency_ms", "min", "best_over_value"),
@@ -48,6 +49,8 @@ DIMENSION_NAMES: tuple[str, ...] = tuple(DIMENSIONS)
 METRICS: dict[str, Metric] = {m.column: m for ms in DIMENSIONS.values() for m in ms}
 
 DROP_ZERO_POINTS = 20.0  # a robustness drop of this many accuracy points scores 0; no drop scores 1
+# Decoders: general-text cross-entropy up by ln 2 nats per token (its perplexity doubled) scores 0
+FORGETTING_ZERO_NATS = float(np.log(2.0))
 SCALE_NOTES = {
     "above_chance": "(value - c) / (1 - c), c = val_majority_rate (what predicting the most common class "
                     "scores; older trials without it: the test labels' majority share), clipped to [0, 1]",
@@ -57,6 +60,8 @@ SCALE_NOTES = {
                              "accuracy is 1/K for any constant predictor",
     "drop_points": f"1 + drop / {DROP_ZERO_POINTS:g} points, clipped to [0, 1]: no drop (or a gain) = 1, "
                    f"-{DROP_ZERO_POINTS:g} points = 0",
+    "forgetting_nats": f"1 - forgetting / ln 2, clipped to [0, 1]: general-text cross-entropy unchanged (or "
+                       f"lower) = 1, its perplexity doubled (+{FORGETTING_ZERO_NATS:.3f} nats per token) = 0",
     "log_params": "1 - log(value) / log(base-model parameters): 1 parameter = 1, the whole model = 0",
     "log_bytes": "1 - log(value) / log(base-model bytes, base_params x 4): 1 byte = 1, the whole fp32 "
                  "model = 0",
@@ -83,9 +88,11 @@ def scoring_notes() -> dict[str, str]:
         "computational_efficiency": "training memory = peak_cuda_allocated_mb on GPU, else peak_rss_net_mb "
                                     f"(net of the process baseline); {notes('computational_efficiency')}; "
                                     "mean of the three",
-        "performance": f"test split; {notes('performance')}; mean of the two",
+        "performance": f"test split (--task generate: accuracy is exact match); {notes('performance')}; mean "
+                       "of the two",
         "generalization": "OOD balanced accuracy and the robustness drop in accuracy points (perturbed - "
-                          f"clean on the same rows); {notes('generalization')}; mean of the two",
+                          "clean on the same rows), and for decoders forgetting (general-text cross-entropy "
+                          f"after - before training); {notes('generalization')}; mean of those measured",
         "data_efficiency": "from the data-efficiency study only (missing if not run); "
                            f"{notes('data_efficiency')}; mean of the two",
         "inference_efficiency": "latency and throughput of the deployed form (merged when the method can "
@@ -208,6 +215,8 @@ def scale_values(metric: Metric, values: np.ndarray, refs: Mapping[str, np.ndarr
             return _above(v, refs["chance_balanced"])
         if metric.scale == "drop_points":
             return np.clip(1 + 100 * v / DROP_ZERO_POINTS, 0.0, 1.0)
+        if metric.scale == "forgetting_nats":
+            return np.clip(1 - v / FORGETTING_ZERO_NATS, 0.0, 1.0)
         if metric.scale == "log_params":
             return _log_share(v, refs["base_params"])
         if metric.scale == "log_bytes":
