@@ -87,6 +87,7 @@ def ensure_converted() -> str:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
             _convert(gguf_file(), tmp, fp)
+            _readable(tmp)
             if folder.exists():
                 shutil.rmtree(folder)  # stale or partial: the stamp did not match
             os.replace(tmp, folder)
@@ -117,6 +118,15 @@ def _convert(gguf: Path, out: Path, fingerprint: dict) -> None:
     files = {f.name: f.stat().st_size for f in out.iterdir() if f.is_file()}
     stamp = {"version": STAMP_VERSION, **fingerprint, "files": files}
     (out / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _readable(folder: Path) -> None:
+    """Give the folder the usual permissions (mkdtemp makes it private) under the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~umask)
 
 
 def _is_complete(folder: Path, fingerprint: dict) -> bool:

@@ -62,9 +62,22 @@ def apply_gpu_options(model: nn.Module, train_spec: TrainSpec) -> nn.Module:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                 gradient_checkpointing_kwargs=kwargs)
     elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        _checkpointing_on(model, kwargs)
     if checkpointing:
         # peft freezes the embeddings; this keeps a graph through the checkpointed blocks regardless.
         model.enable_input_require_grads()
         model.config.use_cache = False  # a cache is useless while training and conflicts with recomputing
     return model
+
+
+def _checkpointing_on(model: nn.Module, kwargs: dict) -> None:
+    """transformers 5 renamed gradient to activation checkpointing (the old name warns); take either."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def checkpointing_is_on(model: nn.Module) -> bool:
+    """Whether any block of the (peft-wrapped or plain) model recomputes its activations."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())

@@ -13,13 +13,14 @@ from .base import BuildContext, MethodFamily
 
 def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
     heads = set(head_module_names(model))
-    biases = [n for n, _ in model.named_parameters() if n.endswith(".bias") and heads.isdisjoint(n.split("."))]
+    biases = [n for n, _ in model.named_parameters()
+              if n.endswith(".bias") and heads.isdisjoint(n.split("."))]
     if not biases:
         # Llama-family decoders (SmolLM2, Mistral, Qwen's MLPs) have no bias anywhere: BitFit would be a
         # head-only (or, for a causal LM, an empty) method passing under BitFit's name.
         what = "nothing but the head" if heads else "nothing"
-        raise PeftbenchError(f"bitfit: {type(model).__name__} has no bias terms, so BitFit would train {what}; "
-                             f"use lora or ia3")
+        raise PeftbenchError(f"bitfit: {type(model).__name__} has no bias terms, so BitFit would train "
+                             f"{what}; use lora or ia3")
     for name, p in model.named_parameters():
         p.requires_grad_(name.endswith(".bias") or not heads.isdisjoint(name.split(".")))
     return model

@@ -36,7 +36,8 @@ IA3 = MethodFamily(
     lr_note="scaling vectors start at one and move slowly; 3e-3..1e-2 is the usual range",
 )
 LN_TUNING = MethodFamily(
-    name="ln_tuning", summary="LayerNorm tuning: only LayerNorm/RMSNorm weights (and biases) and the head train.",
+    name="ln_tuning",
+    summary="LayerNorm tuning: only LayerNorm/RMSNorm weights (and biases) and the head train.",
     default_lr=1e-2, build=build_ln_tuning, lr_grid=(3e-3, 1e-2, 3e-2), options={}, can_merge=False,
 )
 _ = Option  # options-free families still share the Option type for documentation
