@@ -91,6 +91,12 @@ def test_every_family_trains_on_tiny_llama(tiny_llama, fam, task):
         assert counts["trainable_params"] == model.get_nb_trainable_parameters()[0]
     assert counts["head_params"] == (0 if task == "CAUSAL_LM" else HIDDEN * 2)  # score: no bias
     _one_step_changes_what_trains(model, task)
+    if task == "CAUSAL_LM":  # the generation task decodes greedily through the built model
+        prompt = load_tokenizer(tiny_llama)(["hello there", "a longer prompt than that"], padding=True,
+                                             padding_side="left", return_tensors="pt")
+        with torch.no_grad():
+            out = model.eval().generate(**prompt, max_new_tokens=3, do_sample=False)
+        assert out.shape == (2, prompt["input_ids"].shape[1] + 3)
 
 
 def _one_step_changes_what_trains(model, task: str) -> None:
@@ -138,6 +144,13 @@ def test_bitfit_on_gpt2_trains_biases_and_head(tiny_gpt2, task):
     assert counts["trainable_params"] == by_hand == saved_parameter_count(model)
     assert counts["head_params"] == (0 if task == "CAUSAL_LM" else HIDDEN * 2)
     _one_step_changes_what_trains(model, task)
+
+
+@pytest.mark.parametrize("method", ["loha", "lokr"])
+def test_unsupported_layer_type_is_one_line(tiny_gpt2, method):
+    with pytest.raises(PeftbenchError, match=rf"^{method} on GPT2LMHeadModel: .*Conv1D") as err:
+        build_model(load_causal_lm(tiny_gpt2), parse_method(method), BuildContext(20, 2, "CAUSAL_LM"))
+    assert "\n" not in str(err.value)
 
 
 def test_ln_tuning_finds_rmsnorm(tiny_llama, tiny_gpt2):
@@ -285,9 +298,17 @@ def test_partial_or_stale_cache_is_not_used(tmp_path, monkeypatch):
     assert embedded_decoder.converted_path() is None
 
 
-@pytest.mark.slow
-def test_embedded_decoder_converts_once_and_knows_paris(tmp_path, monkeypatch):
+@pytest.fixture
+def decoder_cache(tmp_path, monkeypatch):
+    """An empty cache for one conversion (540 MB), removed afterwards rather than left in pytest's tmp."""
     monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_embedded_decoder_converts_once_and_knows_paris(decoder_cache):
+    tmp_path = decoder_cache
     assert embedded_decoder.converted_path() is None
     started = time.perf_counter()
     folder = Path(resolve_model_path(EMBEDDED_DECODER))
