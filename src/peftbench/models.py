@@ -85,7 +85,7 @@ def is_causal_lm(model: str) -> bool:
 
 def is_decoder_config(config) -> bool:
     """A decoder-only architecture: saved as a causal LM, or of a model type that only comes as one (so a
-    Llama saved as LlamaForSequenceClassification still counts; a BERT counts only if saved as a causal LM)."""
+    Llama saved as LlamaForSequenceClassification still counts; a BERT only if saved as a causal LM)."""
     if config is None or getattr(config, "is_encoder_decoder", False):
         return False
     if any(a.endswith(CAUSAL_LM_SUFFIXES) for a in (getattr(config, "architectures", None) or [])):
