@@ -101,5 +101,6 @@ def _coerce(family: str, key: str, value: str, kind: type) -> Any:
 
 
 def targets_option(default: str = "attention") -> Option:
-    return Option(default, str, "modules to adapt: 'attention' (q/k/v found in the model), 'all-linear', "
+    return Option(default, str, "modules to adapt: 'attention' (q/k/v found in the model, and the attention "
+                  "output on a decoder), 'all-linear', "
                   "or names joined by '+', e.g. query+value")

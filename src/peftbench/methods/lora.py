@@ -24,29 +24,41 @@ def resolve_targets(model: nn.Module, targets: str) -> list[str] | str:
     return names
 
 
-def _seq_cls(peft_config_cls, **kwargs):
+TASK_TYPES = ("SEQ_CLS", "CAUSAL_LM")
+
+
+def peft_config(ctx: BuildContext, peft_config_cls, **kwargs):
+    """A peft config for the trial's task: SEQ_CLS trains and saves the classifier head with the adapter,
+    CAUSAL_LM has no head (and makes prompt methods mask their virtual tokens out of the loss)."""
     from peft import TaskType
 
-    return peft_config_cls(task_type=TaskType.SEQ_CLS, **kwargs)
+    if ctx.task_type not in TASK_TYPES:
+        raise PeftbenchError(f"task type must be one of {', '.join(TASK_TYPES)}, got {ctx.task_type!r}")
+    return peft_config_cls(task_type=TaskType[ctx.task_type], **kwargs)
 
 
 def _wrap(model: nn.Module, config) -> nn.Module:
     """get_peft_model, with every head module trained and saved: peft adds the classifier by itself, and an
     untrained pooler (models.untrained_pooler) joins it so that no method classifies through a frozen
-    random projection."""
+    random projection. A causal LM has no head module, so nothing joins."""
     from peft import get_peft_model
 
     extra = [n for n in head_module_names(model) if n not in ("classifier", "score")]
     if extra:
         config.modules_to_save = sorted(set(config.modules_to_save or []) | set(extra))
-    return get_peft_model(model, config)
+    try:
+        return get_peft_model(model, config)
+    except (TypeError, ValueError) as exc:  # e.g. LoHa/LoKr on GPT-2's Conv1D layers
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise PeftbenchError(f"{str(config.peft_type.value).lower()} on {type(model).__name__}: "
+                             f"{lines[0]}") from None
 
 
 def build_lora(model: nn.Module, o: dict[str, Any], ctx: BuildContext, *, bias: str = "none",
                use_dora: bool = False) -> nn.Module:
     from peft import LoraConfig
 
-    cfg = _seq_cls(LoraConfig, r=o["r"], lora_alpha=o["alpha"], lora_dropout=o["dropout"],
+    cfg = peft_config(ctx, LoraConfig, r=o["r"], lora_alpha=o["alpha"], lora_dropout=o["dropout"],
                    target_modules=resolve_targets(model, o["targets"]), bias=bias, use_dora=use_dora)
     return _wrap(model, cfg)
 
@@ -63,7 +75,7 @@ def build_adalora(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.
     if tinit + tfinal >= total:
         raise PeftbenchError(f"adalora: warmup_frac + final_frac must leave steps to prune in, got "
                              f"{o['warmup_frac']} + {o['final_frac']}")
-    cfg = _seq_cls(AdaLoraConfig, init_r=o["init_r"], target_r=o["target_r"], lora_alpha=o["alpha"],
+    cfg = peft_config(ctx, AdaLoraConfig, init_r=o["init_r"], target_r=o["target_r"], lora_alpha=o["alpha"],
                    lora_dropout=o["dropout"], target_modules=resolve_targets(model, o["targets"]),
                    total_step=total, tinit=tinit, tfinal=tfinal,
                    deltaT=max(1, (total - tinit - tfinal) // 10), orth_reg_weight=o["orth_reg"])
@@ -73,21 +85,22 @@ def build_adalora(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.
 def build_loha(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
     from peft import LoHaConfig
 
-    return _wrap(model, _seq_cls(LoHaConfig, r=o["r"], alpha=o["alpha"],
-                                 target_modules=resolve_targets(model, o["targets"])))
+    return _wrap(model, peft_config(ctx, LoHaConfig, r=o["r"], alpha=o["alpha"],
+                                    target_modules=resolve_targets(model, o["targets"])))
 
 
 def build_lokr(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
     from peft import LoKrConfig
 
-    return _wrap(model, _seq_cls(LoKrConfig, r=o["r"], alpha=o["alpha"],
-                                 target_modules=resolve_targets(model, o["targets"])))
+    return _wrap(model, peft_config(ctx, LoKrConfig, r=o["r"], alpha=o["alpha"],
+                                    target_modules=resolve_targets(model, o["targets"])))
 
 
 def build_vera(model: nn.Module, o: dict[str, Any], ctx: BuildContext) -> nn.Module:
     from peft import VeraConfig
 
-    return _wrap(model, _seq_cls(VeraConfig, r=o["r"], target_modules=resolve_targets(model, o["targets"])))
+    return _wrap(model, peft_config(ctx, VeraConfig, r=o["r"],
+                                    target_modules=resolve_targets(model, o["targets"])))
 
 
 def lora_options(r: int = 8, alpha: float = 16.0, targets: str = "attention") -> dict[str, Option]:
@@ -100,7 +113,8 @@ def lora_options(r: int = 8, alpha: float = 16.0, targets: str = "attention") ->
 
 
 LORA = MethodFamily(
-    name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v).",
+    name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v, and o on "
+    "a decoder).",
     default_lr=2e-3, build=build_lora, options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
 )
 LORA_ALL = MethodFamily(

@@ -1,9 +1,11 @@
 """Prompt-based methods through peft: prefix tuning, P-tuning and prompt tuning (virtual tokens)."""
 
+import torch
 from torch import nn
 
+from ..models import is_decoder_config
 from .base import BuildContext, MethodFamily, Option
-from .lora import _seq_cls, _wrap
+from .lora import _wrap, peft_config
 
 TOKENS = Option(16, int, "number of virtual tokens", minimum=1)
 
@@ -11,8 +13,8 @@ TOKENS = Option(16, int, "number of virtual tokens", minimum=1)
 def build_prefix(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PrefixTuningConfig
 
-    return _wrap(model, _seq_cls(PrefixTuningConfig, num_virtual_tokens=o["tokens"],
-                                 prefix_projection=o["projection"]))
+    return _wrap(model, peft_config(ctx, PrefixTuningConfig, num_virtual_tokens=o["tokens"],
+                                    prefix_projection=o["projection"]))
 
 
 class ClsAfterPrompt(nn.Module):
@@ -32,7 +34,10 @@ class ClsAfterPrompt(nn.Module):
 
 
 def pool_after_prompt(model: nn.Module, tokens: int) -> nn.Module:
-    """Make the model's pooler (if it has one) read [CLS] behind `tokens` virtual tokens."""
+    """Make the model's pooler (if it has one) read [CLS] behind `tokens` virtual tokens. A decoder has no
+    pooler: it classifies from its last token (see `last_token_after_prompt`)."""
+    if is_decoder_config(getattr(model, "config", None)):
+        return model
     for name, module in list(model.named_modules()):
         if name.rsplit(".", 1)[-1] == "pooler" and module is not None and hasattr(module, "dense"):
             parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
@@ -41,18 +46,49 @@ def pool_after_prompt(model: nn.Module, tokens: int) -> nn.Module:
     return model
 
 
+def last_token_after_prompt(model: nn.Module, ctx: BuildContext) -> nn.Module:
+    """Make a decoder classifier read its last real token when peft hands it embeddings.
+
+    P-tuning and prompt tuning call the model with `inputs_embeds` (virtual tokens prepended) and no
+    input ids, so transformers cannot see the padding and classifies every row from the last position: a
+    pad token in every right-padded row. Before the model runs, each row's padding is moved to its front
+    and positions are given explicitly, so the last position is the last real token and every token keeps
+    the position (and output) it has unpadded. Only decoder classifiers need this."""
+    if ctx.task_type == "SEQ_CLS" and is_decoder_config(getattr(model, "config", None)):
+        model.register_forward_pre_hook(_padding_to_front, with_kwargs=True)
+    return model
+
+
+def _padding_to_front(module: nn.Module, args, kwargs):
+    embeds, mask = kwargs.get("inputs_embeds"), kwargs.get("attention_mask")
+    if embeds is None or mask is None or kwargs.get("input_ids") is not None or args:
+        return None
+    width = mask.shape[1]
+    pos = torch.arange(width, device=mask.device)
+    last = (pos * (mask != 0)).argmax(-1)  # each row's last real position
+    shift = (width - 1 - last).unsqueeze(1)
+    if not bool(shift.any()):
+        return None  # already left-padded (or no padding)
+    src = (pos.unsqueeze(0) - shift) % width  # roll each row right by its trailing padding
+    mask = mask.gather(1, src)
+    embeds = embeds.gather(1, src.unsqueeze(-1).expand_as(embeds))
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    return args, {**kwargs, "inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
+
+
 def build_ptuning(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PromptEncoderConfig
 
-    return _wrap(pool_after_prompt(model, o["tokens"]), _seq_cls(
-        PromptEncoderConfig, num_virtual_tokens=o["tokens"], encoder_hidden_size=o["encoder_hidden"]))
+    model = last_token_after_prompt(pool_after_prompt(model, o["tokens"]), ctx)
+    return _wrap(model, peft_config(ctx, PromptEncoderConfig, num_virtual_tokens=o["tokens"],
+                                    encoder_hidden_size=o["encoder_hidden"]))
 
 
 def build_prompt(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PromptTuningConfig
 
-    return _wrap(pool_after_prompt(model, o["tokens"]), _seq_cls(PromptTuningConfig,
-                                                                 num_virtual_tokens=o["tokens"]))
+    model = last_token_after_prompt(pool_after_prompt(model, o["tokens"]), ctx)
+    return _wrap(model, peft_config(ctx, PromptTuningConfig, num_virtual_tokens=o["tokens"]))
 
 
 PREFIX = MethodFamily(
