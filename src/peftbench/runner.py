@@ -139,15 +139,20 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
 
 
 def prepare_study_data(spec, model: str, max_train_size: int):
-    """Tokenize a setup's data once: prompt/response sets for --task generate, else labelled texts (padded on
-    the left for a decoder classifier, whose head reads the last position)."""
+    """Tokenize a setup's data once: prompt/response sets for --task generate, else labelled texts."""
+    from .config import EMBEDDED_DECODER
+
+    if model == EMBEDDED_DECODER:
+        from .embedded_decoder import converted_path
+
+        if converted_path() is None:
+            print("converting the embedded decoder (SmolLM2-135M-Instruct GGUF) to a cached folder, once "
+                  "(about 30 s)", file=sys.stderr)
     if spec.task == "generate":
         from .data.generation import prepare_generation_data
 
         return prepare_generation_data(spec, model, max_train_size)
-    from .models import is_causal_lm
-
-    return prepare_data(spec, model, max_train_size, pad_left=is_causal_lm(model))
+    return prepare_data(spec, model, max_train_size)
 
 
 def store_start(store: Store):

@@ -76,6 +76,10 @@ def _specs(study: str, methods: list[MethodSpec], opts: StudyOptions, train: Tra
            eval_size: int | None = None) -> list[TrialSpec]:
     train.validate()
     opts.data.validate()
+    from .gpu_options import check_gpu_options
+
+    for m in methods:  # options this machine (or a method) cannot honour stop here, before any trial
+        check_gpu_options(train, None if train.device == "auto" else train.device, m.family)
     return [TrialSpec(study=study, method=m, model=opts.model, data=opts.data, train=train, seed=s,
                       eval_size=eval_size)
             for m in methods for s in seed_list(opts.seeds)]

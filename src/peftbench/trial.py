@@ -22,7 +22,7 @@ from .measure import inference, memory, params, size
 from .measure.classifier_forgetting import forgetting_view
 from .measure.provenance import provenance
 from .methods import BuildContext, build_model, family
-from .gpu_options import check_gpu_options
+from .gpu_options import apply_gpu_options, check_gpu_options
 from .models import load_classifier
 from .predictions import encode
 from .train import total_steps, train
@@ -82,13 +82,12 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     seed_everything(spec.seed)
     device = resolve_device(spec.train.device)
     memory.cuda_reset(device)
-    check_gpu_options(spec.train, device)
+    check_gpu_options(spec.train, device, spec.method.family)
     say = progress or (lambda _event: None)
     record = start_record(spec, data, device, baseline_rss)
 
     train_set = data.train_pool.take(spec.train.train_size)
-    base = to_device(load_classifier(spec.model, data.num_labels, load_in_4bit=spec.train.load_in_4bit),
-                     spec, device)
+    base = load_base(load_classifier, spec, device, data.num_labels)
     lm_view = forgetting_view(base, spec.model, device)  # a decoder classifier: general text, its LM head
     base_params, heads = params.base_parameter_count(base)
     record["head_modules"] = heads
@@ -149,6 +148,13 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     return record
 
 
+def load_base(loader, spec: TrialSpec, device: torch.device, *args):
+    """A fresh base from `loader` (a classifier or a causal LM), on the trial's device with its GPU options
+    (4-bit, gradient checkpointing) applied, ready for the method."""
+    base = loader(spec.model, *args, load_in_4bit=spec.train.load_in_4bit, device=device)
+    return apply_gpu_options(base, spec.train)
+
+
 def to_device(model, spec: TrialSpec, device: torch.device):
     """Move a model to the trial's device; a 4-bit base is placed there by its loader and stays."""
     return model if spec.train.load_in_4bit else model.to(device)
@@ -173,10 +179,6 @@ def train_and_measure(record: dict[str, Any], model, base_params: int, heads: li
     same for every task (the set's own `batch` makes the task's batches)."""
     record.update(params.count_parameters(model, base_params, heads))
     record["saved_params"] = params.saved_parameter_count(model)
-    if spec.train.gradient_checkpointing:
-        from .gpu_options import enable_gradient_checkpointing
-
-        enable_gradient_checkpointing(model)
     to_device(model, spec, device)
     batch = {k: v.to(device) for k, v in representative_batch(train_set, spec.train.batch_size,
                                                               data.pad_token_id).items()}

@@ -28,7 +28,7 @@ from .methods import BuildContext, build_model, family
 from .models import load_causal_lm, load_tokenizer
 from .predictions import encode
 from .train import total_steps
-from .trial import (Progress, quiet_library_warnings, resolve_device, seed_everything, start_record, to_device,
+from .trial import (Progress, load_base, quiet_library_warnings, resolve_device, seed_everything, start_record,
                     train_and_measure)
 from .zero_shot import zero_shot_floor
 
@@ -46,14 +46,14 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     seed_everything(spec.seed)
     device = resolve_device(spec.train.device)
     memory.cuda_reset(device)
-    check_gpu_options(spec.train, device)
+    check_gpu_options(spec.train, device, spec.method.family)
     say = progress or (lambda _event: None)
     record = start_record(spec, data, device, baseline_rss)
     tok = load_tokenizer(spec.model)
     bf16 = spec.train.bf16
     train_set = data.train_pool.take(spec.train.train_size)
 
-    base = to_device(load_causal_lm(spec.model, load_in_4bit=spec.train.load_in_4bit), spec, device)
+    base = load_base(load_causal_lm, spec, device)
     # Measured on the untouched base, before any method changes it: the floor, and forgetting's "before".
     say({"phase": "zero-shot"})
     record.update(zero_shot_floor(base, data, spec, tok, device, bf16))
@@ -68,6 +68,7 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
                                                         task_type="CAUSAL_LM"))
     train_and_measure(record, model, base_params, heads, train_set, spec, data, device, steps, say, None,
                       entered, spawned_at)
+    model.config.use_cache = True  # gradient checkpointing turned the KV cache off for training
 
     say({"phase": "evaluate"})
     t_eval = time.perf_counter()

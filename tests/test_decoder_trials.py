@@ -1,0 +1,136 @@
+"""Decoder trials end to end on tiny random causal LMs: --task generate and --task classify, through the same
+harness, store and tables as encoders. The real embedded decoder runs in the slow test at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from peftbench.config import DataSpec, TrainSpec, TrialSpec
+from peftbench.methods import parse_method
+from peftbench.runner import prepare_study_data
+from peftbench.trial import run_trial
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """The zero-shot floor (and any converted model) is cached per test session, not in the user's home."""
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "peftbench-cache"))
+
+
+@pytest.fixture
+def generate_spec(tiny_csv, tiny_ood_csv):
+    return DataSpec(source=tiny_csv, task="generate", validation_size=40, test_size=40, ood_source=tiny_ood_csv,
+                    ood_size=30, max_length=40, perturbation_size=40)
+
+
+TRAIN = TrainSpec(train_size=96, epochs=1, batch_size=16, latency_runs=5, throughput_batches=1)
+
+
+def _trial(method: str, model: str, data: DataSpec, train: TrainSpec = TRAIN, **kw) -> TrialSpec:
+    return TrialSpec(study="tradeoff", method=parse_method(method, decoder=True), model=model, data=data,
+                     train=train, **kw)
+
+
+def test_generate_trial_records_every_decoder_field(tiny_llama, generate_spec):
+    data = prepare_study_data(generate_spec, tiny_llama, TRAIN.train_size)
+    rec = run_trial(_trial("LoRA-r8", tiny_llama, generate_spec), data)
+    assert rec["task"] == "generate" and rec["head_modules"] == []
+    # the floor beside the trial's own exact match, on the same validation rows
+    assert 0.0 <= rec["zero_shot_val_exact_match"] <= 1.0 and 0.0 <= rec["val_exact_match"] <= 1.0
+    assert rec["val_gain_over_zero_shot"] == pytest.approx(rec["val_exact_match"] - rec["zero_shot_val_exact_match"])
+    assert len(rec["zero_shot_val_correct"]) == len(rec["val_labels"]) == 40
+    assert rec["exact_match"] == rec["accuracy"] and np.isfinite(rec["response_nll"])
+    # decoder measures
+    assert rec["train_tokens_per_s"] > 0 and rec["flops_per_token"] > 0
+    assert rec["ttft_p50_ms"] > 0 and rec["latency_p50_ms"] == rec["ttft_p50_ms"]
+    assert rec["decode_tokens_per_s_batch1"] > 0 and rec["decode_tokens_per_s_batched"] > 0
+    assert np.isfinite(rec["forgetting"]) and rec["general_ce_before"] > 0
+    assert rec["forgetting_sample"]["passages"] > 0
+    # LoRA merges, and the merged model writes exactly what the unmerged one wrote
+    assert rec["merge_same_greedy"] is True and rec["merge_rows_differing"] == 0
+    assert rec["ood_exact_match"] is not None and rec["perturbation_rows"] == 40
+    assert rec["adapter_bytes"] > 0 and rec["trainable_params"] < rec["base_params"]
+
+
+def test_zero_shot_floor_is_measured_once_per_setup(tiny_llama, generate_spec, tmp_path, monkeypatch):
+    """The second trial of a setup reads the floor the first one measured (and it is the same figure)."""
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
+    data = prepare_study_data(generate_spec, tiny_llama, TRAIN.train_size)
+    first = run_trial(_trial("IA3", tiny_llama, generate_spec), data)
+    cached = list((tmp_path / "zero-shot").glob("*.json"))
+    assert len(cached) == 1
+    second = run_trial(_trial("SoftPrompt-len16", tiny_llama, generate_spec), data)
+    assert second["zero_shot_val_correct"] == first["zero_shot_val_correct"]
+    assert json.loads(cached[0].read_text())["zero_shot_val_exact_match"] == first["zero_shot_val_exact_match"]
+
+
+def test_decoder_classifier_reports_forgetting(tiny_llama, tiny_data_spec, tiny_train_spec):
+    data = prepare_study_data(tiny_data_spec, tiny_llama, tiny_train_spec.train_size)
+    rec = run_trial(_trial("LoRA-r8", tiny_llama, tiny_data_spec, tiny_train_spec), data)
+    assert rec["head_modules"] == ["score"] and rec["head_params"] > 0
+    assert rec["merge_max_logit_diff"] < 1e-3
+    assert np.isfinite(rec["forgetting"]) and rec["forgetting"] != 0.0  # LoRA changed the backbone
+    prefix = run_trial(_trial("PrefixTuning-len16", tiny_llama, tiny_data_spec, tiny_train_spec), data)
+    assert prefix["forgetting"] == 0.0  # the backbone's weights are untouched: it predicts text as before
+
+
+def test_bitfit_on_a_model_without_biases_fails_its_trial_with_the_reason(tiny_llama, tiny_data_spec,
+                                                                         tiny_train_spec):
+    from peftbench.errors import PeftbenchError
+
+    data = prepare_study_data(tiny_data_spec, tiny_llama, tiny_train_spec.train_size)
+    with pytest.raises(PeftbenchError, match="no bias terms"):
+        run_trial(_trial("BitFit", tiny_llama, tiny_data_spec, tiny_train_spec), data)
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "peftbench.cli", *args], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, **(env or {})})
+
+
+def test_cli_generate_study_prints_exact_match_and_the_floor(tiny_llama, tiny_csv, tmp_path):
+    db = tmp_path / "gen.db"
+    proc = _cli("run", "--model", tiny_llama, "--task", "generate", "--dataset", tiny_csv, "--no-ood",
+                "--methods", "LoRA-r8,BitFit", "--train-size", "48", "--epochs", "1", "--batch-size", "16",
+                "--validation-size", "40", "--test-size", "40", "--max-length", "40", "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    flat = " ".join(proc.stdout.split())
+    assert "val EM" in flat and "0-shot val EM" in flat and "forgetting" in flat
+    failed = _cli("results", "--failed", "--db", str(db))
+    assert "BitFit" in failed.stdout and "no bias terms" in failed.stdout  # the study went on without it
+    export = _cli("export", "--format", "json", "--db", str(db))
+    (rec,) = json.loads(export.stdout)
+    assert rec["method"] == "LoRA-r8" and rec["provenance"]["data"]["task"] == "generate"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU (bitsandbytes)")
+def test_qlora_trial_on_a_gpu(tiny_llama, generate_spec):
+    pytest.importorskip("bitsandbytes")
+    train = dataclasses.replace(TRAIN, load_in_4bit=True, bf16=True, device="cuda")
+    data = prepare_study_data(generate_spec, tiny_llama, train.train_size)
+    rec = run_trial(_trial("LoRA-r8", tiny_llama, generate_spec, train), data)
+    assert rec["peak_cuda_allocated_mb"] > 0 and rec["trainable_params"] > 0
+
+
+@pytest.mark.slow
+def test_embedded_decoder_generate_trial(tmp_path):
+    """The real SmolLM2-135M (converted from its GGUF) trains a LoRA on the embedded reviews, offline."""
+    from peftbench.config import EMBEDDED_DECODER
+
+    spec = DataSpec(task="generate", validation_size=40, test_size=40, ood_size=20, perturbation_size=40,
+                    max_length=48)
+    train = TrainSpec(train_size=48, epochs=1, batch_size=8, latency_runs=5, throughput_batches=1)
+    data = prepare_study_data(spec, EMBEDDED_DECODER, train.train_size)
+    rec = run_trial(_trial("LoRA-r8", EMBEDDED_DECODER, spec, train), data)
+    assert rec["base_params"] == 134_515_008
+    assert rec["merge_same_greedy"] is True
+    assert 2.0 < rec["general_ce_before"] < 5.0  # real weights: far below ln(49152) = 10.8
+    assert rec["val_exact_match"] >= 0.0 and rec["zero_shot_val_exact_match"] >= 0.0
