@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,17 @@ from ..models import load_tokenizer
 from .perturb import PERTURBATIONS
 from .sources import LabelledText, load_source, match_ood_labels
 from .split import Split, content_hash, split_data, stratified_order
+
+
+class BatchSource(Protocol):
+    """What the training loop and evaluation read: a TokenizedSet or a generation.GenerationSet."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+    def batch(self, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass
@@ -33,6 +44,11 @@ class TokenizedSet:
     @property
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def batch(self, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+        """Rows `idx` as one right-padded batch: the set builds its own batches, so the training loop and
+        evaluation run unchanged on a classification set and a generation set (data/generation.py)."""
+        return collate([self.input_ids[i] for i in idx], self.labels[idx], pad_id)
 
 
 @dataclass
@@ -172,7 +188,7 @@ def collate(ids: list[np.ndarray], labels: np.ndarray, pad_id: int) -> dict[str,
             "labels": torch.from_numpy(np.asarray(labels, dtype=np.int64))}
 
 
-def train_batches(data: TokenizedSet, batch_size: int, generator: np.random.Generator,
+def train_batches(data: BatchSource, batch_size: int, generator: np.random.Generator,
                   pad_id: int, bucket_batches: int = 50) -> Iterator[dict[str, torch.Tensor]]:
     """Shuffled batches of similar length: shuffle, sort within chunks of 50 batches, shuffle batch order."""
     order = generator.permutation(len(data))
@@ -184,8 +200,7 @@ def train_batches(data: TokenizedSet, batch_size: int, generator: np.random.Gene
         part = part[np.argsort(lengths[part], kind="stable")]
         batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
     for b in generator.permutation(len(batches)):
-        idx = batches[b]
-        yield collate([data.input_ids[i] for i in idx], data.labels[idx], pad_id)
+        yield data.batch(batches[b], pad_id)
 
 
 def num_train_batches(n: int, batch_size: int, bucket_batches: int = 50) -> int:
@@ -194,9 +209,9 @@ def num_train_batches(n: int, batch_size: int, bucket_batches: int = 50) -> int:
     return full * bucket_batches + -(-rest // batch_size)
 
 
-def eval_batches(data: TokenizedSet, batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, dict]]:
+def eval_batches(data: BatchSource, batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, dict]]:
     """Length-sorted batches; yields the original row indices so predictions can be put back in order."""
     order = np.argsort(data.lengths, kind="stable")
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        yield idx, collate([data.input_ids[j] for j in idx], data.labels[idx], pad_id)
+        yield idx, data.batch(idx, pad_id)

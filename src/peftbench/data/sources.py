@@ -166,10 +166,10 @@ def frame_to_labelled(df: pd.DataFrame, text_column: str, label_column: str, ori
                         row_index=np.flatnonzero(keep))
 
 
-def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledText:
-    """`name` or `name:config` through datasets.load_dataset. Every split is read; which row came from which
-    official split is kept (`splits`), so the split step can honour the dataset's own train/validation/test.
-    """
+def read_hf_dataset(name: str):
+    """`name` or `name:config` through datasets.load_dataset, every split in one frame.
+
+    Returns (frame, split names, each row's split index, the first split's features)."""
     import datasets
 
     ds_name, _, config = name.partition(":")
@@ -181,9 +181,18 @@ def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledT
     split_names = list(dd)
     frames = [dd[s].to_pandas() for s in split_names]
     split_of = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames)])
-    df = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), split_names, split_of, dd[split_names[0]].features
+
+
+def load_hf_dataset(name: str, text_column: str, label_column: str) -> LabelledText:
+    """`name` or `name:config` through datasets.load_dataset. Every split is read; which row came from which
+    official split is kept (`splits`), so the split step can honour the dataset's own train/validation/test.
+    """
+    import datasets
+
+    df, split_names, split_of, features = read_hf_dataset(name)
     # A ClassLabel column carries names: the integer values index into them (-1 = unlabelled).
-    feature = dd[split_names[0]].features.get(label_column)
+    feature = features.get(label_column)
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     lt = frame_to_labelled(df, text_column, label_column, f"dataset {name}", class_names=names)
     kept_split = split_of[lt.row_index]
