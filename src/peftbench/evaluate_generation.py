@@ -59,7 +59,8 @@ def to_classes(texts: list[str], label_names: list[str]) -> np.ndarray:
 def label_metrics(labels: np.ndarray, preds: np.ndarray, num_labels: int) -> dict[str, float]:
     """Macro precision/recall/F1 over the task's classes and balanced accuracy, with "other" (= num_labels)
     counted as a miss of the true class, never as a class of its own: one stray generation must not cut
-    macro-F1 by 1/(K+1). (Intervals: make_macro_f1(np.arange(num_labels)) gives the same figure.)"""
+    macro-F1 by 1/(K+1). (intervals.make_macro_f1 sizes its confusion matrix from the classes it is given,
+    so for this figure it needs a (K+1)-wide matrix averaged over classes 0..K-1.)"""
     p, r, f, _ = precision_recall_fscore_support(labels, preds, labels=list(range(num_labels)),
                                                  average="macro", zero_division=0)
     with warnings.catch_warnings():
@@ -81,7 +82,8 @@ def cut_at_eos(ids: np.ndarray, eos_id: int) -> np.ndarray:
 def generate_ids(model, data: GenerationSet, device: torch.device, pad_id: int, eos_id: int,
                  max_new_tokens: int, batch_size: int = 16, bf16: bool = False,
                  min_new_tokens: int | None = None) -> list[np.ndarray]:
-    """Greedy continuations of every prompt (data order), cut at the first eos.
+    """Greedy continuations of every prompt (data order), cut at the first eos (uncut with min_new_tokens:
+    a fixed-length run).
 
     Batches hold prompts of similar length, so little left padding sits between a prompt-tuning model's
     virtual tokens and the prompt (peft ignores position ids there)."""
