@@ -103,7 +103,7 @@ def test_cli_generate_study_prints_exact_match_and_the_floor(tiny_llama, tiny_cs
                 "--validation-size", "40", "--test-size", "40", "--max-length", "40", "--db", str(db))
     assert proc.returncode == 0, proc.stderr
     flat = " ".join(proc.stdout.split())
-    assert "val EM" in flat and "0-shot val EM" in flat and "forgetting" in flat
+    assert "val EM" in flat and "test EM" in flat and "0-shot" in flat and "forgett" in flat
     failed = _cli("results", "--failed", "--db", str(db))
     assert "BitFit" in failed.stdout and "no bias terms" in failed.stdout  # the study went on without it
     export = _cli("export", "--format", "json", "--db", str(db))

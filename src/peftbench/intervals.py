@@ -63,11 +63,12 @@ def accuracy(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
     return (np.asarray(y) == np.asarray(p)).mean(axis=-1)
 
 
-def make_macro_f1(classes: np.ndarray) -> Callable:
+def make_macro_f1(classes: np.ndarray, width: int | None = None) -> Callable:
     """Macro-F1 over `classes` (the labels present in the full sample, true or predicted, as sklearn
-    averages them); a class with no true and no predicted row in a resample scores 0."""
+    averages them); a class with no true and no predicted row in a resample scores 0. `width`: the
+    confusion matrix's size when predictions reach past `classes` (a generated answer naming no class)."""
     classes = np.asarray(classes, dtype=np.int64)
-    k = int(classes.max()) + 1 if classes.size else 1
+    k = max(int(classes.max()) + 1 if classes.size else 1, width or 0)
 
     def macro_f1(y, p, axis=-1):
         cm = _confusion(y, p, k)
@@ -249,7 +250,7 @@ def _count(value) -> int | None:
     return int(f) if math.isfinite(f) and f >= 1 and f == int(f) else None
 
 
-def _compact(metric: str, samples: list[tuple[np.ndarray, ...]]):
+def _compact(metric: str, samples: list[tuple[np.ndarray, ...]], task_classes: int | None = None):
     """(shared arrays, per-seed arrays, statistic) in the smallest form the bootstrap has to index: a 0/1
     correctness per row for accuracy, the labels once and int8 predictions for F1 and balanced accuracy."""
     if metric in ("accuracy", "val_accuracy"):
@@ -258,7 +259,10 @@ def _compact(metric: str, samples: list[tuple[np.ndarray, ...]]):
         return (), [(s[0].astype(np.float32),) for s in samples], mean_of_rows
     classes = np.unique(np.concatenate([np.concatenate(s) for s in samples]))
     small = np.int8 if classes.max() < 127 else np.int64
-    statistic = make_macro_f1(classes) if metric == "f1" else make_balanced_accuracy(int(classes.max()) + 1)
+    width = int(classes.max()) + 1
+    if task_classes is not None:  # generated answers: "other" (= K) is a miss, never a class averaged over
+        classes = np.arange(task_classes)
+    statistic = make_macro_f1(classes, width) if metric == "f1" else make_balanced_accuracy(width)
     return (samples[0][0].astype(small),), [(p.astype(small),) for _, p in samples], statistic
 
 
@@ -274,7 +278,8 @@ def metric_interval(records: Sequence[dict], metric: str, confidence: float = CO
             return None
     elif any(len(s[0]) != len(samples[0][0]) for s in samples):
         return None
-    shared, per_seed, statistic = _compact(metric, samples)
+    generated = records[0].get("task") == "generate" and _count(records[0].get("num_labels"))
+    shared, per_seed, statistic = _compact(metric, samples, generated or None)
     iv = combined_interval(per_seed, statistic, confidence, shared=shared)
     degenerate = iv is not None and iv.n_seeds == 1 and iv.ci_low == iv.ci_high
     if degenerate and metric in ("accuracy", "val_accuracy"):

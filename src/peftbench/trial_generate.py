@@ -49,6 +49,7 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     check_gpu_options(spec.train, device, spec.method.family)
     say = progress or (lambda _event: None)
     record = start_record(spec, data, device, baseline_rss)
+    record["num_labels"] = data.num_labels  # 0 for free-form responses
     tok = load_tokenizer(spec.model)
     bf16 = spec.train.bf16
     train_set = data.train_pool.take(spec.train.train_size)
@@ -80,8 +81,9 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     record.update(val_predictions=encode(val["predictions"]), val_labels=encode(val["labels"]))
     if data.validation.verbalised:
         record["val_majority_rate"] = majority_rate(data.validation.labels)
+        names = [*data.label_names, "no label (an answer naming no class)"]
         record["collapsed"], record["collapse_reason"] = detect_collapse(data.validation.labels,
-                                                                         val["predictions"])
+                                                                         val["predictions"], names)
     else:  # free-form responses: a constant answer scores the share of the most common reference
         record["val_majority_rate"] = most_common_share(data.validation.references)
         record["collapsed"], record["collapse_reason"] = False, None
