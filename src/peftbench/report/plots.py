@@ -158,3 +158,57 @@ def pareto(table: pd.DataFrame, x: str, y: str, colors: dict) -> Figure:
     ax.margins(x=0.08, y=0.12)
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def _method_axis(ax, methods: list[str]) -> None:
+    """Methods side by side on a categorical x axis, names slanted so long ones stay readable."""
+    ax.set_xticks(range(len(methods)), methods, rotation=25, ha="right", fontsize=STYLE["label_size"])
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+
+
+def _error_bars(values: pd.Series, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Asymmetric bar lengths (row-bootstrap and Wilson intervals are not symmetric); 0 where unknown."""
+    below = (values - low).clip(lower=0).fillna(0.0)
+    above = (high - values).clip(lower=0).fillna(0.0)
+    return np.vstack([below.to_numpy(float), above.to_numpy(float)])
+
+
+def exact_match_vs_floor(points: pd.DataFrame, floor: float, colors: dict) -> Figure:
+    """Validation exact match per method (`value`, `low`, `high`: mean and 95% interval) above the untrained
+    model's on the same rows (dashed line): the height over the line is what training bought. The floor is
+    a line, not a band: methods and floor share rows, so the paired gain interval (in the table) is the
+    test, not the overlap of two separate intervals."""
+    fig, ax = _axes("Validation exact match vs the zero-shot floor", "", "validation exact match")
+    methods = list(points.index)
+    xs = np.arange(len(methods))
+    ax.errorbar(xs, points["value"], yerr=_error_bars(points["value"], points["low"], points["high"]),
+                fmt="none", ecolor="grey", elinewidth=1.2, capsize=4, zorder=2)
+    ax.scatter(xs, points["value"], s=70, c=[colors[m] for m in methods], edgecolors="black",
+               linewidths=0.5, zorder=3)
+    ax.axhline(floor, color="crimson", linestyle="--", linewidth=1.5, label=f"zero-shot floor ({floor:.3f})")
+    _method_axis(ax, methods)
+    ax.set_ylim(-0.03, 1.03)  # a share: the whole scale keeps "what training bought" in proportion
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def forgetting(points: pd.DataFrame, colors: dict) -> Figure:
+    """Forgetting per method (`value`, `low`, `high`): general-text cross-entropy after - before training,
+    nats per token, as bars from 0; above 0 the model predicts ordinary text worse than the base did."""
+    fig, ax = _axes("Forgetting: general-text cross-entropy after - before", "",
+                    "forgetting (nats per token; 0 = unchanged)")
+    methods = list(points.index)
+    xs = np.arange(len(methods))
+    bars = ax.bar(xs, points["value"], color=[colors[m] for m in methods], alpha=STYLE["point_alpha"],
+                  edgecolor="black", linewidth=0.5, zorder=2)
+    ax.bar_label(bars, fmt="%+.3g", fontsize=STYLE["label_size"], padding=2)
+    if points["low"].notna().any():
+        ax.errorbar(xs, points["value"], yerr=_error_bars(points["value"], points["low"], points["high"]),
+                    fmt="none", ecolor="grey", elinewidth=1.2, capsize=4, zorder=3)
+    ax.axhline(0.0, color="black", linewidth=1.2, zorder=1)
+    _method_axis(ax, methods)
+    ax.margins(y=0.15)
+    low, high = ax.get_ylim()
+    pad = 0.1 * (high - low)  # 0 stays inside the frame, with room for labels, when every bar is one-sided
+    ax.set_ylim(min(low, -pad), max(high, pad))
+    return fig
