@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
@@ -33,11 +34,13 @@ from ..analysis.curves import (
 from ..analysis.pareto import Objective, pareto_table
 from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice, select_study
 from ..analysis.scenarios import SCENARIOS, scenario_weights
-from ..analysis.scores import COUNTING_RULE, scoring_notes
+from ..analysis.scores import COUNTING_RULE, FORGETTING_ZERO_NATS, scoring_notes
 from ..analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
 from ..errors import PeftbenchError
-from ..stats import summarize
-from ..tables import COLUMNS, SCALE, summary_frame
+from ..evaluate_generation import exact_match
+from ..stats import aggregate, reportable, summarize
+from ..tables import COLUMNS, GENERATE_HEADERS, SCALE, summary_frame
+from ..tables import _fmt as terminal_cell
 from . import plots
 
 RADAR_DEFAULT = ["Full", "LoRA-r8", "PrefixTuning-len32", "BitFit", "AdaLoRA"]
@@ -99,13 +102,37 @@ def _num(value: object, fmt: str = "{:.3f}") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-NUMERIC = re.compile(r"^(-|#?[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?( ± [\d.,]+)?( \*)?)$")
+NUMERIC = re.compile(r"^(-|#?[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?( ± [\d.,]+)?( \[[\d.,]+-[\d.,]+\])?( pts)?"
+                     r"( \(no CI\))?( \*)?)$")
 
 
-def report_summary(records: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
-    """summary_frame and the columns of the terminal table it has figures for: (frame, shown columns)."""
+def generate_study(records: pd.DataFrame) -> bool:
+    """--task generate records: their accuracy is exact match and their latency the time to first token."""
+    return "task" in records and bool((records["task"] == "generate").any())
+
+
+def report_summary(records: pd.DataFrame, setup_records: pd.DataFrame | None = None
+                   ) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+    """summary_frame and the columns of the terminal table it has figures for: (frame, shown columns).
+    A column shows when some trial of the setup measured it (`setup_records`: all its studies), so each
+    study's table has the same columns and '-' says "not in this study"; one nobody measured (an
+    encoder's zero-shot gain, OOD without --ood) is left out. A generate study takes the generate headers."""
     agg = summary_frame(records)
-    return agg, [(m, h, f) for m, h, f in COLUMNS if f"{m}_mean" in agg]
+    scope = records if setup_records is None else setup_records
+    headers = GENERATE_HEADERS if generate_study(records) else {}
+    return agg, [(m, headers.get(m, h), f) for m, h, f in COLUMNS
+                 if f"{m}_mean" in agg and _measured(scope, m)]
+
+
+def _encoder_cell(row: pd.Series, metric: str, fmt: str) -> str:
+    """mean ± half the 95% interval; a zero-width interval says nothing and is left out."""
+    k = REPORT_SCALE.get(metric, 1.0)
+    text = _num(row[f"{metric}_mean"] * k, fmt)
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    half = (high - low) / 2 if low is not None and high is not None else float("nan")
+    if not pd.isna(half) and half > 0 and text != "-":
+        text += " ± " + fmt.format(half * k).lstrip("+")
+    return text
 
 
 def collapsed_methods(records: pd.DataFrame) -> set[str]:
@@ -125,25 +152,17 @@ def results_section(page: Page, records: pd.DataFrame) -> None:
     page.add("<h2>Results</h2>")
     collapsed = collapsed_methods(records)
     for study, grp in records.groupby("study", sort=False):
-        agg, shown = report_summary(grp)
+        agg, shown = report_summary(grp, records)
+        # a generate study's cells are the terminal table's (TTFT with its IQR, the gain in points)
+        cell = terminal_cell if generate_study(grp) else _encoder_cell
         several = bool((agg["seeds"] > 1).any())
-        any_ci = False
         rows = []
         for _, row in agg.iterrows():
             name = str(row["method"]) + (" *" if several and row.get("significant_vs_baseline") else "")
             name += COLLAPSED_MARK if str(row["method"]) in collapsed else ""
-            cells = [name, str(row["train_size"]), str(row["seeds"])]
-            for metric, _, fmt in shown:
-                k = REPORT_SCALE.get(metric, 1.0)
-                text = _num(row[f"{metric}_mean"] * k, fmt)
-                low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
-                half = (high - low) / 2 if low is not None and high is not None else float("nan")
-                if not pd.isna(half) and half > 0 and text != "-":  # a zero-width interval says nothing
-                    text += " ± " + fmt.format(half * k).lstrip("+")
-                    any_ci = True
-                cells.append(text)
-            rows.append(cells)
-        note = " - mean ± 95% CI" if any_ci else ""
+            rows.append([name, str(row["train_size"]), str(row["seeds"])]
+                        + [cell(row, metric, fmt) for metric, _, fmt in shown])
+        note = " - mean ± 95% CI" if any(" ± " in c for r in rows for c in r[3:]) else ""
         if several and "Full" in set(grp["method"]):
             note += "; * differs from Full"
         page.add(f"<h3>Study {esc(study)} <span class='muted'>{esc(note)}</span></h3>")
@@ -202,6 +221,177 @@ def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors
     page.add('<div class="plots">' + "".join(figs) + "</div>")
     if missing:
         page.not_run("Radar: not in this study, left out: " + ", ".join(missing))
+
+
+# Per-method figures of the Generation section: one aggregate() over the section's study, so each agrees
+# with the Results table (val_accuracy is validation exact match for --task generate).
+DECODER_METRICS = ["val_accuracy", "zero_shot_val_exact_match", "val_gain_over_zero_shot",
+                   "general_ce_before", "general_ce_after", "forgetting",
+                   "latency_p50_ms", "latency_p25_ms", "latency_p75_ms",
+                   "decode_tokens_per_s_batch1", "decode_tokens_per_s_batched",
+                   "merged_latency_p50_ms", "merged_decode_tokens_per_s_batch1",
+                   "merged_decode_tokens_per_s_batched", "adapter_bytes"]
+# cross-entropies to 4 places: a small adapter moves general text by 1e-3 nats or less
+FORMATS = {m: f for m, _, f in COLUMNS} | {"general_ce_before": "{:.4f}", "general_ce_after": "{:.4f}",
+                                          "forgetting": "{:+.4f}", "decode_tokens_per_s_batch1": "{:.0f}",
+                                          "merged_decode_tokens_per_s_batch1": "{:.0f}",
+                                          "merged_decode_tokens_per_s_batched": "{:.0f}"}
+FORGETTING_NOTE = ("Forgetting: the cross-entropy per token of a fixed general-text sample after training "
+                   f"minus before (nats; 0 = unchanged, +{FORGETTING_ZERO_NATS:.3f} = its perplexity "
+                   "doubled, where the generalization score reaches 0).")
+SAMPLE_NEWLINE = "⏎"  # generated newlines, shown in a table cell that would fold them away
+
+
+def decoder_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per method of the section's study (collapsed methods kept: they are marked), indexed by
+    method; the baseline comparison is the Results table's business."""
+    metrics = [m for m in DECODER_METRICS if m in records]
+    return aggregate(reportable(records), metrics, baseline_method=None).set_index("method", drop=False)
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    return terminal_cell(row, metric, FORMATS[metric]) if f"{metric}_mean" in row else "-"
+
+
+def _interval_points(agg: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """value/low/high of one metric per method, as the section's plots take them."""
+    return pd.DataFrame({"value": agg[f"{metric}_mean"], "low": agg[f"{metric}_ci_low"],
+                         "high": agg[f"{metric}_ci_high"]}).astype(float).dropna(subset=["value"])
+
+
+def _name(method: str, collapsed: set[str]) -> str:
+    return method + (COLLAPSED_MARK if method in collapsed else "")
+
+
+def decoder_section(page: Page, records: pd.DataFrame, label: str, colors: dict) -> None:
+    """Generation for --task generate; for a decoder classifier only forgetting; nothing for encoders."""
+    if generate_study(records):
+        generation_section(page, records, label, colors)
+    elif _measured(records, "forgetting"):
+        page.add(f"<h2>Forgetting <span class='muted'>({esc(label)})</span></h2>")
+        agg = decoder_frame(records)
+        page.add(f"<p class='muted'>{esc(FORGETTING_NOTE)}</p>")
+        page.add('<div class="plots">' + _forgetting_plot(page, agg, colors) + "</div>")
+        page.add(_forgetting_table(agg, collapsed_methods(records)))
+
+
+def generation_section(page: Page, records: pd.DataFrame, label: str, colors: dict) -> None:
+    page.add(f"<h2>Generation <span class='muted'>({esc(label)})</span></h2>")
+    agg = decoder_frame(records)
+    collapsed = collapsed_methods(records)
+    figs = []
+    if _measured(agg, "val_accuracy_mean") and _measured(agg, "zero_shot_val_exact_match_mean"):
+        floor = agg["zero_shot_val_exact_match_mean"].astype(float)
+        page.add(f"<p>Zero-shot floor (the untrained model on the same validation rows): validation exact "
+                 f"match {esc(_floor_text(floor))}.</p>")
+        fig = plots.exact_match_vs_floor(_interval_points(agg, "val_accuracy"), float(floor.mean()), colors)
+        figs.append(page.plot("generation_exact_match", "Validation exact match (95% interval) above the "
+                              "zero-shot floor: what training bought", fig))
+    else:
+        page.not_run("Validation exact match or the zero-shot floor was not measured: no floor plot.")
+    if _measured(agg, "forgetting_mean"):
+        figs.append(_forgetting_plot(page, agg, colors))
+    page.add('<div class="plots">' + "".join(figs) + "</div>")
+    page.add("<h3>What training bought, and what it cost</h3><p class='muted'>val EM gain: exact match minus "
+             "the zero-shot floor's, its 95% interval paired over the same validation rows. "
+             f"{esc(FORGETTING_NOTE)}</p>" + _bought_table(agg, collapsed))
+    page.add("<h3>Decoder inference</h3>" + _inference_table(records, agg, collapsed))
+    page.add(_samples(records))
+
+
+def _floor_text(floor: pd.Series) -> str:
+    """One setup has one floor; several values would mean trials scored different rows: say so."""
+    low, high = floor.min(), floor.max()
+    return f"{low:.3f}" if math.isclose(low, high) else f"{low:.3f} to {high:.3f} (differs across trials)"
+
+
+def _forgetting_plot(page: Page, agg: pd.DataFrame, colors: dict) -> str:
+    fig = plots.forgetting(_interval_points(agg, "forgetting"), colors)
+    return page.plot("forgetting", "Forgetting per method (nats per token; bars: 95% interval over seeds "
+                     "where there are several)", fig)
+
+
+def _forgetting_table(agg: pd.DataFrame, collapsed: set[str]) -> str:
+    metrics = ["general_ce_before", "general_ce_after", "forgetting"]
+    return table_html(["method", "general CE before", "after", "forgetting (nats)"],
+                      [[_name(m, collapsed)] + [_cell(row, x) for x in metrics] for m, row in agg.iterrows()])
+
+
+def _bought_table(agg: pd.DataFrame, collapsed: set[str]) -> str:
+    """Exact match over the floor (the gain's interval is paired over the same rows) beside forgetting."""
+    metrics = ["val_accuracy", "zero_shot_val_exact_match", "val_gain_over_zero_shot", "general_ce_before",
+               "general_ce_after", "forgetting"]
+    header = ["method", "val EM", "zero-shot val EM", "val EM gain", "general CE before", "after",
+              "forgetting (nats)"]
+    return table_html(header, [[_name(m, collapsed)] + [_cell(row, x) for x in metrics]
+                               for m, row in agg.iterrows()])
+
+
+def _inference_table(records: pd.DataFrame, agg: pd.DataFrame, collapsed: set[str]) -> str:
+    batch = _batch_size(records)
+    metrics = ["latency_p50_ms", "decode_tokens_per_s_batch1", "decode_tokens_per_s_batched",
+               "merged_latency_p50_ms", "merged_decode_tokens_per_s_batch1",
+               "merged_decode_tokens_per_s_batched"]
+    header = ["method", "TTFT p50 ms [IQR]", "decode tok/s batch 1", f"decode tok/s batch {batch}",
+              "merged TTFT p50 ms", "merged tok/s batch 1", f"merged tok/s batch {batch}",
+              "merged greedy outputs", "adapter MB"]
+    rows = [[_name(m, collapsed)] + [_cell(row, x) for x in metrics]
+            + [merge_check(records[records["method"] == m]), _cell(row, "adapter_bytes")]
+            for m, row in agg.iterrows()]
+    return ("<p class='muted'>TTFT: time to the first generated token at batch 1, median over repeats "
+            "[interquartile range]. Merged: the adapter folded into the base weights.</p>"
+            + table_html(header, rows))
+
+
+def _batch_size(records: pd.DataFrame) -> str:
+    sizes = pd.to_numeric(records.get("decode_batch_size", pd.Series(dtype=float)), errors="coerce").dropna()
+    return "/".join(str(int(s)) for s in sorted(sizes.unique())) or "N"
+
+
+def merge_check(records: pd.DataFrame) -> str:
+    """Whether merging changed what the model writes, over every seed's probe rows."""
+    if "can_merge" not in records:
+        return "-"
+    if not records["can_merge"].fillna(False).astype(bool).any():
+        return "cannot merge"
+    errors = [e for e in records.get("merge_error", pd.Series(dtype=object)).dropna() if e]
+    checked = records.dropna(subset=["merge_same_greedy"]) if "merge_same_greedy" in records else records[:0]
+    if checked.empty:
+        return f"merge failed: {errors[0]}" if errors else "-"
+    differing = int(pd.to_numeric(checked["merge_rows_differing"], errors="coerce").fillna(0).sum())
+    probed = int(pd.to_numeric(checked["merge_probe_rows"], errors="coerce").fillna(0).sum())
+    text = f"identical ({probed} rows)" if differing == 0 else f"differ on {differing}/{probed} rows"
+    return text + (f"; merge failed in {len(errors)} trial(s)" if errors else "")
+
+
+def sample_trial(records: pd.DataFrame) -> pd.Series | None:
+    """The trial whose samples are shown: the best validation exact match (first on ties) holding texts."""
+    if "generations" not in records:
+        return None
+    have = records[records["generations"].map(lambda g: isinstance(g, list) and bool(g))]
+    if have.empty:
+        return None
+    val = pd.to_numeric(have["val_accuracy"], errors="coerce") if "val_accuracy" in have else \
+        pd.Series(float("nan"), index=have.index)
+    return have.iloc[int(np.argmax(val.fillna(-math.inf).to_numpy()))]  # argmax: the first on ties
+
+
+def _samples(records: pd.DataFrame) -> str:
+    trial = sample_trial(records)
+    if trial is None:
+        return "<p class='note'>The records hold no sample generations.</p>"
+    zero_shot, references = (v if isinstance(v, list) else [] for v in
+                             (trial.get("zero_shot_generations"), trial.get("references")))
+    shown = lambda text: str(text).replace("\n", SAMPLE_NEWLINE)  # noqa: E731
+    rows = []
+    for i, (gen, ref) in enumerate(zip(trial["generations"], references)):
+        rows.append([str(i + 1), shown(ref), shown(zero_shot[i]) if i < len(zero_shot) else "-", shown(gen),
+                     "yes" if exact_match(gen, ref) else "no"])
+    seed = f", seed {trial['seed']}" if "seed" in trial and not pd.isna(trial["seed"]) else ""
+    return (f"<h3>Sample generations: {esc(trial['method'])}{esc(seed)}</h3><p class='muted'>The first test "
+            "rows, greedy; the trial with the best validation exact match. Exact match after normalisation "
+            f"(case, punctuation, articles); {SAMPLE_NEWLINE} = a newline.</p>"
+            + table_html(["#", "reference", "zero-shot output", "trained output", "exact match"], rows))
 
 
 def scores_section(page: Page, dims) -> None:
@@ -339,10 +529,12 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
              f"written {stamp}</p>")
     results_section(page, records)
     tradeoff_section(page, selected, label, dims, colors, radar_methods, prep)
+    study_rows = select_study(records, study)[0]  # collapsed trials kept, and marked
     if interactive:  # Plotly views after the static plots they mirror (report/interactive.py)
         from .interactive import interactive_section
 
-        page.add(interactive_section(select_study(records, study)[0], label, colors))  # collapsed kept, marked
+        page.add(interactive_section(study_rows, label, colors))
+    decoder_section(page, study_rows, label, colors)
     pareto_section(page, dims.means, colors, prep)
     data_efficiency_section(page, prep.records, colors)
     rank_section(page, prep.records)
