@@ -35,7 +35,9 @@ PREFERRED = ["accuracy", "f1", "trainable_params", "trainable_pct", "train_secon
              "peak_cuda_allocated_mb", "latency_p50_ms", "merged_latency_p50_ms", "throughput_per_s",
              "ood_balanced_accuracy", "ood_accuracy", "robustness_drop", "adapter_bytes", "flops_per_step",
              "val_accuracy", "val_f1"]
-HIGHER_IS_BETTER = re.compile(r"accuracy|f1|precision|recall|throughput|samples_per_s|auc|robustness")
+# decoders: exact match, its gain over the zero-shot floor, decode and training tokens/s
+HIGHER_IS_BETTER = re.compile(r"accuracy|f1|precision|recall|throughput|samples_per_s|auc|robustness|"
+                              r"exact_match|gain_over|tokens_per_s")
 LOG_SCALE = re.compile(r"params|bytes|flops|trainable_pct")
 MEMORY_FIELDS = ["peak_cuda_allocated_mb", "peak_rss_net_mb", "peak_rss_mb"]  # first measured is plotted
 HOVER = "%{text}<br>%{customdata}<extra></extra>"  # text: the y lines; customdata: the x line
