@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from .methods import FAMILIES, HEAD_LR_CAP, PRESETS, SEED_PRESETS, parse_method
-from .methods.evidence import EVIDENCE, SETTING
+from .methods.evidence import DECODER_EVIDENCE, DECODER_SETTING, EVIDENCE, SETTING
 
 DIMENSIONS = [
     ("Parameter efficiency", [
@@ -123,7 +123,7 @@ def methods_tables() -> list[Table]:
                         f"{spec.learning_rate:g}")
     fams = Table(title="Families (use as family:key=value:lr=..., e.g. lora:r=4:alpha=8:targets=all-linear)")
     for col in ("family", "what it trains", "options (default)", "default lr", "--tune grid",
-                "why this lr (validation, never test)"):
+                "why this lr (validation, never test)", "decoder lr", "why (decoder, validation)"):
         fams.add_column(col)
     for f in FAMILIES.values():
         opts = ", ".join(f"{k} ({o.default})" for k, o in f.options.items()) or "-"
@@ -132,7 +132,10 @@ def methods_tables() -> list[Table]:
         why = (f"{ev.preset}: {ev.summary()}. Re-run: {ev.command(f.name)}" if ev else
                (f.lr_note or "not derived here: the method authors' usual rate") +
                f". Derive it: peftbench run --tune --methods {f.name}")
-        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why)
-    fams.caption = (f"Measured in: {SETTING}. The classifier head (and an untrained pooler) trains at the "
+        dev = DECODER_EVIDENCE.get(f.name)
+        dwhy = (f"{dev.preset}: {dev.summary()}. Re-run: {dev.command(f.name)}" if dev else
+                "not derived here" + ("" if f.decoder_lr is not None else ": the encoder's rate"))
+        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why, f"{f.default_lr_for(True):g}", dwhy)
+    fams.caption = (f"Measured in: {SETTING}. Decoder rates: {DECODER_SETTING}. The classifier head (and an untrained pooler) trains at the "
                     f"method's rate capped at {HEAD_LR_CAP:g}, uncapped for ptuning (head_lr= overrides it).")
     return [presets, fams]
