@@ -156,7 +156,7 @@ def test_columns_missing_and_empty(tmp_path):
 
 
 def test_templates_are_named_and_hold_text():
-    assert TEMPLATES["review"] == DEFAULT_TEMPLATE == "Review: {text}\nSentiment:"
+    assert DEFAULT_TEMPLATE == TEMPLATES["instruction"]  # the validation argmax of TEMPLATE_EVIDENCE
     assert len(TEMPLATES) >= 2 and all("{text}" in t and not t.endswith(" ") for t in TEMPLATES.values())
     rows = rows_from_labelled(_labelled([("nice {braces}", "positive")]), "{text} -> {label}?")
     assert rows.responses == [" positive"] and rows.cut == "end"  # other braces are left alone

@@ -162,7 +162,7 @@ M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores), quick (sam
 M_TASK = _opt(None, "--task", help="classify (default: a classifier head, encoders and decoders) | generate (a causal LM writes the response; loss on its tokens only, scored by exact match)")
 M_PROMPT_COL = _opt(None, "--prompt-column", help="--task generate: column holding the prompt (with --response-column)")
 M_RESPONSE_COL = _opt(None, "--response-column", help="--task generate: column holding the reference response")
-M_TEMPLATE = _opt(None, "--template", help="--task generate without prompt/response columns: the prompt made from each text, holding {text}; the response is the label's name (default: 'Review: {text}\\nSentiment:')")
+M_TEMPLATE = _opt(None, "--template", help="--task generate without prompt/response columns: the prompt made from each text, holding {text}; the response is the label's name (default for the embedded data: an instruction, then 'Review: {text}\\nSentiment:', chosen on validation; see bench/decoder_templates.py)")
 M_MAX_NEW = _opt(None, "--max-new-tokens", help="--task generate: greedy generation's limit (default: the longest reference response + 1)")
 M_4BIT = _opt(False, "--load-in-4bit", help="QLoRA: the frozen base in 4-bit NF4 (bitsandbytes; CUDA GPU only)")
 M_GRAD_CKPT = _opt(False, "--gradient-checkpointing", help="recompute activations in the backward pass: less memory, more time")

@@ -34,15 +34,19 @@ from .split import Split, split_data, stratified_order
 
 IGNORE = -100  # the label that keeps a position out of the loss (transformers' convention)
 
-# The embedded Rotten Tomatoes data's default template, and the candidates the lead picks between on
-# validation. Each ends right where the answer starts (no trailing space: the response brings its own).
-DEFAULT_TEMPLATE = "Review: {text}\nSentiment:"
+# The candidate templates for the embedded Rotten Tomatoes data. Each ends right where the answer starts (no
+# trailing space: the response brings its own).
 TEMPLATES = {
-    "review": DEFAULT_TEMPLATE,
+    "review": "Review: {text}\nSentiment:",
     "question": "{text}\nIs this movie review positive or negative? Answer:",
     "instruction": "Classify the sentiment of this movie review as positive or negative.\n"
                    "Review: {text}\nSentiment:",
 }
+# Chosen on validation, never test: the untrained SmolLM2-135M-Instruct's zero-shot exact match on the
+# decoder-quick preset's 200 validation rows (bench/decoder_templates.py prints it again). The default is the
+# template that gives the base model its best floor, so a gain over it is never a prompt the model misread.
+TEMPLATE_EVIDENCE = {"review": 0.195, "question": 0.000, "instruction": 0.505}
+DEFAULT_TEMPLATE = TEMPLATES[max(TEMPLATE_EVIDENCE, key=TEMPLATE_EVIDENCE.get)]
 GENERIC_TEMPLATE = "Text: {text}\nLabel:"  # the default for other text/label data
 PROMPT_ONLY = "{text}"  # prompt-column rows: the whole prompt is the (cuttable) text
 
