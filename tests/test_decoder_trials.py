@@ -134,3 +134,27 @@ def test_embedded_decoder_generate_trial(tmp_path):
     assert rec["merge_same_greedy"] is True
     assert 2.0 < rec["general_ce_before"] < 5.0  # real weights: far below ln(49152) = 10.8
     assert rec["val_exact_match"] >= 0.0 and rec["zero_shot_val_exact_match"] >= 0.0
+
+
+def test_sweeps_run_on_a_decoder(tiny_llama, tiny_csv, tmp_path):
+    """data-efficiency and the rank sweep take a decoder as they take an encoder: its default method set and
+    learning rates, LoRA on q/k/v/o, and a data-efficiency answer read from validation-chosen sizes."""
+    import peftbench as pb
+    from peftbench.methods import family
+    from peftbench.studies import StudyOptions, data_efficiency, rank_sweep
+
+    data = DataSpec(source=tiny_csv, task="generate", validation_size=40, test_size=40, ood_source=None,
+                    max_length=40, perturbation_size=40)
+    opts = StudyOptions(model=tiny_llama, data=data, train=TRAIN)
+    specs = data_efficiency(opts, sizes=[32, 64], epochs=1)
+    assert {s.method.name for s in specs} == {"Full", "LoRA-r8", "IA3", "PrefixTuning-len16"}
+    assert all(s.method.learning_rate == family(s.method.family).default_lr_for(True) for s in specs)
+    assert {s.train.train_size for s in specs} == {32, 64}
+    (r2, r4) = rank_sweep(opts, ranks=[2, 4])
+    assert (r2.method.options["r"], r4.method.options["r"]) == (2, 4) and r2.method.name == "LoRA-r2"
+
+    db = tmp_path / "de.db"
+    pb.study("data-efficiency", model=tiny_llama, data=data, methods=["LoRA-r8"], sizes=[32, 48], epochs=1,
+             batch_size=16, latency_runs=5, throughput_batches=1, db=db)
+    curve = pb.data_efficiency(db)
+    assert list(curve.index) == ["LoRA-r8"] and 0.0 <= curve.loc["LoRA-r8", "normalized_auc"] <= 1.0

@@ -83,7 +83,7 @@ DIMENSIONS = [
          "merge_max_logit_diff checks the merged model agrees"),
         ("ttft_p50_ms (--task generate)", "time to first token: prefill + one greedy token at batch 1 over real "
          "test prompts after 3 warm-up calls (latency_p50_ms holds it for decoders), with its IQR"),
-        ("decode_tokens_per_s_batch1 / _batched", "new tokens per second generating exactly 32 tokens (eos "
+        ("decode_tokens_per_s_batch1 / _batched", "new tokens per second generating exactly 16 tokens (eos "
          "ignored) at batch 1 and batch 16, prefill included (throughput_per_s holds the batched figure)"),
         ("merge_same_greedy", "after merge_and_unload, greedy outputs on 32 test prompts are the unmerged "
          "model's token for token (merge_rows_differing counts any that are not)"),
