@@ -76,16 +76,7 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
         from .trial_generate import run_generation_trial
 
         return run_generation_trial(spec, data, progress, spawned_at)
-    entered = time.time()
-    quiet_library_warnings()
-    baseline_rss = memory.current_rss_mb()
-    seed_everything(spec.seed)
-    device = resolve_device(spec.train.device)
-    memory.cuda_reset(device)
-    check_gpu_options(spec.train, device, spec.method.family)
-    say = progress or (lambda _event: None)
-    record = start_record(spec, data, device, baseline_rss)
-
+    entered, device, say, record = begin_trial(spec, data, progress)
     train_set = data.train_pool.take(spec.train.train_size)
     base = load_base(load_classifier, spec, device, data.num_labels)
     lm_view = forgetting_view(base, spec.model, device)  # a decoder classifier: general text, its LM head
@@ -158,6 +149,20 @@ def load_base(loader, spec: TrialSpec, device: torch.device, *args):
 def to_device(model, spec: TrialSpec, device: torch.device):
     """Move a model to the trial's device; a 4-bit base is placed there by its loader and stays."""
     return model if spec.train.load_in_4bit else model.to(device)
+
+
+def begin_trial(spec: TrialSpec, data, progress: Progress | None):
+    """What every task's trial does first: the memory baseline, seeds, the device (and a refusal of options
+    it cannot honour), and the record's identity and provenance. Returns (entered, device, say, record)."""
+    entered = time.time()
+    quiet_library_warnings()
+    baseline_rss = memory.current_rss_mb()
+    seed_everything(spec.seed)
+    device = resolve_device(spec.train.device)
+    memory.cuda_reset(device)
+    check_gpu_options(spec.train, device, spec.method.family)
+    say = progress or (lambda _event: None)
+    return entered, device, say, start_record(spec, data, device, baseline_rss)
 
 
 def start_record(spec: TrialSpec, data, device: torch.device, baseline_rss: float) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from .data.generation import GenerationSet, PreparedGeneration
 from .errors import PeftbenchError
 from .evaluate import detect_collapse, majority_rate
 from .evaluate_generation import evaluate_generation, generate_ids, normalize_answer
-from .gpu_options import check_gpu_options
 from .measure import memory, params, size
 from .measure.forgetting import general_text_sample, next_token_ce
 from .measure.generation_speed import compare_greedy, generation_speed
@@ -28,8 +27,7 @@ from .methods import BuildContext, build_model, family
 from .models import load_causal_lm, load_tokenizer
 from .predictions import encode
 from .train import total_steps
-from .trial import (Progress, load_base, quiet_library_warnings, resolve_device, seed_everything, start_record,
-                    train_and_measure)
+from .trial import Progress, begin_trial, load_base, train_and_measure
 from .zero_shot import zero_shot_floor
 
 MERGE_PROBE_ROWS = 32  # test prompts whose greedy outputs must not change when the adapter is merged
@@ -41,15 +39,7 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     """Train and measure a causal LM on prompt/response data. Raises on failure (the executor stores it)."""
     if spec.tune is not None:
         raise PeftbenchError("--tune is not available for --task generate yet; set :lr= per method")
-    entered = time.time()
-    quiet_library_warnings()
-    baseline_rss = memory.current_rss_mb()
-    seed_everything(spec.seed)
-    device = resolve_device(spec.train.device)
-    memory.cuda_reset(device)
-    check_gpu_options(spec.train, device, spec.method.family)
-    say = progress or (lambda _event: None)
-    record = start_record(spec, data, device, baseline_rss)
+    entered, device, say, record = begin_trial(spec, data, progress)
     record["num_labels"] = data.num_labels  # 0 for free-form responses
     tok = load_tokenizer(spec.model)
     bf16 = spec.train.bf16
