@@ -28,8 +28,8 @@ QUICK_DATA = DataSpec(validation_size=300, test_size=300, ood_size=200, perturba
 # decoder-quick: a 135M causal LM on 2 CPU cores, where one forward+backward over 8 x 48 tokens takes
 # seconds and every evaluated row of --task generate is a greedy generation. Sized so its six methods finish
 # in 20 minutes there; the robustness drop reads the whole (small) test split.
-DECODER_QUICK_TRAIN = TrainSpec(train_size=128, epochs=1, batch_size=8, latency_runs=8, throughput_batches=2)
-DECODER_QUICK_DATA = DataSpec(validation_size=200, test_size=120, ood_size=60, perturbation_size=120,
+DECODER_QUICK_TRAIN = TrainSpec(train_size=112, epochs=1, batch_size=8, latency_runs=5, throughput_batches=2)
+DECODER_QUICK_DATA = DataSpec(validation_size=200, test_size=100, ood_size=50, perturbation_size=100,
                               max_length=48)
 
 

@@ -74,7 +74,7 @@ def _nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _fmt(row: pd.Series, metric: str, fmt: str, with_ci: bool = True) -> str:
+def format_cell(row: pd.Series, metric: str, fmt: str, with_ci: bool = True) -> str:
     mean = row.get(f"{metric}_mean")
     if _nan(mean):
         return "-"
@@ -122,7 +122,7 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
     for _, row in agg.iterrows():
         cells = [method_cell(row), str(row["train_size"]), str(row["seeds"])]
         for m, _, f in shown:
-            text = _fmt(row, m, f)
+            text = format_cell(row, m, f)
             if m == "train_seconds" and row.get("timing_contended_n", 0) and text != "-":
                 text += " ⚠"
             cells.append(text)

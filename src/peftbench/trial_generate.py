@@ -32,6 +32,7 @@ from .zero_shot import zero_shot_floor
 
 MERGE_PROBE_ROWS = 32  # test prompts whose greedy outputs must not change when the adapter is merged
 DECODE_TOKENS = 16  # new tokens per timed decode call (eos ignored), at batch 1 and batch 16
+DECODE_REPEATS = 2  # timed decode calls per batch size (their median), after one warm-up call
 
 
 def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Progress | None = None,
@@ -98,7 +99,7 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     t_inf = time.perf_counter()
     memory.release_and_reset_peak()
     speed = generation_speed(model, data.test, device, data.pad_token_id, runs=spec.train.latency_runs,
-                             new_tokens=DECODE_TOKENS)
+                             new_tokens=DECODE_TOKENS, repeats=DECODE_REPEATS)
     record.update(speed, **_as_latency(speed))
     record["inference_peak_rss_mb"] = memory.peak_rss_mb()
     record["adapter_bytes"] = size.shipped_bytes(model)
@@ -177,7 +178,7 @@ def _merged(model, data: PreparedGeneration, spec: TrialSpec, device: torch.devi
     after = generate_ids(merged, probe, *args)
     same = compare_greedy(before, after)
     speed = generation_speed(merged, data.test, device, data.pad_token_id, runs=spec.train.latency_runs,
-                             new_tokens=DECODE_TOKENS)
+                             new_tokens=DECODE_TOKENS, repeats=DECODE_REPEATS)
     return {"merge_same_greedy": same["identical"], "merge_rows_differing": same["rows_differing"],
             "merge_probe_rows": same["rows"], **{f"merged_{k}": v for k, v in speed.items()},
             **_as_latency(speed, "merged_")}

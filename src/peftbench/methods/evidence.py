@@ -57,7 +57,7 @@ EVIDENCE: dict[str, LrEvidence] = {
 
 # Decoders: the embedded decoder on the embedded reviews as a generation task, validation exact match.
 DECODER_SETTING = ("embedded decoder (SmolLM2-135M-Instruct) on the embedded reviews, --task generate, the "
-                   "decoder-quick preset's sizes (128 examples x 1 epoch, batch 8), seed 0, validation exact match "
+                   "decoder-quick preset's sizes (112 examples x 1 epoch, batch 8), seed 0, validation exact match "
                    "on its 200 validation rows (about ±7 points at 95%)")
 _DECODER_RUN = "peftbench run --model smollm2 --task generate --preset decoder-quick --no-ood"
 DECODER_EVIDENCE: dict[str, LrEvidence] = {}

@@ -40,7 +40,7 @@ from ..errors import PeftbenchError
 from ..evaluate_generation import exact_match
 from ..stats import aggregate, reportable, summarize
 from ..tables import COLUMNS, GENERATE_HEADERS, SCALE, summary_frame
-from ..tables import _fmt as terminal_cell
+from ..tables import format_cell as terminal_cell
 from . import plots
 
 RADAR_DEFAULT = ["Full", "LoRA-r8", "PrefixTuning-len32", "BitFit", "AdaLoRA"]
