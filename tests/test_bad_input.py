@@ -117,6 +117,13 @@ STUDY = ["--model", "{model}", "--dataset", "{data}", "--preset", "quick", "--tr
 CASES = [
     # --- options of `run` ---
     ("unknown-method", ["--methods", "Nope"], "unknown method 'Nope'"),
+    # --- decoders and their options ---
+    ("generate-on-an-encoder", ["--task", "generate"], "--task generate needs a causal LM"),
+    ("unknown-task", ["--task", "translate"], "Invalid value for '--task'"),
+    ("template-without-generate", ["--template", "Review: {text}"], "need --task generate"),
+    ("prompt-column-without-generate", ["--prompt-column", "text", "--response-column", "label"],
+     "need --task generate"),
+    ("4bit-without-cuda", ["--load-in-4bit"], "--load-in-4bit needs"),
     ("rank-zero", ["--methods", "lora:r=0"], "option r must be >= 1"),
     ("rank-negative", ["--methods", "lora:r=-4"], "option r must be >= 1"),
     ("alpha-zero", ["--methods", "lora:alpha=0"], "option alpha must be > 0"),
@@ -239,6 +246,11 @@ def test_bad_input_one_line_nothing_written(case_id, args, phrase, files, tmp_pa
         pytest.skip("`peftbench recommend` is not there yet")
     if any(a in ("ray",) for a in args):
         pytest.importorskip("ray", reason="the Ray extra is not installed")
+    if case_id == "4bit-without-cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA GPU: 4-bit is not a bad input here")
     work = tmp_path / "work"
     work.mkdir()
     db = work / "new" / "store.db"  # a store in a folder that does not exist yet: neither may appear
