@@ -69,6 +69,7 @@ def test_zero_shot_floor_is_measured_once_per_setup(tiny_llama, generate_spec, t
     assert len(cached) == 1
     second = run_trial(_trial("SoftPrompt-len16", tiny_llama, generate_spec), data)
     assert second["zero_shot_val_correct"] == first["zero_shot_val_correct"]
+    assert second["general_ce_before"] == first["general_ce_before"]  # forgetting's "before", cached with it
     assert json.loads(cached[0].read_text())["zero_shot_val_exact_match"] == first["zero_shot_val_exact_match"]
 
 

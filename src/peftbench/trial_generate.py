@@ -49,9 +49,8 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     base = load_base(load_causal_lm, spec, device)
     # Measured on the untouched base, before any method changes it: the floor, and forgetting's "before".
     say({"phase": "zero-shot"})
-    record.update(zero_shot_floor(base, data, spec, tok, device, bf16))
     sample = general_text_sample(tok)
-    record["general_ce_before"] = next_token_ce(base, sample, device)
+    record.update(zero_shot_floor(base, data, spec, tok, device, sample, bf16))
     record["forgetting_sample"] = sample.provenance
 
     base_params, heads = params.base_parameter_count(base)
