@@ -120,7 +120,7 @@ CASES = [
     # --- decoders and their options ---
     ("generate-on-an-encoder", ["--task", "generate"], "--task generate needs a causal LM"),
     ("unknown-task", ["--task", "translate"], "Invalid value for '--task'"),
-    ("template-without-generate", ["--template", "Review: {text}"], "need --task generate"),
+    ("template-without-generate", ["--template", "Review: {{text}}"], "need --task generate"),
     ("prompt-column-without-generate", ["--prompt-column", "text", "--response-column", "label"],
      "need --task generate"),
     ("4bit-without-cuda", ["--load-in-4bit"], "--load-in-4bit needs"),

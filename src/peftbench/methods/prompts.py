@@ -94,7 +94,7 @@ def build_prompt(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
 PREFIX = MethodFamily(
     name="prefix", summary="Prefix tuning: trained key/value prefixes in every attention layer.",
     default_lr=3e-2, build=build_prefix, lr_grid=(1e-2, 3e-2, 1e-1),
-    decoder_lr=1e-2, decoder_lr_grid=(3e-3, 1e-2, 3e-2),
+    decoder_lr=1e-2, decoder_lr_grid=(1e-2, 3e-2, 1e-1),
     options={"tokens": TOKENS, "projection": Option(False, bool, "reparameterise prefixes through an MLP")},
 )
 PTUNING = MethodFamily(
