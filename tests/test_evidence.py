@@ -38,3 +38,16 @@ def test_methods_command_shows_the_evidence_and_the_command():
     ev = EVIDENCE["lora"]
     assert f"{ev.val_accuracy[ev.best_lr]:.3f}" in flat
     assert "peftbench run --no-ood --methods" in flat
+
+
+def test_decoder_defaults_are_the_validation_argmax_of_their_grid():
+    """The same rule for the decoder rates: measured on the embedded decoder's validation split."""
+    from peftbench.methods.evidence import DECODER_EVIDENCE, DECODER_SETTING
+
+    assert "validation" in DECODER_SETTING and "test" not in DECODER_SETTING
+    assert "lora" in DECODER_EVIDENCE
+    for family, ev in DECODER_EVIDENCE.items():
+        fam = FAMILIES[family]
+        assert fam.default_lr_for(decoder=True) == ev.best_lr, family
+        assert set(ev.val_accuracy) <= set(fam.lr_candidates(decoder=True)), family
+        assert "--task generate" in ev.command(family)

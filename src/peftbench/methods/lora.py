@@ -116,7 +116,7 @@ LORA = MethodFamily(
     name="lora", summary="LoRA: low-rank updates on the chosen linear layers (default: attention q/k/v, and o on "
     "a decoder).",
     default_lr=2e-3, build=build_lora, options=lora_options(), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
-    decoder_lr=2e-3, decoder_lr_grid=(5e-4, 2e-3, 5e-3),
+    decoder_lr=5e-3, decoder_lr_grid=(5e-4, 2e-3, 5e-3),
 )
 LORA_ALL = MethodFamily(
     name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
