@@ -122,7 +122,7 @@ def test_prompt_batch_is_left_padded_and_sets_batch_like_collate(tok):
 
 def test_truncation_cuts_the_text_and_keeps_the_whole_response(tok):
     long_text = " ".join(["wonderful acting and a moving story"] * 20)
-    rows = rows_from_labelled(_labelled([(long_text, "positive"), ("short", "negative")]), DEFAULT_TEMPLATE)
+    rows = rows_from_labelled(_labelled([(long_text, "positive"), ("short", "negative")]), TEMPLATES["review"])
     data, counts = tokenize_rows(tok, rows, np.arange(2), max_length=24)
     assert counts == {"prompts_truncated": 1, "rows_dropped_too_long": 0}
     assert data.lengths.max() <= 24 and data.lengths[0] >= 22  # cut close to the limit, not far below it

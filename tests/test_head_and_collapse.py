@@ -79,9 +79,13 @@ def test_contended_timing_is_flagged():
 
     from peftbench.trial import timing_load
 
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    quiet = timing_load(SimpleNamespace(cpu_seconds=19.0, seconds=10.0), torch.device("cpu"), 0.0)
-    busy = timing_load(SimpleNamespace(cpu_seconds=6.0, seconds=10.0), torch.device("cpu"), 0.0)
+    try:
+        quiet = timing_load(SimpleNamespace(cpu_seconds=19.0, seconds=10.0), torch.device("cpu"), 0.0)
+        busy = timing_load(SimpleNamespace(cpu_seconds=6.0, seconds=10.0), torch.device("cpu"), 0.0)
+    finally:  # later tests compare in-process trials with subprocess ones: thread counts must not leak
+        torch.set_num_threads(before)
     assert busy["timing_contended"] and "30%" in busy["timing_note"]
     assert busy["cpu_utilisation"] == pytest.approx(0.3)
     assert quiet["cpu_utilisation"] == pytest.approx(0.95)
