@@ -122,17 +122,24 @@ def run_trial(spec: TrialSpec, data: PreparedData, progress: Progress | None = N
     record.update(inference.latency_ms(model, data.test, spec.train.latency_runs, device, data.pad_token_id))
     record["throughput_per_s"] = inference.throughput_per_s(model, data.test, spec.train.throughput_batches,
                                                             device, data.pad_token_id)
+    return finish_inference(record, model, spec, data, device, merged_measurements, t_inf, entered)
+
+
+def finish_inference(record: dict[str, Any], model, spec: TrialSpec, data, device: torch.device, merged,
+                     t_inf: float, entered: float) -> dict[str, Any]:
+    """What every task does after its unmerged inference figures: memory, the shipped size, the merged
+    figures (`merged(model, data, spec, device)`) where the method can merge, and the trial's times."""
     record["inference_peak_rss_mb"] = memory.peak_rss_mb()
     record["adapter_bytes"] = size.shipped_bytes(model)
-
     fam = family(spec.method.family)
     record["can_merge"] = fam.can_merge
     if fam.can_merge:
         try:
-            record.update(merged_measurements(model, data, spec, device))
+            record.update(merged(model, data, spec, device))
         except Exception as exc:  # noqa: BLE001 - a merge peft cannot do costs the merged figures, not the trial
             # e.g. peft's IA3 unload assumes every modules_to_save module has a .weight; a trained pooler has not
-            record["merge_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            record["merge_error"] = f"{type(exc).__name__}: {first}"
     record["inference_seconds"] = time.perf_counter() - t_inf
     record["trial_seconds"] = time.time() - entered
     record["finished_at"] = time.time()

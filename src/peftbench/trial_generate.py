@@ -20,14 +20,14 @@ from .data.generation import GenerationSet, PreparedGeneration
 from .errors import PeftbenchError
 from .evaluate import detect_collapse, majority_rate
 from .evaluate_generation import evaluate_generation, generate_ids, normalize_answer
-from .measure import memory, params, size
+from .measure import memory, params
 from .measure.forgetting import general_text_sample, next_token_ce
 from .measure.generation_speed import compare_greedy, generation_speed
-from .methods import BuildContext, build_model, family
+from .methods import BuildContext, build_model
 from .models import load_causal_lm, load_tokenizer
 from .predictions import encode
 from .train import total_steps
-from .trial import Progress, begin_trial, load_base, train_and_measure
+from .trial import Progress, begin_trial, finish_inference, load_base, train_and_measure
 from .zero_shot import zero_shot_floor
 
 MERGE_PROBE_ROWS = 32  # test prompts whose greedy outputs must not change when the adapter is merged
@@ -100,20 +100,7 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     speed = generation_speed(model, data.test, device, data.pad_token_id, runs=spec.train.latency_runs,
                              new_tokens=DECODE_TOKENS, repeats=DECODE_REPEATS)
     record.update(speed, **_as_latency(speed))
-    record["inference_peak_rss_mb"] = memory.peak_rss_mb()
-    record["adapter_bytes"] = size.shipped_bytes(model)
-    fam = family(spec.method.family)
-    record["can_merge"] = fam.can_merge
-    if fam.can_merge:
-        try:
-            record.update(_merged(model, data, spec, device))
-        except Exception as exc:  # noqa: BLE001 - a merge peft cannot do costs the merged figures, not the trial
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            record["merge_error"] = f"{type(exc).__name__}: {first}"
-    record["inference_seconds"] = time.perf_counter() - t_inf
-    record["trial_seconds"] = time.time() - entered
-    record["finished_at"] = time.time()
-    return record
+    return finish_inference(record, model, spec, data, device, _merged, t_inf, entered)
 
 
 # Per-split figures kept in the record (the per-row arrays are encoded separately).
