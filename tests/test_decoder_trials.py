@@ -159,3 +159,14 @@ def test_sweeps_run_on_a_decoder(tiny_llama, tiny_csv, tmp_path):
              batch_size=16, latency_runs=5, throughput_batches=1, db=db)
     curve = pb.data_efficiency(db)
     assert list(curve.index) == ["LoRA-r8"] and 0.0 <= curve.loc["LoRA-r8", "normalized_auc"] <= 1.0
+
+
+def test_a_shell_typed_template_gets_its_line_breaks():
+    from peftbench.cli import _study_options
+
+    opts = _study_options({}, preset=None, model=None, dataset=None, text_column=None, label_column=None,
+                          methods=None, train_size=None, epochs=None, batch_size=None, seeds=None,
+                          max_length=None, device=None, lr=None, ood_dataset=None, ood_text_column=None,
+                          ood_label_column=None, no_ood=True, bf16=False,
+                          gen={"task": "generate", "template": "Review: {text}\\nSentiment:"})
+    assert opts.data.template == "Review: {text}\nSentiment:" and opts.data.task == "generate"

@@ -107,7 +107,7 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         task=_pick(gen.get("task"), cfg, "task", "classify"),
         prompt_column=_pick(gen.get("prompt_column"), cfg, "prompt_column", None),
         response_column=_pick(gen.get("response_column"), cfg, "response_column", None),
-        template=_pick(gen.get("template"), cfg, "template", None),
+        template=_newlines(_pick(gen.get("template"), cfg, "template", None)),
         max_new_tokens=_pick(gen.get("max_new_tokens"), cfg, "max_new_tokens", None))
     if dataset == EMBEDDED and ood_src == EMBEDDED:
         data = dataclasses.replace(data, text_column="text", label_column="label")
@@ -116,6 +116,11 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         methods_list = _split(methods_list)
     return StudyOptions(model=model, data=data, train=train, seeds=_pick(seeds, cfg, "seeds", 1),
                         methods=methods_list, learning_rate=_pick(lr, cfg, "learning_rate", None))
+
+
+def _newlines(template: Optional[str]) -> Optional[str]:
+    """A template typed in a shell holds a literal backslash-n where the prompt wants a line break."""
+    return template.replace("\\n", "\n") if template else template
 
 
 def _list_option(cli_text: Optional[str], cfg: dict, key: str) -> Optional[list[int]]:
