@@ -11,4 +11,4 @@ study: install
 	HF_HUB_OFFLINE=1 .venv/bin/peftbench run
 
 test: install-test
-	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q -p no:cacheprovider
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15

@@ -140,3 +140,19 @@ def tiny_gpt2(tmp_path_factory, decoder_tokenizer_dir) -> str:
     cfg = GPT2Config(vocab_size=49152, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=1,
                      eos_token_id=2)
     return _tiny_decoder(tmp_path_factory, decoder_tokenizer_dir, "tiny-gpt2", cfg)
+
+
+@pytest.fixture(scope="session")
+def _embedded_decoder_dir(tmp_path_factory):
+    """One cache folder for the real SmolLM2's conversion (540 MB), shared by the slow tests that need it
+    and removed at the end rather than left in pytest's tmp."""
+    folder = tmp_path_factory.mktemp("embedded-decoder-cache")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_decoder_cache(_embedded_decoder_dir, monkeypatch) -> Path:
+    """$PEFTBENCH_CACHE pointed at the shared conversion folder (converted by the first test that loads it)."""
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(_embedded_decoder_dir))
+    return _embedded_decoder_dir

@@ -91,6 +91,30 @@ def test_contended_timing_is_flagged():
     assert quiet["cpu_utilisation"] == pytest.approx(0.95)
     # the quiet one may still be flagged by the machine's real load average; never by its CPU share
     assert quiet["timing_note"] is None or "CPU time" not in quiet["timing_note"]
+    crowded = timing_load(SimpleNamespace(cpu_seconds=19.0, seconds=10.0), torch.device("cpu"), 0.0,
+                          other_cores=1.2)
+    assert crowded["timing_contended"] and "other processes kept 1.2 of" in crowded["timing_note"]
+
+
+def test_a_neighbour_process_is_seen_in_the_machines_cpu_time():
+    """A 1-thread neighbour moves no load average past a threshold and leaves this process's CPU share
+    alone, yet takes a core: the machine's busy time less our own shows it."""
+    import subprocess
+    import sys
+    import time
+
+    from peftbench.measure.machine_load import LoadProbe, machine_busy_seconds
+
+    if machine_busy_seconds() is None:
+        pytest.skip("/proc/stat is missing or counts CPUs this process cannot use")
+    probe = LoadProbe.start()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.perf_counter()\n"
+                    "while time.perf_counter() - t < 1.5: pass"], check=True)
+    others = probe.other_cores()
+    assert others is not None and others > 0.5  # ~1 core spun by the neighbour while we waited
+    idle = LoadProbe.start()
+    time.sleep(0.2)
+    assert idle.other_cores() < others
 
 
 def test_prompt_methods_pool_the_real_cls_token(tiny_model):

@@ -7,6 +7,7 @@ The tiny model learns nothing in three steps (its trials are marked collapsed), 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -36,21 +37,35 @@ def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def decoder_store(tiny_llama, tmp_path_factory) -> dict:
-    """db path, env, and per task: the setup key and the records (one CLI run per task)."""
+    """db path, env, each run's stdout, and per task: the setup key and the records (one CLI run per task;
+    the generate one also asks for BitFit, which the bias-free Llama refuses without stopping the study)."""
     tmp = tmp_path_factory.mktemp("report-generate")
     env = {"PEFTBENCH_CACHE": str(tmp / "cache")}
     data = write_csv(tmp / "evil.csv", make_rows(600, labels=EVIL_LABELS))
     db = tmp / "decoders.db"
-    for task, methods in (("generate", "LoRA-r8,IA3"), ("classify", "LoRA-r8")):
+    stdout = {}
+    for task, methods in (("generate", "LoRA-r8,IA3,BitFit"), ("classify", "LoRA-r8")):
         proc = _cli(env, "run", "--model", tiny_llama, "--task", task, "--dataset", str(data), "--methods",
                     methods, *RUN, "--db", str(db))
         assert proc.returncode == 0, proc.stderr[-3000:]
+        stdout[task] = proc.stdout
     with Store(str(db), create=False) as store:
         records = store.records()
     by_task = {task: grp for task, grp in records.groupby("task")}
     assert set(by_task) == {"generate", "classify"}
-    return {"db": db, "env": env, "tmp": tmp, "records": records,
+    return {"db": db, "env": env, "tmp": tmp, "records": records, "stdout": stdout,
             **{task: (str(grp["setup"].iloc[0]), grp) for task, grp in by_task.items()}}
+
+
+def test_cli_generate_study_prints_exact_match_and_the_floor(decoder_store):
+    flat = " ".join(decoder_store["stdout"]["generate"].split())
+    assert "val EM" in flat and "test EM" in flat and "0-shot" in flat and "forgett" in flat
+    env, db = decoder_store["env"], str(decoder_store["db"])
+    failed = _cli(env, "results", "--failed", "--db", db)
+    assert "BitFit" in failed.stdout and "no bias terms" in failed.stdout  # the study went on without it
+    export = json.loads(_cli(env, "export", "--format", "json", "--db", db).stdout)
+    generated = {r["method"]: r for r in export if r["provenance"]["data"].get("task") == "generate"}
+    assert set(generated) == {"LoRA-r8", "IA3"} and len(export) == 3  # and the classify run's LoRA-r8
 
 
 def _section(text: str, heading: str) -> str:
@@ -90,6 +105,8 @@ def test_generate_report_shows_the_generation_section(decoder_store):
     assert "TTFT p50 ms [IQR]" in inference and "decode tok/s batch 16" in inference
     assert f"<td>{lora['ttft_p50_ms']:.1f} [" in _row(inference, "LoRA-r8")
     assert lora["merge_same_greedy"] is True and "identical (32 rows)" in _row(inference, "LoRA-r8")
+    # the plots and headings elsewhere name what a generate study's "accuracy" is: exact match
+    assert "<h2>Pareto front: exact match vs trainable parameters" in text and "Pareto front: accuracy" not in text
 
     # samples: the references carry HTML, shown as text
     samples = generation.split("Sample generations", 1)[1]

@@ -83,3 +83,13 @@ def test_trial_id_is_spec_hash(tiny_model, tiny_data_spec, tiny_train_spec):
     s3 = _spec(tiny_model, tiny_data_spec, tiny_train_spec, "LoRA-r4")
     assert s1.trial_id == s2.trial_id != s3.trial_id
     assert TrialSpec.from_dict(s1.to_dict()).trial_id == s1.trial_id
+
+
+def test_an_option_added_later_keeps_earlier_ids_at_its_default(tiny_model, tiny_data_spec, tiny_train_spec):
+    """prefix's init option came after prefix trials were stored: at its default (random) it is not part of
+    the identity, so re-running an earlier study finds its trials; set to zero it is a different trial."""
+    default = _spec(tiny_model, tiny_data_spec, tiny_train_spec, "PrefixTuning-len16")
+    zero = _spec(tiny_model, tiny_data_spec, tiny_train_spec, "PrefixTuning-len16:init=zero")
+    assert "init" not in default.to_dict()["method"]["options"]
+    assert zero.to_dict()["method"]["options"]["init"] == "zero" and zero.trial_id != default.trial_id
+    assert TrialSpec.from_dict(default.to_dict()).trial_id == default.trial_id

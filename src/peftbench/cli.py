@@ -80,7 +80,8 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
     # decoder-quick is sized for the embedded decoder: it is the model unless one is named
     model = _pick(model, cfg, "model", EMBEDDED_DECODER if preset_name == "decoder-quick" else EMBEDDED)
     dataset = _pick(dataset, cfg, "dataset", EMBEDDED)
-    base_train, data = preset_sizes(preset_name)
+    task = _pick(gen.get("task"), cfg, "task", "classify")
+    base_train, data = preset_sizes(preset_name, task)
     train = dataclasses.replace(
         base_train,
         train_size=_pick(train_size, cfg, "train_size", base_train.train_size),
@@ -104,7 +105,7 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         resplit=resplit or bool(cfg.get("resplit", False)),
         ood_label_map=_pick(ood_label_map, cfg, "ood_label_map", None),
         max_length=_pick(max_length, cfg, "max_length", data.max_length),
-        task=_pick(gen.get("task"), cfg, "task", "classify"),
+        task=task,
         prompt_column=_pick(gen.get("prompt_column"), cfg, "prompt_column", None),
         response_column=_pick(gen.get("response_column"), cfg, "response_column", None),
         template=_newlines(_pick(gen.get("template"), cfg, "template", None)),

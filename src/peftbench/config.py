@@ -202,6 +202,9 @@ class TrialSpec:
             for key, default in defaults.items():
                 if d[part].get(key, default) == default:
                     d[part].pop(key, None)
+        later_options = _LATER_OPTIONS.get(self.method.family, {})
+        d["method"]["options"] = {k: v for k, v in d["method"]["options"].items()
+                                  if later_options.get(k, object()) != v}
         return d
 
     @property
@@ -226,6 +229,8 @@ _LATER_FIELDS = {
              "max_new_tokens": None},
     "train": {"load_in_4bit": False, "gradient_checkpointing": False},
 }
+# Method options added after trials were stored, by family: absent from a trial's identity at their default.
+_LATER_OPTIONS = {"prefix": {"init": "random"}}
 
 
 CONFIG_KEYS = {

@@ -20,9 +20,10 @@ DIMENSIONS = [
          "(perf_counter, CUDA synchronised), samples seen / seconds"),
         ("train_cpu_seconds, cpu_utilisation, threads", "process CPU time of the training loop beside its wall "
          "time; utilisation = CPU / (wall x threads)"),
-        ("load_avg_start / _end, timing_contended, timing_note", "1-minute load average before and after "
-         "training; a timing taken while other work loaded the machine is flagged (timing_contended) with a "
-         "note, not hidden and not stored as if clean"),
+        ("load_avg_start / _end, other_cores_busy, timing_contended, timing_note", "1-minute load average "
+         "before and after training, and the mean cores other processes kept busy meanwhile (/proc/stat "
+         "busy time less this process's); a timing taken while other work loaded the machine is flagged "
+         "(timing_contended) with a note, not hidden and not stored as if clean"),
         ("peak_rss_net_mb", "THE training-memory figure on CPU: peak_rss_mb - baseline_rss_mb, what training "
          "itself added; --max-memory-mb and the scores use it"),
         ("peak_rss_mb, baseline_rss_mb", "kernel RSS high-water mark (VmHWM) of the trial's own fresh process "

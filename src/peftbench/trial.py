@@ -20,6 +20,7 @@ from .data.prepared import PreparedData, TokenizedSet
 from .measure import flops as fl
 from .measure import inference, memory, params, size
 from .measure.classifier_forgetting import forgetting_view
+from .measure.machine_load import LoadProbe
 from .measure.provenance import provenance
 from .methods import BuildContext, build_model, family
 from .gpu_options import apply_gpu_options, check_gpu_options
@@ -203,7 +204,7 @@ def train_and_measure(record: dict[str, Any], model, base_params: int, heads: li
     del batch
 
     say({"phase": "train", "step": 0, "total": steps})
-    load_before = os.getloadavg()[0]
+    load_before, probe = os.getloadavg()[0], LoadProbe.start()
     result = train(model, train_set, spec.train, spec.method.learning_rate, spec.seed, device,
                    data.pad_token_id,
                    on_step=lambda s, t, loss: say({"phase": "train", "step": s, "total": t, "loss": loss}),
@@ -225,7 +226,7 @@ def train_and_measure(record: dict[str, Any], model, base_params: int, heads: li
     )
     # Training memory is what the trial added to its process: the baseline holds the preloaded libraries.
     record["peak_rss_net_mb"] = record["peak_rss_mb"] - record["baseline_rss_mb"]
-    record.update(timing_load(result, device, load_before))
+    record.update(timing_load(result, device, load_before, probe.other_cores()))
     record["peak_cuda_allocated_mb"], record["peak_cuda_reserved_mb"] = memory.cuda_peaks_mb(device)
 
 
@@ -263,16 +264,18 @@ def generalization(model, data: PreparedData, test_preds: np.ndarray, device: to
     return out
 
 
-def timing_load(result, device: torch.device, load_before: float) -> dict[str, Any]:
-    """CPU time beside wall time, and the load: a timing taken while other work shared the machine is
-    flagged, not stored as if clean. On CPU, a quiet machine gives CPU time close to wall x threads."""
+def timing_load(result, device: torch.device, load_before: float,
+                other_cores: float | None = None) -> dict[str, Any]:
+    """CPU time beside wall time, the load, and the cores other processes kept busy meanwhile
+    (measure/machine_load.py): a timing taken while other work shared the machine is flagged, not stored
+    as if clean. On CPU, a quiet machine gives CPU time close to wall x threads and ~0 other cores."""
     threads = torch.get_num_threads()
     load_after = os.getloadavg()[0]
     cores = default_threads()
     utilisation = result.cpu_seconds / (result.seconds * threads) if result.seconds > 0 else None
     out = {"train_cpu_seconds": result.cpu_seconds, "threads": threads, "cpu_utilisation": utilisation,
-           "load_avg_start": load_before, "load_avg_end": load_after, "timing_contended": False,
-           "timing_note": None}
+           "load_avg_start": load_before, "load_avg_end": load_after, "other_cores_busy": other_cores,
+           "timing_contended": False, "timing_note": None}
     if device.type != "cpu" or utilisation is None:
         return out
     reasons = []
@@ -282,6 +285,8 @@ def timing_load(result, device: torch.device, load_before: float) -> dict[str, A
     # this trial's own threads account for up to `threads` of the load average
     if max(load_before, load_after) > cores + CONTENDED_EXTRA_LOAD:
         reasons.append(f"load average {max(load_before, load_after):.1f} on {cores} cores")
+    if other_cores is not None and other_cores > CONTENDED_OTHER_CORES:
+        reasons.append(f"other processes kept {other_cores:.1f} of {cores} cores busy")
     if reasons:
         out.update(timing_contended=True, timing_note="other work shared the machine: " + "; ".join(reasons))
     return out
@@ -290,6 +295,7 @@ def timing_load(result, device: torch.device, load_before: float) -> dict[str, A
 # Thresholds for flagging a CPU timing as contended (see timing_load).
 CONTENDED_UTILISATION = 0.6
 CONTENDED_EXTRA_LOAD = 1.0
+CONTENDED_OTHER_CORES = 0.25  # a quiet machine's background (this session's shell, logging) stays near 0.05
 
 
 def merged_measurements(model, data: PreparedData, spec: TrialSpec, device: torch.device) -> dict[str, Any]:

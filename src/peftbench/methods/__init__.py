@@ -52,7 +52,10 @@ EXTRA_PRESETS: dict[str, tuple[str, dict]] = {
 PRESETS = {**SEED_PRESETS, **EXTRA_PRESETS}
 # A decoder study's default set (the `decoder-quick` preset): the families PEFT is mostly used with on causal
 # LMs, full fine-tuning first as the baseline. BitFit is left out: most decoders (Llama, SmolLM2) have no biases.
-DECODER_PRESETS = ["Full", "LoRA-r8", "LoRA-AllLayers", "IA3", "PrefixTuning-len16", "SoftPrompt-len16"]
+# Prefix tuning starts from zero prefixes there: peft's random ones swamp the embedded decoder and collapsed it
+# at every rate tried, zero ones learn (validation evidence in methods/evidence.py).
+DECODER_PREFIX = "PrefixTuning-len16:init=zero"
+DECODER_PRESETS = ["Full", "LoRA-r8", "LoRA-AllLayers", "IA3", DECODER_PREFIX, "SoftPrompt-len16"]
 
 
 def family(name: str) -> MethodFamily:
@@ -156,5 +159,5 @@ def build_model(base: nn.Module, spec: MethodSpec, ctx: BuildContext) -> nn.Modu
     return fam.build(base, dict(spec.options), ctx)
 
 
-__all__ = ["DECODER_PRESETS", "FAMILIES", "HEAD_LR_CAP", "PRESETS", "SEED_PRESETS", "EXTRA_PRESETS", "BuildContext", "MethodFamily",
-           "build_model", "family", "parse_method", "parse_methods"]
+__all__ = ["DECODER_PREFIX", "DECODER_PRESETS", "FAMILIES", "HEAD_LR_CAP", "PRESETS", "SEED_PRESETS",
+           "EXTRA_PRESETS", "BuildContext", "MethodFamily", "build_model", "family", "parse_method", "parse_methods"]

@@ -64,4 +64,9 @@ DECODER_EVIDENCE: dict[str, LrEvidence] = {
     "lora": LrEvidence("LoRA-r8", {0.0005: 0.625, 0.002: 0.800, 0.005: 0.820},
                        "5e-3 leads 2e-3 by less than the noise; the grid's top rate, a higher one is untried; the "
                        "untrained model's floor is 0.515", base_command=_DECODER_RUN),
+    "prefix": LrEvidence("PrefixTuning-len16:init=zero", {0.003: 0.720, 0.01: 0.695, 0.03: 0.740},
+                         "zero prefixes: the three rates are within the noise of each other; peft's random "
+                         "prefixes collapsed at every rate (1e-2 0.405, 3e-2 0.510, 1e-1 0.560) and its MLP "
+                         "reparameterisation (projection=true, 1e-2) at 0.000, general-text cross-entropy "
+                         "+15 nats", base_command=_DECODER_RUN),
 }

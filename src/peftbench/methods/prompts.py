@@ -13,8 +13,9 @@ TOKENS = Option(16, int, "number of virtual tokens", minimum=1)
 def build_prefix(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PrefixTuningConfig
 
+    init = None if o.get("init", "random") == "random" else o["init"]  # specs stored before the option: random
     return _wrap(model, peft_config(ctx, PrefixTuningConfig, num_virtual_tokens=o["tokens"],
-                                    prefix_projection=o["projection"]))
+                                    prefix_projection=o["projection"], init_weights=init))
 
 
 class ClsAfterPrompt(nn.Module):
@@ -94,8 +95,12 @@ def build_prompt(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
 PREFIX = MethodFamily(
     name="prefix", summary="Prefix tuning: trained key/value prefixes in every attention layer.",
     default_lr=3e-2, build=build_prefix, lr_grid=(1e-2, 3e-2, 1e-1),
-    decoder_lr=1e-2, decoder_lr_grid=(1e-2, 3e-2, 1e-1),
-    options={"tokens": TOKENS, "projection": Option(False, bool, "reparameterise prefixes through an MLP")},
+    # decoders: measured with zero prefixes (init=zero), the decoder default set's choice (evidence.py)
+    decoder_lr=3e-2, decoder_lr_grid=(3e-3, 1e-2, 3e-2),
+    options={"tokens": TOKENS, "projection": Option(False, bool, "reparameterise prefixes through an MLP"),
+             # peft's own choice: random prefixes (its default), or zero ones, which start as a near no-op
+             # (zero values; zero keys draw only a little attention) instead of swamping a small decoder.
+             "init": Option("random", str, "prefix initialisation: random or zero", choices=("random", "zero"))},
 )
 PTUNING = MethodFamily(
     name="ptuning", summary="P-tuning: virtual-token embeddings produced by a small prompt-encoder MLP.",

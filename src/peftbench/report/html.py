@@ -111,6 +111,11 @@ def generate_study(records: pd.DataFrame) -> bool:
     return "task" in records and bool((records["task"] == "generate").any())
 
 
+def metric_name(records: pd.DataFrame) -> str:
+    """What the records' accuracy column measures, for axes and headings."""
+    return "exact match" if generate_study(records) else "accuracy"
+
+
 def report_summary(records: pd.DataFrame, setup_records: pd.DataFrame | None = None
                    ) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     """summary_frame and the columns of the terminal table it has figures for: (frame, shown columns).
@@ -211,7 +216,7 @@ def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors
             page.not_run(f"{title}: {x} or accuracy was not measured in {label}.")
             continue
         fig = plots.bubble(points, x, size, colors, title=title, xlabel=xlabel, size_label=size_label,
-                           size_fmt=size_fmt, log_x=log_x)
+                           size_fmt=size_fmt, log_x=log_x, metric=metric_name(records))
         figs.append(page.plot(name, f"{title}; bubble area = {size_label}", fig))
     wanted = radar_methods or RADAR_DEFAULT
     chosen = [m for m in wanted if m in dims.scores.index] or list(dims.scores.index[:5])
@@ -405,15 +410,17 @@ def scores_section(page: Page, dims) -> None:
                         [[d, ", ".join(dims.metrics_used[d]) or "not measured", notes[d]] for d in notes]))
 
 
-def pareto_section(page: Page, means: pd.DataFrame, colors: dict, prep: Prepared | None = None) -> None:
-    page.add("<h2>Pareto front: accuracy vs trainable parameters</h2>")
+def pareto_section(page: Page, means: pd.DataFrame, colors: dict, prep: Prepared | None = None,
+                   metric: str = "accuracy") -> None:
+    page.add(f"<h2>Pareto front: {metric} vs trainable parameters</h2>")
     if not (_measured(means, "accuracy") and _measured(means, "trainable_params")):
         page.not_run("Accuracy or trainable parameters were not measured: no Pareto front.")
         return
     objectives = [Objective("accuracy", "max"), Objective("trainable_params", "min")]
     table = pareto_table(means, objectives)
     page.add('<div class="plots">' + page.plot("pareto", "Methods no other method beats on both",
-                                                plots.pareto(table, "trainable_params", "accuracy", colors))
+                                                plots.pareto(table, "trainable_params", "accuracy", colors,
+                                                             y_label=f"test {metric}"))
              + "</div>")
     page.add(f"<p>On the front: {esc(', '.join(map(str, table.index[table['on_front']])))}</p>")
     resampled = prep.resampled if prep is not None else None
@@ -434,8 +441,9 @@ def data_efficiency_section(page: Page, records: pd.DataFrame, colors: dict) -> 
         page.not_run("The data-efficiency study was not run (peftbench study data-efficiency).")
         return
     curves = accuracy_by_size(rows)
-    page.add('<div class="plots">' + page.plot("data_efficiency", "Accuracy vs training-set size",
-                                                plots.data_efficiency(curves, colors)) + "</div>")
+    metric = metric_name(rows)
+    page.add('<div class="plots">' + page.plot("data_efficiency", f"{metric.capitalize()} vs training-set size",
+                                                plots.data_efficiency(curves, colors, metric)) + "</div>")
     summary = data_efficiency_summary(rows)
     page.add(table_html(["method", "smallest size", "accuracy there", "normalised AUC (log size)"],
                         [[str(m), str(int(r["smallest_size"])), _num(r["accuracy_at_smallest_size"]),
@@ -451,8 +459,9 @@ def rank_section(page: Page, records: pd.DataFrame) -> None:
     if choice is None:
         page.not_run("The rank-sweep study was not run (peftbench study rank-sweep).")
         return
-    fig = plots.rank_sweep(choice.curve, choice.rank)
-    page.add('<div class="plots">' + page.plot("rank_sweep", "Rank vs accuracy and trainable % vs accuracy",
+    metric = metric_name(study_records(records, RANK_SWEEP_STUDY))
+    fig = plots.rank_sweep(choice.curve, choice.rank, metric)
+    page.add('<div class="plots">' + page.plot("rank_sweep", f"Rank vs {metric} and trainable % vs {metric}",
                                                 fig, wide=True) + "</div>")
     page.add(f"<p>{esc(rank_advice(records))}</p>")
 
@@ -535,7 +544,7 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
 
         page.add(interactive_section(study_rows, label, colors))
     decoder_section(page, study_rows, label, colors)
-    pareto_section(page, dims.means, colors, prep)
+    pareto_section(page, dims.means, colors, prep, metric_name(selected))
     data_efficiency_section(page, prep.records, colors)
     rank_section(page, prep.records)
     scenarios_section(page, prep)

@@ -56,9 +56,10 @@ def _label_points(ax, xs, ys, labels, areas=None) -> None:
 
 
 def bubble(points: pd.DataFrame, x: str, size: str, colors: dict, *, title: str, xlabel: str,
-           size_label: str, size_fmt: str, log_x: bool = False) -> Figure:
-    """Seed-notebook bubble plot: x vs accuracy, bubble area ~ `size`, error bars = 95% CI."""
-    fig, ax = _axes(title, xlabel, "test accuracy")
+           size_label: str, size_fmt: str, log_x: bool = False, metric: str = "accuracy") -> Figure:
+    """Seed-notebook bubble plot: x vs accuracy, bubble area ~ `size`, error bars = 95% CI. `metric`: what
+    the accuracy column holds (exact match for --task generate), for the axis."""
+    fig, ax = _axes(title, xlabel, f"test {metric}")
     data = points.dropna(subset=[x, "accuracy"])
     sizes = data[size].fillna(0.0) if size in data else pd.Series(0.0, index=data.index)
     peak = float(sizes.max()) if len(sizes) and sizes.max() > 0 else 1.0
@@ -101,10 +102,10 @@ def radar(scores: pd.DataFrame, colors: dict) -> Figure:
     return fig
 
 
-def data_efficiency(curves: pd.DataFrame, colors: dict) -> Figure:
+def data_efficiency(curves: pd.DataFrame, colors: dict, metric: str = "accuracy") -> Figure:
     """Accuracy vs training-set size per method (log x: each doubling of data one step)."""
-    fig, ax = _axes("Data efficiency: accuracy vs training-set size", "training examples (log scale)",
-                    "accuracy on the fixed evaluation set")
+    fig, ax = _axes(f"Data efficiency: {metric} vs training-set size", "training examples (log scale)",
+                    f"{metric} on the fixed evaluation set")
     for method, grp in curves.groupby("method", sort=False):
         ax.errorbar(grp["train_size"], grp["accuracy"], yerr=grp["ci_half_width"].fillna(0.0), marker="o",
                     linewidth=2, capsize=3, label=method, color=colors.get(method))
@@ -116,7 +117,7 @@ def data_efficiency(curves: pd.DataFrame, colors: dict) -> Figure:
     return fig
 
 
-def rank_sweep(curve: pd.DataFrame, chosen_rank: int) -> Figure:
+def rank_sweep(curve: pd.DataFrame, chosen_rank: int, metric: str = "accuracy") -> Figure:
     """Two panels as in the seed: rank vs accuracy, and trainable % vs accuracy labelled r=..."""
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -128,12 +129,12 @@ def rank_sweep(curve: pd.DataFrame, chosen_rank: int) -> Figure:
     left.set_xscale("log", base=2)
     left.set_xticks(curve["rank"].tolist(), [str(r) for r in curve["rank"]])
     left.minorticks_off()
-    left.set(title="LoRA rank vs accuracy", xlabel="LoRA rank r (log2 scale)", ylabel="accuracy")
+    left.set(title=f"LoRA rank vs {metric}", xlabel="LoRA rank r (log2 scale)", ylabel=metric)
     areas = 30 + 12 * np.sqrt(curve["rank"])
     right.scatter(curve["trainable_pct"], accs, s=areas, alpha=STYLE["point_alpha"])
     _label_points(right, curve["trainable_pct"], accs, [f"r={r}" for r in curve["rank"]], areas)
-    right.set(title="Trainable parameters vs accuracy", xlabel="trainable parameters (% of base model)",
-              ylabel="test accuracy")
+    right.set(title=f"Trainable parameters vs {metric}", xlabel="trainable parameters (% of base model)",
+              ylabel=f"test {metric}")
     pick = curve[curve["rank"] == chosen_rank]
     left.scatter(pick["rank"], pick["accuracy"], marker="*", s=260, color="crimson", zorder=3,
                  label=f"smallest sufficient rank (r={chosen_rank})")
@@ -144,9 +145,10 @@ def rank_sweep(curve: pd.DataFrame, chosen_rank: int) -> Figure:
     return fig
 
 
-def pareto(table: pd.DataFrame, x: str, y: str, colors: dict) -> Figure:
+def pareto(table: pd.DataFrame, x: str, y: str, colors: dict, y_label: str | None = None) -> Figure:
     """y (max) vs x (min, log scale): the front drawn as a staircase, dominated methods in grey."""
-    fig, ax = _axes(f"Pareto front: {y} (higher) vs {x} (lower)", f"{x} (log scale)", y)
+    y_label = y_label or y
+    fig, ax = _axes(f"Pareto front: {y_label} (higher) vs {x} (lower)", f"{x} (log scale)", y_label)
     front = table[table["on_front"]].sort_values(x)
     rest = table[~table["on_front"]]
     ax.scatter(rest[x], rest[y], color="lightgrey", edgecolors="grey", s=60, label="dominated")
