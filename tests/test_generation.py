@@ -21,7 +21,8 @@ from peftbench.data.split import make_split
 from peftbench.errors import PeftbenchError
 from peftbench.evaluate import detect_collapse
 from peftbench.evaluate_generation import (evaluate_generation, exact_match, generate_ids, label_metrics,
-                                           normalize_answer, response_nll, to_classes)
+                                           normalize_answer, response_nll, takes_logits_to_keep,
+                                           to_classes)
 from peftbench.measure.forgetting import forgetting, general_text_sample, next_token_ce
 from peftbench.measure.generation_speed import (compare_greedy, decode_tokens_per_s, same_greedy_outputs,
                                                 time_to_first_token_ms)
@@ -270,6 +271,7 @@ def test_response_nll_is_the_models_own_loss(tok, tiny_llama, kind):
     with torch.no_grad():
         loss = float(model(**data.batch(np.arange(6), PAD)).loss)
     assert counts.tolist() == [2] * 6 and sums.sum() / counts.sum() == pytest.approx(loss, rel=1e-5)
+    assert takes_logits_to_keep(model)  # the figure above came from the response positions' logits only
     ids = generate_ids(model, data, CPU, PAD, EOS, max_new_tokens=3, batch_size=4)
     assert len(ids) == 6 and all(0 < len(x) <= 3 and EOS not in x for x in ids)
 

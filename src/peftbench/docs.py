@@ -50,7 +50,7 @@ DIMENSIONS = [
          "is the same number; verbalised labels also give macro F1/P/R over the classes (an answer naming no "
          "class counts as wrong: other_rate)"),
         ("response_nll", "teacher-forced mean negative log-likelihood per reference-response token (eos "
-         "included), on validation and test"),
+         "included), on the test split (validation choices read exact match, so it is not scored there)"),
         ("zero_shot_val_exact_match, zero_shot_exact_match", "the untrained model's exact match on the same "
          "rows: the floor every generate trial records beside its own"),
         ("val_gain_over_zero_shot, gain_over_zero_shot", "exact match minus the floor, with a paired bootstrap "

@@ -26,10 +26,12 @@ QUICK_TRAIN = TrainSpec(train_size=256, epochs=2, batch_size=8, latency_runs=20,
 # Quick: perturb the whole (small) test split, the minimum the robustness drop is read on.
 QUICK_DATA = DataSpec(validation_size=300, test_size=300, ood_size=200, perturbation_size=300)
 # decoder-quick: a 135M causal LM on 2 CPU cores, where one forward+backward over 8 x 48 tokens takes
-# seconds and every evaluated row of --task generate is a greedy generation. Sized so its six methods finish
-# in 20 minutes there; the robustness drop reads the whole (small) test split.
+# seconds and every evaluated row of --task generate is a greedy generation (~0.1 s a row there, the same
+# again for a teacher-forced NLL; bench/generate_eval_cost.py prints the parts). Sized so its six methods
+# finish in 20 minutes there: with the robustness drop read on all 100 test rows (4 perturbations x 100
+# generations) the six took 24 min, so it reads the first 40.
 DECODER_QUICK_TRAIN = TrainSpec(train_size=112, epochs=1, batch_size=8, latency_runs=5, throughput_batches=2)
-DECODER_QUICK_DATA = DataSpec(validation_size=200, test_size=100, ood_size=50, perturbation_size=100,
+DECODER_QUICK_DATA = DataSpec(validation_size=200, test_size=100, ood_size=50, perturbation_size=40,
                               max_length=48)
 # --task classify trains a fresh `score` head, which 14 steps do not: LoRA-r8's validation accuracy on the
 # embedded decoder was 0.615 +- 0.067 at 112 examples (majority 0.575) and 0.770 +- 0.057 at 448 (56 steps).

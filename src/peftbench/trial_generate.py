@@ -66,8 +66,9 @@ def run_generation_trial(spec: TrialSpec, data: PreparedGeneration, progress: Pr
     t_eval = time.perf_counter()
     score = lambda rows, nll=True: evaluate_generation(model, rows, tok, device, data.pad_token_id,  # noqa: E731
                                                        data.max_new_tokens, bf16=bf16, with_nll=nll)
-    # Validation: the collapse mark (and every later choice) reads this, never the test split.
-    val = score(data.validation)
+    # Validation: the collapse mark (and every later choice) reads this, never the test split. Its choices
+    # are made on exact match, so the response NLL (a reported figure) is scored on test only.
+    val = score(data.validation, nll=False)
     record.update(_figures(val, "val_"))
     record.update(val_predictions=encode(val["predictions"]), val_labels=encode(val["labels"]))
     if data.validation.verbalised:

@@ -1,0 +1,66 @@
+"""Where a `--task generate` trial's scoring time goes on the embedded decoder: seconds per part, at the
+decoder-quick preset's sizes, on the untrained SmolLM2-135M-Instruct (a trained adapter costs the same
+compute per row; it may stop generating sooner).
+
+The preset is sized so its six methods finish in 20 minutes on 2 CPU cores; this prints the parts a cut
+would come from (greedy generation, the teacher-forced response NLL, the perturbed copies, OOD, forgetting,
+the speed measures).
+
+    .venv/bin/python bench/generate_eval_cost.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    import torch
+
+    from peftbench.config import EMBEDDED, EMBEDDED_DECODER
+    from peftbench.data.generation import prepare_generation_data
+    from peftbench.evaluate_generation import generate_ids, response_nll
+    from peftbench.measure.forgetting import general_text_sample, next_token_ce
+    from peftbench.measure.generation_speed import generation_speed
+    from peftbench.models import load_causal_lm, load_tokenizer
+    from peftbench.studies import DECODER_QUICK_DATA, DECODER_QUICK_TRAIN
+
+    spec = dataclasses.replace(DECODER_QUICK_DATA, task="generate", ood_source=EMBEDDED)
+    data = prepare_generation_data(spec, EMBEDDED_DECODER, DECODER_QUICK_TRAIN.train_size)
+    tok = load_tokenizer(EMBEDDED_DECODER)
+    model = load_causal_lm(EMBEDDED_DECODER).eval()
+    cpu, pad, eos = torch.device("cpu"), data.pad_token_id, data.eos_token_id
+
+    def timed(label: str, rows: int, fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+        print(f"{label:<34} {rows:>5} rows {seconds:>7.1f} s {seconds / max(rows, 1) * 1000:>7.0f} ms/row")
+        return seconds
+
+    print(f"max_new_tokens {data.max_new_tokens}, threads {torch.get_num_threads()}")
+    total = 0.0
+    for name, rows in (("validation", data.validation), ("test", data.test)):
+        total += timed(f"{name}: greedy generation", len(rows),
+                       lambda r=rows: generate_ids(model, r, cpu, pad, eos, data.max_new_tokens))
+        total += timed(f"{name}: response NLL", len(rows), lambda r=rows: response_nll(model, r, cpu, pad))
+    for kind, rows in data.perturbed.items():
+        total += timed(f"perturbed {kind}: generation", len(rows),
+                       lambda r=rows: generate_ids(model, r, cpu, pad, eos, data.max_new_tokens))
+    if data.ood is not None:
+        total += timed("OOD: generation", len(data.ood),
+                       lambda: generate_ids(model, data.ood, cpu, pad, eos, data.max_new_tokens))
+    sample = general_text_sample(tok)
+    total += timed("forgetting: general-text CE", 0, lambda: next_token_ce(model, sample, cpu))
+    total += timed("speed: TTFT + decode tok/s", 0,
+                   lambda: generation_speed(model, data.test, cpu, pad, runs=DECODER_QUICK_TRAIN.latency_runs,
+                                            new_tokens=16, repeats=2))
+    print(f"{'scoring in all (one model, unmerged)':<34} {'':>10} {total:>7.1f} s")
+
+
+if __name__ == "__main__":
+    main()
