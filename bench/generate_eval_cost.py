@@ -11,15 +11,23 @@ the speed measures).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import os
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import _common as C
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    C.add_common_args(parser)
+    args = parser.parse_args()
+    threads = args.threads or C.default_threads()
+
     import torch
+
+    torch.set_num_threads(threads)
+    C.warn_if_busy(threads)
 
     from peftbench.config import EMBEDDED, EMBEDDED_DECODER
     from peftbench.data.generation import prepare_generation_data
@@ -35,11 +43,14 @@ def main() -> None:
     model = load_causal_lm(EMBEDDED_DECODER).eval()
     cpu, pad, eos = torch.device("cpu"), data.pad_token_id, data.eos_token_id
 
+    parts: list[dict] = []
+
     def timed(label: str, rows: int, fn) -> float:
         t0 = time.perf_counter()
         fn()
         seconds = time.perf_counter() - t0
         print(f"{label:<34} {rows:>5} rows {seconds:>7.1f} s {seconds / max(rows, 1) * 1000:>7.0f} ms/row")
+        parts.append({"part": label, "rows": rows, "seconds": seconds})
         return seconds
 
     print(f"max_new_tokens {data.max_new_tokens}, threads {torch.get_num_threads()}")
@@ -60,6 +71,8 @@ def main() -> None:
                    lambda: generation_speed(model, data.test, cpu, pad, runs=DECODER_QUICK_TRAIN.latency_runs,
                                             new_tokens=16, repeats=2))
     print(f"{'scoring in all (one model, unmerged)':<34} {'':>10} {total:>7.1f} s")
+    C.write_json("generate_eval_cost", {"threads": threads, "max_new_tokens": data.max_new_tokens,
+                                        "parts": parts, "total_seconds": total}, args.json)
 
 
 if __name__ == "__main__":
