@@ -152,17 +152,3 @@ def _cli_options(preset=None, train_size=None, gen=None):
 def test_a_shell_typed_template_gets_its_line_breaks():
     opts = _cli_options(gen={"task": "generate", "template": "Review: {text}\\nSentiment:"})
     assert opts.data.template == "Review: {text}\nSentiment:" and opts.data.task == "generate"
-
-
-def test_decoder_quick_gives_a_fresh_classifier_head_more_steps():
-    """decoder-quick's sizes depend on the task: a classify trial's fresh head needs the larger set (chosen on
-    validation, see studies.py); a named --train-size still wins, and the model is the embedded decoder."""
-    from peftbench.cli import Preset
-    from peftbench.config import EMBEDDED_DECODER
-
-    generate = _cli_options(Preset.decoder_quick, gen={"task": "generate"})
-    classify = _cli_options(Preset.decoder_quick, gen={"task": "classify"})
-    assert generate.model == classify.model == EMBEDDED_DECODER
-    assert classify.train.train_size == 4 * generate.train.train_size == 448
-    assert classify.data == dataclasses.replace(generate.data, task="classify")
-    assert _cli_options(Preset.decoder_quick, 96, {"task": "classify"}).train.train_size == 96

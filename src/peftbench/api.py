@@ -32,7 +32,7 @@ def study_options(*, model: str | None = None, dataset: str = EMBEDDED, text_col
     to TrainSpec. preset="quick" is the CLI's --preset quick: smaller evaluation sets and fewer latency
     repeats; preset="decoder-quick" the decoder set's sizes (model: the embedded decoder unless given).
     task="generate" trains a causal LM to write the response (prompt_column/response_column, or template)."""
-    base_train, base_data = preset_sizes(preset, task)
+    base_train, base_data = preset_sizes(preset)
     if model is None:
         model = EMBEDDED_DECODER if preset == "decoder-quick" else EMBEDDED
     train = dataclasses.replace(train or base_train, **train_overrides)

@@ -80,8 +80,7 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
     # decoder-quick is sized for the embedded decoder: it is the model unless one is named
     model = _pick(model, cfg, "model", EMBEDDED_DECODER if preset_name == "decoder-quick" else EMBEDDED)
     dataset = _pick(dataset, cfg, "dataset", EMBEDDED)
-    task = _pick(gen.get("task"), cfg, "task", "classify")
-    base_train, data = preset_sizes(preset_name, task)
+    base_train, data = preset_sizes(preset_name)
     train = dataclasses.replace(
         base_train,
         train_size=_pick(train_size, cfg, "train_size", base_train.train_size),
@@ -105,7 +104,7 @@ def _study_options(cfg: dict, *, preset: Optional[Preset], model: Optional[str],
         resplit=resplit or bool(cfg.get("resplit", False)),
         ood_label_map=_pick(ood_label_map, cfg, "ood_label_map", None),
         max_length=_pick(max_length, cfg, "max_length", data.max_length),
-        task=task,
+        task=_pick(gen.get("task"), cfg, "task", "classify"),
         prompt_column=_pick(gen.get("prompt_column"), cfg, "prompt_column", None),
         response_column=_pick(gen.get("response_column"), cfg, "response_column", None),
         template=_newlines(_pick(gen.get("template"), cfg, "template", None)),
@@ -164,7 +163,7 @@ M_FORCE = _opt(False, "--force", help="re-run trials that are already in the sto
 M_RETRY_FAILED = _opt(False, "--retry-failed", help="re-run only the trials stored as failed")
 M_TEST_SIZE = _opt(None, "--test-size", help="test examples held out (default 800, at most 20% of the data)")
 M_VAL_SIZE = _opt(None, "--validation-size", help="validation examples held out: every choice reads them (default 1000, at most 10%)")
-M_PRESET = _opt(None, "--preset", help="default (~15 min on 2 cores), quick (same methods, less data) or decoder-quick (the decoder set on SmolLM2-135M, sized for 2 CPU cores)")
+M_PRESET = _opt(None, "--preset", help="default (8-16 min on 2 cores), quick (same methods, less data) or decoder-quick (the decoder set on SmolLM2-135M, sized for 2 CPU cores)")
 M_TASK = _opt(None, "--task", help="classify (default: a classifier head, encoders and decoders) | generate (a causal LM writes the response; loss on its tokens only, scored by exact match)")
 M_PROMPT_COL = _opt(None, "--prompt-column", help="--task generate: column holding the prompt (with --response-column)")
 M_RESPONSE_COL = _opt(None, "--response-column", help="--task generate: column holding the reference response")
