@@ -61,6 +61,15 @@ DECODER_SETTING = ("embedded decoder (SmolLM2-135M-Instruct) on the embedded rev
                    "on its 200 validation rows (about ±7 points at 95%)")
 _DECODER_RUN = "peftbench run --model smollm2 --task generate --preset decoder-quick --no-ood"
 DECODER_EVIDENCE: dict[str, LrEvidence] = {
+    "full": LrEvidence("Full", {3e-05: 0.835, 0.0001: 0.815, 0.0003: 0.655},
+                       "3e-5 leads 1e-4 by less than the noise; the grid's lowest rate, a lower one is untried",
+                       base_command=_DECODER_RUN),
+    "ia3": LrEvidence("IA3", {0.003: 0.625, 0.01: 0.795, 0.03: 0.695}, base_command=_DECODER_RUN),
+    "lora_all": LrEvidence("LoRA-AllLayers", {0.0003: 0.595, 0.001: 0.775, 0.003: 0.790},
+                           "3e-3 leads 1e-3 by less than the noise; the grid's top rate, a higher one is untried",
+                           base_command=_DECODER_RUN),
+    "prompt": LrEvidence("SoftPrompt-len16", {0.01: 0.740, 0.03: 0.695, 0.1: 0.725},
+                         "the three are within the noise of each other", base_command=_DECODER_RUN),
     "lora": LrEvidence("LoRA-r8", {0.0005: 0.625, 0.002: 0.800, 0.005: 0.820},
                        "5e-3 leads 2e-3 by less than the noise; the grid's top rate, a higher one is untried; the "
                        "untrained model's floor is 0.515", base_command=_DECODER_RUN),

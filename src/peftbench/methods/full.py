@@ -13,6 +13,6 @@ def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:
 
 FAMILY = MethodFamily(
     name="full", summary="Full fine-tuning: all parameters train.", default_lr=2e-4, build=build, lr_grid=(5e-5, 1e-4, 2e-4),
-    decoder_lr=1e-4, decoder_lr_grid=(3e-5, 1e-4, 3e-4),
+    decoder_lr=3e-5, decoder_lr_grid=(3e-5, 1e-4, 3e-4),  # validation evidence: methods/evidence.py
     uses_peft=False,
 )

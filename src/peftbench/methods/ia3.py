@@ -33,7 +33,7 @@ def norm_module_names(model: nn.Module) -> list[str]:
 IA3 = MethodFamily(
     name="ia3", summary="IA3: learned vectors rescale keys, values and feed-forward activations.",
     default_lr=1e-2, build=build_ia3, lr_grid=(3e-3, 1e-2, 3e-2), can_merge=True,
-    decoder_lr=1e-2, decoder_lr_grid=(3e-3, 1e-2, 3e-2),
+    decoder_lr=1e-2, decoder_lr_grid=(3e-3, 1e-2, 3e-2),  # validation evidence: methods/evidence.py
     lr_note="scaling vectors start at one and move slowly; 3e-3..1e-2 is the usual range",
 )
 LN_TUNING = MethodFamily(

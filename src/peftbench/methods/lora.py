@@ -121,7 +121,7 @@ LORA = MethodFamily(
 LORA_ALL = MethodFamily(
     name="lora_all", summary="LoRA on every linear layer except the head (peft's 'all-linear').",
     default_lr=1e-3, build=build_lora, options=lora_options(targets="all-linear"), lr_grid=(1e-3, 2e-3, 5e-3), can_merge=True,
-    decoder_lr=1e-3, decoder_lr_grid=(3e-4, 1e-3, 3e-3),
+    decoder_lr=3e-3, decoder_lr_grid=(3e-4, 1e-3, 3e-3),  # validation evidence: methods/evidence.py
 )
 DORA = MethodFamily(
     name="dora", summary="DoRA: LoRA with a learned magnitude per output feature.",

@@ -112,5 +112,5 @@ PTUNING = MethodFamily(
 PROMPT = MethodFamily(
     name="prompt", summary="Prompt tuning: trained virtual-token embeddings prepended to the input.",
     default_lr=3e-2, build=build_prompt, lr_grid=(1e-2, 3e-2, 1e-1), options={"tokens": TOKENS},
-    decoder_lr=3e-2, decoder_lr_grid=(1e-2, 3e-2, 1e-1),
+    decoder_lr=1e-2, decoder_lr_grid=(1e-2, 3e-2, 1e-1),  # validation evidence: methods/evidence.py
 )
