@@ -122,7 +122,8 @@ def response_nll(model, data: GenerationSet, device: torch.device, pad_id: int, 
         labels = batch.pop("labels")
         width = labels.shape[1]
         # the last `keep` positions: from the one before the batch's earliest response token to the end
-        first = int((labels != IGNORE).int().argmax(1).min()) if bool((labels != IGNORE).any()) else width - 1
+        response = labels != IGNORE
+        first = int(response.int().argmax(1).min()) if bool(response.any()) else width - 1
         keep = width - max(first - 1, 0)
         extra = {"logits_to_keep": keep} if keep_some else {}
         with _autocast(device, bf16):

@@ -20,7 +20,7 @@ from .data.prepared import PreparedData, TokenizedSet
 from .measure import flops as fl
 from .measure import inference, memory, params, size
 from .measure.classifier_forgetting import forgetting_view
-from .measure.machine_load import LoadProbe
+from .measure.machine_load import LoadProbe, available_cores
 from .measure.provenance import provenance
 from .methods import BuildContext, build_model, family
 from .gpu_options import apply_gpu_options, check_gpu_options
@@ -330,7 +330,5 @@ def format_exception(exc: BaseException) -> str:
 
 
 def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """Threads a trial may use by default: every core this process may run on."""
+    return available_cores()

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity), else every core."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -27,7 +28,7 @@ def machine_busy_seconds() -> float | None:
             lines = f.read().splitlines()
     except OSError:
         return None
-    if sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit()) != _cores():
+    if sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit()) != available_cores():
         return None
     fields = [int(x) for x in lines[0].split()[1:]]  # user nice system idle iowait irq softirq steal ...
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)

@@ -210,13 +210,13 @@ def tradeoff_section(page: Page, records: pd.DataFrame, label: str, dims, colors
         ("memory_vs_accuracy", "Peak training memory vs performance", "train_memory_mb", "trainable_pct",
          "peak training memory, net of the process baseline (MB)", "trainable %", ".3g", False),
     ]
-    figs = []
+    figs, metric = [], metric_name(records)
     for name, title, x, size, xlabel, size_label, size_fmt, log_x in bubbles:
         if not _measured(points, x) or not _measured(points, "accuracy"):
             page.not_run(f"{title}: {x} or accuracy was not measured in {label}.")
             continue
         fig = plots.bubble(points, x, size, colors, title=title, xlabel=xlabel, size_label=size_label,
-                           size_fmt=size_fmt, log_x=log_x, metric=metric_name(records))
+                           size_fmt=size_fmt, log_x=log_x, metric=metric)
         figs.append(page.plot(name, f"{title}; bubble area = {size_label}", fig))
     wanted = radar_methods or RADAR_DEFAULT
     chosen = [m for m in wanted if m in dims.scores.index] or list(dims.scores.index[:5])
