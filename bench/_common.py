@@ -26,7 +26,7 @@ REPO = BENCH_DIR.parent
 if str(REPO / "src") not in sys.path:  # runnable from a checkout even when peftbench is not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from peftbench.store import json_default  # noqa: E402 - after the path set-up above
+from peftbench.store.db import json_default  # noqa: E402 - after the path set-up above
 
 
 def cores() -> int:
@@ -130,7 +130,7 @@ def split_methods(text: str) -> list[str]:
 
 def small_data_spec(validation_size: int, test_size: int, ood_size: int, perturbation_size: int):
     """A DataSpec on the embedded data with the held-out sizes given (DataSpec defaults otherwise)."""
-    from peftbench.config import DataSpec
+    from peftbench.config.spec import DataSpec
 
     return DataSpec(validation_size=validation_size, test_size=test_size, ood_size=ood_size,
                     perturbation_size=perturbation_size)

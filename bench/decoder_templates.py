@@ -25,11 +25,11 @@ def main() -> None:
 
     import torch
 
-    from peftbench.config import EMBEDDED_DECODER
-    from peftbench.data.generation import TEMPLATES, prepare_generation_data
-    from peftbench.evaluate_generation import evaluate_generation
-    from peftbench.models import load_causal_lm, load_tokenizer
-    from peftbench.studies import DECODER_QUICK_DATA
+    from peftbench.config.spec import EMBEDDED_DECODER
+    from peftbench.models.loading import load_causal_lm, load_tokenizer
+    from peftbench.studies.definitions import DECODER_QUICK_DATA
+    from peftbench.tasks.generate.data import TEMPLATES, prepare_generation_data
+    from peftbench.tasks.generate.evaluate import evaluate_generation
 
     spec = dataclasses.replace(DECODER_QUICK_DATA, task="generate", ood_source=None)
     if args.validation_size:

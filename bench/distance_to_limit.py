@@ -58,12 +58,12 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from peftbench.config import TrainSpec
+    from peftbench.config.spec import TrainSpec
     from peftbench.measure import flops as fl
     from peftbench.methods import BuildContext, build_model, parse_method
-    from peftbench.models import load_classifier
-    from peftbench.train import optimizer_groups, total_steps
-    from peftbench.trial import quiet_library_warnings, representative_batch, seed_everything
+    from peftbench.models.loading import load_classifier
+    from peftbench.trial.run import quiet_library_warnings, representative_batch, seed_everything
+    from peftbench.trial.train import optimizer_groups, total_steps
 
     spec = parse_method(method)
     train = TrainSpec(train_size=args.train_size, batch_size=args.batch_size)
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from peftbench.data.prepared import prepare_data
-    from peftbench.studies import QUICK_DATA
-    from peftbench.trial import resolve_device
+    from peftbench.studies.definitions import QUICK_DATA
+    from peftbench.trial.run import resolve_device
 
     torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("highest")  # fp32 means fp32: no TF32 on GPUs

@@ -29,13 +29,13 @@ def main() -> None:
     torch.set_num_threads(threads)
     C.warn_if_busy(threads)
 
-    from peftbench.config import EMBEDDED, EMBEDDED_DECODER
-    from peftbench.data.generation import prepare_generation_data
-    from peftbench.evaluate_generation import generate_ids, response_nll
+    from peftbench.config.spec import EMBEDDED, EMBEDDED_DECODER
     from peftbench.measure.forgetting import general_text_sample, next_token_ce
-    from peftbench.measure.generation_speed import generation_speed
-    from peftbench.models import load_causal_lm, load_tokenizer
-    from peftbench.studies import DECODER_QUICK_DATA, DECODER_QUICK_TRAIN
+    from peftbench.models.loading import load_causal_lm, load_tokenizer
+    from peftbench.studies.definitions import DECODER_QUICK_DATA, DECODER_QUICK_TRAIN
+    from peftbench.tasks.generate.data import prepare_generation_data
+    from peftbench.tasks.generate.evaluate import generate_ids, response_nll
+    from peftbench.tasks.generate.speed import generation_speed
 
     spec = dataclasses.replace(DECODER_QUICK_DATA, task="generate", ood_source=EMBEDDED)
     data = prepare_generation_data(spec, EMBEDDED_DECODER, DECODER_QUICK_TRAIN.train_size)

@@ -38,11 +38,11 @@ TARGET_SECONDS = 1.0
 
 
 def run_study(methods: list[str], args, db: Path):
-    from peftbench.config import DataSpec, TrainSpec, TrialSpec
+    from peftbench.config.spec import DataSpec, TrainSpec, TrialSpec
     from peftbench.execute.local import LocalExecutor
     from peftbench.methods import parse_method
-    from peftbench.runner import run_trials
-    from peftbench.store import Store
+    from peftbench.store.db import Store
+    from peftbench.studies.runner import run_trials
 
     data_spec = DataSpec(validation_size=args.validation_size, test_size=args.test_size, ood_size=args.ood_size,
                          perturbation_size=args.perturbation_size)
@@ -106,15 +106,20 @@ def breakdown(methods: list[str], data_spec, args) -> tuple[list[dict[str, Any]]
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from peftbench.config import TrainSpec
+    from peftbench.config.spec import TrainSpec
     from peftbench.data.prepared import prepare_data
     from peftbench.measure import flops as fl
     from peftbench.measure import params
     from peftbench.measure.provenance import git_revision, provenance
     from peftbench.methods import BuildContext, build_model, parse_method
-    from peftbench.models import load_classifier
-    from peftbench.train import optimizer_groups, total_steps
-    from peftbench.trial import quiet_library_warnings, representative_batch, resolve_device, seed_everything
+    from peftbench.models.loading import load_classifier
+    from peftbench.trial.run import (
+        quiet_library_warnings,
+        representative_batch,
+        resolve_device,
+        seed_everything,
+    )
+    from peftbench.trial.train import optimizer_groups, total_steps
 
     t0 = time.perf_counter()
     data = prepare_data(data_spec, "embedded", args.train_size)

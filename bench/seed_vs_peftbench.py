@@ -146,12 +146,12 @@ def _silenced():
 
 # --- peftbench -----------------------------------------------------------------------------------------
 def run_peftbench(methods: list[str], data_spec, args, db: Path) -> dict[str, Any]:
-    from peftbench.config import TrainSpec, TrialSpec
+    from peftbench.config.spec import TrainSpec, TrialSpec
     from peftbench.execute.isolation import context
     from peftbench.execute.local import LocalExecutor
     from peftbench.methods import parse_method
-    from peftbench.runner import run_trials
-    from peftbench.store import Store
+    from peftbench.store.db import Store
+    from peftbench.studies.runner import run_trials
 
     train = TrainSpec(train_size=args.train_size, epochs=args.epochs, batch_size=args.batch_size)
     specs = [TrialSpec(study="bench-seed-vs-peftbench", method=parse_method(m), data=data_spec, train=train,
@@ -218,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from peftbench.config import DataSpec
+    from peftbench.config.spec import DataSpec
     from peftbench.methods import parse_method
-    from peftbench.models import embedded_model_path
-    from peftbench.studies import QUICK_DATA
+    from peftbench.models.loading import embedded_model_path
+    from peftbench.studies.definitions import QUICK_DATA
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

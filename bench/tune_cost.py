@@ -26,14 +26,14 @@ TARGET_RATIO = 2.0
 
 def timed_study(specs, db: Path, tune: bool, threads: int):
     from peftbench.execute.local import LocalExecutor
-    from peftbench.runner import run_trials
-    from peftbench.store import Store
+    from peftbench.store.db import Store
+    from peftbench.studies.runner import run_trials
 
     executor = LocalExecutor(workers=1)
     executor.threads = threads
     budget = None
     if tune:
-        from peftbench.tuning import prepare
+        from peftbench.studies.tuning import prepare
 
         specs, executor, budget = prepare(specs, db, executor, None)
     t0 = time.perf_counter()
@@ -55,8 +55,8 @@ def main() -> None:
     C.warn_if_busy(threads)
 
     from peftbench.execute.isolation import context
-    from peftbench.studies import QUICK_DATA, QUICK_TRAIN, StudyOptions, tradeoff
-    from peftbench.tuning import candidates_frame
+    from peftbench.studies.definitions import QUICK_DATA, QUICK_TRAIN, StudyOptions, tradeoff
+    from peftbench.studies.tuning import candidates_frame
 
     train = dataclasses.replace(QUICK_TRAIN, train_size=args.train_size or QUICK_TRAIN.train_size,
                                 epochs=args.epochs or QUICK_TRAIN.epochs)

@@ -48,7 +48,7 @@ def tiny_model(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with the embedded model's tokenizer, saved with safetensors."""
     from transformers import BertConfig, BertModel
 
-    from peftbench.models import embedded_model_path
+    from peftbench.models.loading import embedded_model_path
 
     out = tmp_path_factory.mktemp("tiny-bert")
     cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -77,7 +77,7 @@ def tiny_ood_csv(tmp_path_factory) -> str:
 
 @pytest.fixture
 def tiny_data_spec(tiny_csv, tiny_ood_csv):
-    from peftbench.config import DataSpec
+    from peftbench.config.spec import DataSpec
 
     return DataSpec(source=tiny_csv, validation_size=40, test_size=80, ood_source=tiny_ood_csv, ood_size=60,
                     max_length=32, perturbation_size=30)
@@ -85,7 +85,7 @@ def tiny_data_spec(tiny_csv, tiny_ood_csv):
 
 @pytest.fixture
 def tiny_train_spec():
-    from peftbench.config import TrainSpec
+    from peftbench.config.spec import TrainSpec
 
     return TrainSpec(train_size=200, epochs=1, batch_size=16, latency_runs=5, throughput_batches=1)
 

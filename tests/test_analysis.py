@@ -34,10 +34,10 @@ from peftbench.analysis.scores import (
     weighted_scores,
 )
 from peftbench.analysis.topsis import topsis
-from peftbench.config import MethodSpec, TrainSpec, TrialSpec
+from peftbench.config.spec import MethodSpec, TrainSpec, TrialSpec
 from peftbench.errors import PeftbenchError
-from peftbench.predictions import encode
-from peftbench.store import Store
+from peftbench.stats.predictions import encode
+from peftbench.store.db import Store
 
 BASE_PARAMS = 22_700_000
 PROVENANCE = {"versions": {"peftbench": "0.1.0", "torch": "2.13.0"}, "git_hash": "a" * 40, "git_dirty": False,
@@ -521,7 +521,7 @@ def test_a_mixed_store_is_refused_until_a_setup_is_named():
 
 
 def test_pruned_and_unchosen_candidates_never_score(monkeypatch):
-    from peftbench import stats
+    from peftbench.stats import summary as stats
 
     records = records_of(tradeoff_trials())
     pruned = records[records["method"] == "BitFit"].assign(method="LoRA-r8", status="pruned", accuracy=.99)
@@ -577,7 +577,7 @@ def test_cli_recommend_all_scenarios_one_line_each(full_store):
 
 def test_cli_bad_input_one_line_nonzero(full_store, tmp_path, capsys, monkeypatch):
     """peftbench.cli.main in-process (same code path as the entry point, without a process per case)."""
-    from peftbench import cli
+    from peftbench.cli import app as cli
 
     empty = tmp_path / "empty.db"
     Store(empty).close()

@@ -62,7 +62,7 @@ def expected_trials(example: str) -> int:
 
 
 def stored(db: Path) -> list[tuple[str, str]]:
-    from peftbench.store import Store
+    from peftbench.store.db import Store
 
     with Store(db, create=False) as store:
         return [(r["method"], r["status"]) for r in store.rows()]

@@ -95,9 +95,9 @@ def files(tiny_model, tmp_path_factory) -> dict[str, str]:
 
 
 def _store_with_one_record(path: Path) -> str:
-    from peftbench.config import TrialSpec
+    from peftbench.config.spec import TrialSpec
     from peftbench.methods import parse_method
-    from peftbench.store import Store
+    from peftbench.store.db import Store
 
     spec = TrialSpec(study="tradeoff", method=parse_method("BitFit"))
     with Store(path) as store:
@@ -239,7 +239,7 @@ def _refuse_to_train(monkeypatch) -> None:
 
 @pytest.mark.parametrize("case_id,args,phrase", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_one_line_nothing_written(case_id, args, phrase, files, tmp_path, monkeypatch, capsys):
-    from peftbench.cli import app, main
+    from peftbench.cli.app import app, main
 
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     if args[0] == "recommend" and "recommend" not in names:

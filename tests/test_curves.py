@@ -147,7 +147,7 @@ def test_data_efficiency_winner_does_not_move_when_the_test_split_is_poisoned():
 
 
 def test_one_seed_curve_points_get_a_row_bootstrap_interval():
-    from peftbench.predictions import encode
+    from peftbench.stats.predictions import encode
 
     labels = [0, 1] * 200
     preds = labels[:320] + [1 - v for v in labels[320:]]  # 80% right on 400 rows

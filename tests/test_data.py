@@ -5,14 +5,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import POSITIVE, make_rows, write_csv
 
-from peftbench.config import DataSpec, MethodSpec, TrainSpec, TrialSpec, load_config_file
+from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec, TrialSpec, load_config_file
 from peftbench.data.prepared import collate, num_train_batches, prepare_data, train_batches
 from peftbench.data.sources import embedded_dataset, embedded_ood_dataset, load_source, match_ood_labels
 from peftbench.data.split import content_hash, make_split, split_data, stratified_order
 from peftbench.errors import PeftbenchError
-
-from conftest import POSITIVE, make_rows, write_csv
 
 
 def test_embedded_dataset_matches_the_brief():
@@ -175,7 +174,7 @@ def test_minus_one_is_a_class_when_no_zero_label(tmp_path):
 
 
 def test_notes_are_printed_once_by_the_runner(tmp_path, tiny_model, capsys):
-    from peftbench.runner import run_trials
+    from peftbench.studies.runner import run_trials
 
     rows = [(t, int(lab == "positive")) for t, lab in make_rows(300)] + [("unlabelled", -1)] * 7
     spec = DataSpec(source=str(write_csv(tmp_path / "d.csv", rows)), ood_source=None, validation_size=20,
@@ -344,7 +343,7 @@ def test_label_map_hashes_and_round_trips(tmp_path):
 
 
 def test_config_file_and_cli_wiring(tmp_path):
-    from peftbench.cli import _study_options
+    from peftbench.cli.app import _study_options
 
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("resplit: true\nood_label_map: {pos: positive, neutral: null}\n")

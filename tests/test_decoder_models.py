@@ -11,16 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftbench import embedded_decoder
-from peftbench.config import EMBEDDED, EMBEDDED_DECODER, TrainSpec
+from peftbench.config.spec import EMBEDDED, EMBEDDED_DECODER, TrainSpec
 from peftbench.errors import PeftbenchError
-from peftbench.gpu_options import apply_gpu_options, check_gpu_options, checkpointing_is_on
 from peftbench.measure.params import base_parameter_count, count_parameters, saved_parameter_count
 from peftbench.methods import FAMILIES, BuildContext, build_model, parse_method
 from peftbench.methods.ia3 import norm_module_names
 from peftbench.methods.prompts import ClsAfterPrompt
-from peftbench.models import (attention_targets, head_module_names, is_causal_lm, load_causal_lm,
-                              load_classifier, load_tokenizer, resolve_model_path)
+from peftbench.models import embedded_decoder
+from peftbench.models.gpu_options import apply_gpu_options, check_gpu_options, checkpointing_is_on
+from peftbench.models.loading import (
+    attention_targets,
+    head_module_names,
+    is_causal_lm,
+    load_causal_lm,
+    load_classifier,
+    load_tokenizer,
+    resolve_model_path,
+)
 
 TASKS = ("CAUSAL_LM", "SEQ_CLS")
 HIDDEN = 32  # the tiny fixtures' width

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from peftbench.config import DataSpec, TrainSpec, TrialSpec
+from peftbench.config.spec import DataSpec, TrainSpec, TrialSpec
 from peftbench.methods import parse_method
-from peftbench.runner import prepare_study_data
-from peftbench.trial import run_trial
+from peftbench.studies.runner import prepare_study_data
+from peftbench.trial.run import run_trial
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +102,7 @@ def test_qlora_trial_on_a_gpu(tiny_llama, generate_spec):
 def test_embedded_decoder_generate_trial(embedded_decoder_cache):
     """The real SmolLM2-135M (converted from its GGUF, once per test session) trains a LoRA on the embedded
     reviews, offline. Small sizes: this checks the real model runs through every measure, not how well."""
-    from peftbench.config import EMBEDDED_DECODER
+    from peftbench.config.spec import EMBEDDED_DECODER
 
     spec = DataSpec(task="generate", validation_size=16, test_size=16, ood_size=8, perturbation_size=16,
                     max_length=48)
@@ -120,7 +120,7 @@ def test_sweeps_run_on_a_decoder(tiny_llama, tiny_csv, tmp_path):
     learning rates, LoRA on q/k/v/o, and a data-efficiency answer read from validation-chosen sizes."""
     import peftbench as pb
     from peftbench.methods import family
-    from peftbench.studies import StudyOptions, data_efficiency, rank_sweep
+    from peftbench.studies.definitions import StudyOptions, data_efficiency, rank_sweep
 
     data = DataSpec(source=tiny_csv, task="generate", validation_size=40, test_size=40, ood_source=None,
                     max_length=40, perturbation_size=40)
@@ -141,7 +141,7 @@ def test_sweeps_run_on_a_decoder(tiny_llama, tiny_csv, tmp_path):
 
 
 def _cli_options(preset=None, train_size=None, gen=None):
-    from peftbench.cli import _study_options
+    from peftbench.cli.app import _study_options
 
     return _study_options({}, preset=preset, model=None, dataset=None, text_column=None, label_column=None,
                           methods=None, train_size=train_size, epochs=None, batch_size=None, seeds=None,

@@ -5,7 +5,7 @@ import torch
 from peftbench.data.prepared import collate
 from peftbench.measure.flops import forward_flops, train_step_flops
 from peftbench.methods import BuildContext, build_model, parse_method
-from peftbench.models import load_classifier
+from peftbench.models.loading import load_classifier
 
 
 def _batch(n=4, t=24):

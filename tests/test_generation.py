@@ -10,26 +10,44 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import NEGATIVE, POSITIVE, make_rows
 
-from peftbench.config import DataSpec, TrainSpec
-from peftbench.data.generation import (DEFAULT_TEMPLATE, IGNORE, TEMPLATES, GenerationSet,
-                                       load_generation_rows, prepare_generation_data, rows_from_labelled,
-                                       rows_from_table, tokenize_rows)
+from peftbench.config.spec import DataSpec, TrainSpec
 from peftbench.data.prepared import TokenizedSet, collate, eval_batches, train_batches
 from peftbench.data.sources import LabelledText, load_source
 from peftbench.data.split import make_split
 from peftbench.errors import PeftbenchError
-from peftbench.evaluate import detect_collapse
-from peftbench.evaluate_generation import (evaluate_generation, exact_match, generate_ids, label_metrics,
-                                           normalize_answer, response_nll, takes_logits_to_keep,
-                                           to_classes)
 from peftbench.measure.forgetting import forgetting, general_text_sample, next_token_ce
-from peftbench.measure.generation_speed import (compare_greedy, decode_tokens_per_s, same_greedy_outputs,
-                                                time_to_first_token_ms)
-from peftbench.predictions import decode, encode
-from peftbench.train import train
-
-from conftest import NEGATIVE, POSITIVE, make_rows
+from peftbench.stats.predictions import decode, encode
+from peftbench.tasks.classify.evaluate import detect_collapse
+from peftbench.tasks.generate.data import (
+    DEFAULT_TEMPLATE,
+    IGNORE,
+    TEMPLATES,
+    GenerationSet,
+    load_generation_rows,
+    prepare_generation_data,
+    rows_from_labelled,
+    rows_from_table,
+    tokenize_rows,
+)
+from peftbench.tasks.generate.evaluate import (
+    evaluate_generation,
+    exact_match,
+    generate_ids,
+    label_metrics,
+    normalize_answer,
+    response_nll,
+    takes_logits_to_keep,
+    to_classes,
+)
+from peftbench.tasks.generate.speed import (
+    compare_greedy,
+    decode_tokens_per_s,
+    same_greedy_outputs,
+    time_to_first_token_ms,
+)
+from peftbench.trial.train import train
 
 CPU = torch.device("cpu")
 PAD = EOS = 2

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from peftbench.evaluate import constant_predictor_f1, detect_collapse
 from peftbench.methods import BuildContext, build_model, parse_method
-from peftbench.models import head_module_names, load_classifier, untrained_pooler
-from peftbench.predictions import decode, encode
-from peftbench.train import optimizer_groups
+from peftbench.models.loading import head_module_names, load_classifier, untrained_pooler
+from peftbench.stats.predictions import decode, encode
+from peftbench.tasks.classify.evaluate import constant_predictor_f1, detect_collapse
+from peftbench.trial.train import optimizer_groups
 
 
 def test_collapse_detector_flags_one_class_and_near_constant_f1():
@@ -77,7 +77,7 @@ def test_head_has_its_own_learning_rate_capped_for_prompt_methods(tiny_model):
 def test_contended_timing_is_flagged():
     from types import SimpleNamespace
 
-    from peftbench.trial import timing_load
+    from peftbench.trial.run import timing_load
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -133,9 +133,9 @@ def test_prompt_methods_pool_the_real_cls_token(tiny_model):
 
 def test_a_merge_peft_cannot_do_keeps_the_trial(tiny_model, tiny_data_spec, tiny_train_spec):
     """IA3 with the pooler in modules_to_save: peft's unload fails; the trial keeps every other figure."""
-    from peftbench.config import TrialSpec
+    from peftbench.config.spec import TrialSpec
     from peftbench.data.prepared import prepare_data
-    from peftbench.trial import run_trial
+    from peftbench.trial.run import run_trial
 
     spec = TrialSpec(study="t", method=parse_method("IA3"), model=tiny_model, data=tiny_data_spec,
                      train=tiny_train_spec)

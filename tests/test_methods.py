@@ -4,8 +4,16 @@ import pytest
 
 from peftbench.errors import PeftbenchError
 from peftbench.measure.params import base_parameter_count, count_parameters, saved_parameter_count
-from peftbench.methods import FAMILIES, PRESETS, SEED_PRESETS, BuildContext, build_model, parse_method, parse_methods
-from peftbench.models import attention_targets, load_classifier
+from peftbench.methods import (
+    FAMILIES,
+    PRESETS,
+    SEED_PRESETS,
+    BuildContext,
+    build_model,
+    parse_method,
+    parse_methods,
+)
+from peftbench.models.loading import attention_targets, load_classifier
 
 CTX = BuildContext(total_steps=100, num_labels=2)
 HEAD = (32 * 2 + 2) + (32 * 32 + 32)  # classifier + pooler (random init: untrained, so part of the head)

@@ -45,7 +45,7 @@ class _CharTokenizer:
 def test_case_is_skipped_only_when_it_leaves_token_ids_unchanged(lower):
     import numpy as np
 
-    from peftbench.config import DataSpec
+    from peftbench.config.spec import DataSpec
     from peftbench.data.prepared import TokenizedSet, _tokenize, perturb_test
 
     tok, spec = _CharTokenizer(lower), DataSpec(max_length=200)
@@ -63,7 +63,7 @@ def test_case_is_skipped_only_when_it_leaves_token_ids_unchanged(lower):
 def test_uncased_model_skips_case_with_a_note(tiny_model, tiny_data_spec):
     import dataclasses
 
-    from peftbench.config import DataSpec
+    from peftbench.config.spec import DataSpec
     from peftbench.data.prepared import prepare_data
 
     assert DataSpec().perturbation_size == 400

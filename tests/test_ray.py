@@ -147,7 +147,7 @@ def test_ray_cluster_gives_the_records_of_the_local_executor(ray_cluster, tiny_m
 def test_ray_task_failures_become_failed_outcomes(ray_cluster, tiny_data_spec, tiny_train_spec, monkeypatch):
     """A worker that dies under a trial, and a trial process that dies inside its task, are failed
     outcomes with a reason (Ray does not retry them behind our back)."""
-    from peftbench.config import TrialSpec
+    from peftbench.config.spec import TrialSpec
     from peftbench.execute.ray_backend import RayExecutor, run_isolated_trial
     from peftbench.methods import parse_method
 

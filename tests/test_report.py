@@ -24,7 +24,7 @@ from test_analysis import (
 
 from peftbench.errors import PeftbenchError
 from peftbench.report import html as report_html
-from peftbench.store import Store
+from peftbench.store.db import Store
 
 EVIL = "<script>alert(1)</script>"
 EVIL_METHOD = {EVIL: Profile("lora", {"r": 2, "alpha": 4}, 80_000, .86, 180, 1100, 2.0e11, .72, -6.0,

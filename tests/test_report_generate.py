@@ -22,7 +22,7 @@ from test_report import census
 from peftbench.errors import PeftbenchError
 from peftbench.report import html as report_html
 from peftbench.report.interactive import higher_is_better
-from peftbench.store import Store
+from peftbench.store.db import Store
 
 EVIL_LABELS = ("<em>good</em>", "bad & sad")
 RUN = ["--no-ood", "--train-size", "48", "--epochs", "1", "--batch-size", "16", "--validation-size", "40",

@@ -24,8 +24,8 @@ from peftbench.analysis.pareto import Objective, pareto_table
 from peftbench.errors import PeftbenchError
 from peftbench.report import html as report_html
 from peftbench.report import interactive
-from peftbench.store import Store
-from peftbench.tables import summary_frame
+from peftbench.report.tables import summary_frame
+from peftbench.store.db import Store
 
 EVIL = "<script>alert(1)</script>"
 EVIL_METHOD = {EVIL: Profile("lora", {"r": 2, "alpha": 4}, 80_000, .86, 180, 1100, 2.0e11, .72, -6.0,

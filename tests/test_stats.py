@@ -7,9 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from peftbench.intervals import holm, make_balanced_accuracy, make_macro_f1, metric_interval, paired_row_test
-from peftbench.predictions import encode
-from peftbench.stats import aggregate, paired_test, reportable, summarize
+from peftbench.stats.intervals import (
+    holm,
+    make_balanced_accuracy,
+    make_macro_f1,
+    metric_interval,
+    paired_row_test,
+)
+from peftbench.stats.predictions import encode
+from peftbench.stats.summary import aggregate, paired_test, reportable, summarize
 
 
 def test_summary_known_values():
@@ -164,7 +170,7 @@ def test_records_without_predictions_have_no_interval_with_one_seed():
     agg = aggregate(pd.DataFrame(rows), ["accuracy"]).set_index("method")
     assert agg.loc["LoRA", "accuracy_mean"] == 0.7 and math.isnan(agg.loc["LoRA", "accuracy_ci_low"])
     assert agg.loc["LoRA", "accuracy_interval"] is None and agg.loc["LoRA", "p_vs_baseline"] is None
-    from peftbench.tables import summary_frame
+    from peftbench.report.tables import summary_frame
 
     old = pd.DataFrame([{**r, "peak_rss_mb": 900.0, "baseline_rss_mb": 350.0} for r in rows])
     assert summary_frame(old)["peak_rss_net_mb_mean"].tolist() == [550.0, 550.0]  # net, derived
@@ -173,7 +179,7 @@ def test_records_without_predictions_have_no_interval_with_one_seed():
 def test_results_table_marks_and_explains(tmp_path):
     from rich.console import Console
 
-    from peftbench.tables import results_table
+    from peftbench.report.tables import results_table
 
     y, full = _at(0.80)
     _, bad = _at(0.50, seed=3)
@@ -215,7 +221,7 @@ def test_reportable_picks_by_validation_not_test():
     assert math.isnan(out.loc["Full", "tuned_method"])  # untouched
     agg = aggregate(reportable(pd.DataFrame(rows)), ["accuracy"]).set_index("method")
     assert agg.loc["LoRA-r8", "learning_rates"] == [5e-4]
-    from peftbench.tables import method_cell
+    from peftbench.report.tables import method_cell
 
     assert method_cell(agg.reset_index().iloc[1]) == "LoRA-r8 (tuned, lr 5e-04)"
 
@@ -238,7 +244,7 @@ def test_reportable_chooses_per_seed_and_leaves_plain_records_alone():
 
 
 def test_a_repeated_seed_in_an_older_store_counts_once():
-    from peftbench.stats import drop_repeated_seeds
+    from peftbench.stats.summary import drop_repeated_seeds
 
     rows = [{"trial_id": "a", "study": "s", "setup": "x", "method": "Full", "train_size": 10, "seed": 0,
              "accuracy": 0.8, "started_at": 1.0},

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from peftbench.config import DataSpec, MethodSpec, TrainSpec, TrialSpec
+from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec, TrialSpec
 from peftbench.errors import PeftbenchError
-from peftbench.predictions import encode
-from peftbench.store import Store, setup_key, setup_label
+from peftbench.stats.predictions import encode
+from peftbench.store.db import Store, setup_key, setup_label
 
 
 def _spec(
@@ -68,7 +68,7 @@ def test_setup_key_separates_what_must_not_be_averaged():
 
 
 def test_a_store_holding_two_datasets_shows_them_apart(tmp_path):
-    from peftbench import cli
+    from peftbench.cli import app as cli
 
     db = tmp_path / "mixed.db"
     with Store(db) as store:
@@ -83,7 +83,7 @@ def test_a_store_holding_two_datasets_shows_them_apart(tmp_path):
             )
         records = store.records()
     assert records["setup"].nunique() == 2 and set(records.columns) >= {"setup", "setup_label"}
-    from peftbench.tables import summary_frame
+    from peftbench.report.tables import summary_frame
 
     agg = summary_frame(records)
     assert len(agg) == 2 and sorted(agg["accuracy_mean"].round(3)) == [0.6, 0.9]  # never averaged to 0.75
@@ -132,7 +132,7 @@ class _FakeExecutor:
 def test_runner_refuses_a_repeated_seed_and_force_keeps_the_earlier_record(
     tmp_path, tiny_model, tiny_csv, capsys
 ):
-    from peftbench.runner import run_trials
+    from peftbench.studies.runner import run_trials
 
     db = tmp_path / "run.db"
     data = DataSpec(source=tiny_csv, validation_size=40, test_size=80, ood_source=None, max_length=32)
@@ -208,7 +208,7 @@ def test_a_store_from_a_newer_peftbench_is_refused_clearly(tmp_path):
 
 
 def test_export_keeps_every_field_and_handles_dicts(tmp_path):
-    from peftbench.export import export_records
+    from peftbench.store.export import export_records
 
     with Store(tmp_path / "e.db") as store:
         _store_trial(store, _spec())

@@ -20,7 +20,7 @@ METHODS = ("BitFit", "LoRA-r8")
 
 def _cli(argv: list[str]) -> int:
     """The CLI's own main(), in-process; returns the exit code."""
-    from peftbench.cli import main
+    from peftbench.cli.app import main
 
     saved = sys.argv
     sys.argv = ["peftbench", *argv]
@@ -54,7 +54,7 @@ def _runs(uri: str, study: str = "tradeoff") -> list:
 
 
 def _store_rows(db: Path) -> list[dict]:
-    from peftbench.store import Store
+    from peftbench.store.db import Store
 
     with Store(db, create=False) as store:
         return store.rows()
@@ -109,8 +109,8 @@ def test_export_twice_adds_none(tracked, tmp_path):
 
 def test_a_changed_record_updates_its_own_run(tracked, tmp_path):
     """--force or a retried failure stores a new record for the same trial: its run follows, no new run."""
-    from peftbench.config import TrialSpec
-    from peftbench.tracking import MlflowTracker
+    from peftbench.config.spec import TrialSpec
+    from peftbench.store.tracking import MlflowTracker
 
     uri = (tmp_path / "changed").as_uri()
     row = _store_rows(tracked["db"])[0]
@@ -147,9 +147,9 @@ class _FakeExecutor:
 
 def test_a_failing_tracker_warns_once_and_the_study_goes_on(tiny_model, tiny_data_spec, tiny_train_spec,
                                                              tmp_path, capsys):
-    from peftbench.config import TrialSpec
+    from peftbench.config.spec import TrialSpec
     from peftbench.methods import parse_method
-    from peftbench.runner import run_trials
+    from peftbench.studies.runner import run_trials
 
     specs = [TrialSpec(study="tradeoff", method=parse_method(m), model=tiny_model, data=tiny_data_spec,
                        train=tiny_train_spec) for m in METHODS]

@@ -2,11 +2,11 @@
 
 import pytest
 
-from peftbench.config import TrialSpec
+from peftbench.config.spec import TrialSpec
 from peftbench.data.prepared import prepare_data
 from peftbench.methods import parse_method
-from peftbench.predictions import decode
-from peftbench.trial import run_trial
+from peftbench.stats.predictions import decode
+from peftbench.trial.run import run_trial
 
 REQUIRED = [
     "method", "seed", "train_size", "trainable_params", "adapter_params", "head_params", "total_params",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peftbench.config import DataSpec, TrainSpec, TrialSpec
+from peftbench.config.spec import DataSpec, TrainSpec, TrialSpec
 from peftbench.methods import parse_method
 
 # A good learning rate for full fine-tuning of the tiny BERT (30 x Full's default: it has learnt the task by
@@ -33,9 +33,9 @@ def base_specs(tiny_model, tiny_csv, tiny_ood_csv) -> list[TrialSpec]:
 
 
 def _tuned_run(specs: list[TrialSpec], db: Path, poison_test: bool = False, monkeypatch=None):
-    from peftbench import runner, tuning
     from peftbench.execute.local import LocalExecutor
-    from peftbench.store import Store
+    from peftbench.store.db import Store
+    from peftbench.studies import runner, tuning
 
     if poison_test:  # every test label flipped: a choice that read test would change
         real = runner.prepare_data
@@ -60,7 +60,7 @@ def clean(base_specs, tmp_path_factory):
 
 
 def test_candidate_ids_are_stable_and_untuned_ids_unchanged(base_specs):
-    from peftbench.tuning import candidate_specs
+    from peftbench.studies.tuning import candidate_specs
 
     spec = base_specs[0]
     assert "tune_group" not in spec.to_dict() and "tune" not in spec.to_dict()
@@ -76,7 +76,7 @@ def test_candidate_ids_are_stable_and_untuned_ids_unchanged(base_specs):
 
 
 def test_round_robin_order_and_same_budget_for_every_method(base_specs):
-    from peftbench.tuning import candidate_specs
+    from peftbench.studies.tuning import candidate_specs
 
     specs = [dataclasses.replace(base_specs[0], method=parse_method(m))
              for m in ("Full", "BitFit", "LoRA-r8")]
@@ -113,7 +113,7 @@ def test_optuna_journal_matches_the_store(clean):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from peftbench.tuning import journal_path
+    from peftbench.studies.tuning import journal_path
 
     db, cands, *_ = clean
     storage = JournalStorage(JournalFileBackend(str(journal_path(db))))
@@ -124,7 +124,7 @@ def test_optuna_journal_matches_the_store(clean):
 
 
 def test_tuning_table_names_the_choice(clean):
-    from peftbench.tuning import candidates_frame, tuning_table
+    from peftbench.studies.tuning import candidates_frame, tuning_table
 
     db, cands, _s, _b, records = clean
     frame = candidates_frame(records)
@@ -139,7 +139,7 @@ def test_tuning_table_names_the_choice(clean):
 
 def test_choice_reads_validation_only(clean, base_specs, tmp_path, monkeypatch):
     """A poisoned test split (every label flipped) changes the test figures and nothing the search did."""
-    from peftbench.tuning import candidates_frame
+    from peftbench.studies.tuning import candidates_frame
 
     _db, _c, _s, _b, records = clean
     _c2, _s2, _b2, poisoned = _tuned_run(base_specs, tmp_path / "poisoned.db", poison_test=True,
@@ -157,7 +157,7 @@ def test_completed_candidate_matches_an_untuned_trial(clean, base_specs):
     """Scoring validation mid-training leaves training as it was: the chosen candidate is the same trial
     an untuned run of that learning rate would have been."""
     from peftbench.data.prepared import prepare_data
-    from peftbench.trial import run_trial
+    from peftbench.trial.run import run_trial
 
     _db, cands, _s, _b, records = clean
     untuned = dataclasses.replace(base_specs[0], method=cands[0].method)
@@ -168,8 +168,8 @@ def test_completed_candidate_matches_an_untuned_trial(clean, base_specs):
 
 
 def test_resume_skips_finished_and_pruned_candidates(clean):
-    from peftbench import runner, tuning
     from peftbench.execute.local import LocalExecutor
+    from peftbench.studies import runner, tuning
 
     db, cands, *_ = clean
     with sqlite3.connect(db) as conn:
@@ -187,7 +187,7 @@ def test_resume_skips_finished_and_pruned_candidates(clean):
 
 
 def test_ray_backend_runs_every_candidate_without_pruning(base_specs, tmp_path):
-    from peftbench import tuning
+    from peftbench.studies import tuning
 
     class NotLocal:  # stands for the Ray executor: its workers cannot reach the journal file
         def run(self, *a):
@@ -211,7 +211,7 @@ def test_ray_backend_runs_every_candidate_without_pruning(base_specs, tmp_path):
 ])
 def test_bad_tune_input_is_one_line_and_exit_2(args, phrase, tiny_model, tiny_csv, tmp_path, monkeypatch,
                                                capsys):
-    from peftbench.cli import main
+    from peftbench.cli.app import main
     from peftbench.execute.local import LocalExecutor
 
     def started(*a, **k):
@@ -252,8 +252,8 @@ def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, t
 
 
 def test_config_file_tune_keys(tmp_path):
-    from peftbench.cli import _tune_options
-    from peftbench.config import load_config_file
+    from peftbench.cli.app import _tune_options
+    from peftbench.config.spec import load_config_file
     from peftbench.errors import PeftbenchError
 
     good = tmp_path / "good.yaml"

@@ -2,10 +2,17 @@
 
 __version__ = "0.1.0"
 
-from .api import (  # noqa: E402
-    data_efficiency, parameters, rank_choice, results, run, study, summary, tuning_choices,
+from peftbench.api import (
+    data_efficiency,
+    parameters,
+    rank_choice,
+    results,
+    run,
+    study,
+    summary,
+    tuning_choices,
 )
-from .errors import PeftbenchError  # noqa: E402
+from peftbench.errors import PeftbenchError  # noqa: E402
 
 __all__ = ["PeftbenchError", "data_efficiency", "parameters", "rank_choice", "results", "run", "study", "summary",
            "tuning_choices", "__version__"]

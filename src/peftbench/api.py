@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import EMBEDDED, EMBEDDED_DECODER, DataSpec, TrainSpec
-from .store import Store, default_db_path
-from .studies import StudyOptions, preset_sizes
+from peftbench.config.spec import EMBEDDED, EMBEDDED_DECODER, DataSpec, TrainSpec
+from peftbench.store.db import Store, default_db_path
+from peftbench.studies.definitions import StudyOptions, preset_sizes
 
 
 def study_options(*, model: str | None = None, dataset: str = EMBEDDED, text_column: str = "text",
@@ -50,18 +50,18 @@ def study_options(*, model: str | None = None, dataset: str = EMBEDDED, text_col
 
 def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking_uri=None, tune: bool = False,
          tune_lr_factors: list[float] | None = None) -> pd.DataFrame:
-    from .runner import run_trials
-    from .tracking import make_trackers
+    from peftbench.store.tracking import make_trackers
+    from peftbench.studies.runner import run_trials
 
     trackers = make_trackers(track, tracking_uri)
     db = Path(db) if db else default_db_path()
     if tune:
-        from .tuning import parse_lr_factors, prepare
+        from peftbench.studies.tuning import parse_lr_factors, prepare
 
         specs, executor, budget = prepare(specs, db, executor, parse_lr_factors(tune_lr_factors))
         print(budget)
     elif tune_lr_factors is not None:
-        from .errors import PeftbenchError
+        from peftbench.errors import PeftbenchError
 
         raise PeftbenchError("tune_lr_factors needs tune=True")
     run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries, trackers=trackers)
@@ -79,7 +79,7 @@ def run(*, db: str | Path | None = None, executor=None, force: bool = False, ret
 
     tune=True: each method's learning rate is tuned on validation (see `tuning`); every candidate is a
     row (status ok or pruned, with `tune_group`); `tuning_choices(db)` says which one was chosen."""
-    from .studies import tradeoff
+    from peftbench.studies.definitions import tradeoff
 
     return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries, track,
                 tracking_uri, tune, tune_lr_factors)
@@ -91,8 +91,8 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
           **options) -> pd.DataFrame:
     """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'. As in the CLI, the sweeps train 3
     epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise; tune=True as in `run`."""
-    from . import studies as st
-    from .errors import PeftbenchError
+    from peftbench.errors import PeftbenchError
+    from peftbench.studies import definitions as st
 
     opts = study_options(**options)
     if name == "tradeoff":
@@ -110,7 +110,7 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
 def tuning_choices(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:
     """Every tuning candidate (ok, pruned or failed) with `chosen`: per search, the completed candidate with
     the best validation accuracy."""
-    from .tuning import candidates_frame
+    from peftbench.studies.tuning import candidates_frame
 
     return candidates_frame(results(db, study, include_failed=True))
 
@@ -123,27 +123,27 @@ def results(db: str | Path | None = None, study: str | None = None, include_fail
 
 def summary(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:
     """One row per configuration with mean / std / 95% CI over seeds and a paired test against Full."""
-    from .tables import summary_frame
+    from peftbench.report.tables import summary_frame
 
     return summary_frame(results(db, study))
 
 
 def data_efficiency(db: str | Path | None = None) -> pd.DataFrame:
     """Per method, from the data-efficiency study: accuracy at the smallest size and normalised AUC."""
-    from .analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+    from peftbench.analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
 
     return data_efficiency_summary(study_records(results(db), DATA_EFFICIENCY_STUDY))
 
 
 def rank_choice(db: str | Path | None = None):
     """From the rank sweep: the smallest sufficient LoRA rank (a RankChoice, None if the sweep was not run)."""
-    from .analysis.curves import RANK_SWEEP_STUDY, smallest_sufficient_rank, study_records
+    from peftbench.analysis.curves import RANK_SWEEP_STUDY, smallest_sufficient_rank, study_records
 
     return smallest_sufficient_rank(study_records(results(db), RANK_SWEEP_STUDY))
 
 
 def parameters(model: str = EMBEDDED, methods: list[str] | None = None, num_labels: int = 2) -> pd.DataFrame:
     """Each method's parameter accounting on a model, without training."""
-    from .param_report import parameter_rows
+    from peftbench.methods.accounting import parameter_rows
 
     return pd.DataFrame(parameter_rows(model, methods, num_labels))

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..predictions import decode
-from .scores import DimensionScores, combine
+from peftbench.analysis.scores import DimensionScores, combine
+from peftbench.stats.predictions import decode
 
 RESAMPLES = 500
 SEED = 0

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..predictions import decode
-from ..stats import summarize
+from peftbench.stats.predictions import decode
+from peftbench.stats.summary import summarize
 
 DATA_EFFICIENCY_STUDY = "data-efficiency"
 RANK_SWEEP_STUDY = "rank-sweep"

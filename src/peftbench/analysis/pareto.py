@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import PeftbenchError
+from peftbench.errors import PeftbenchError
 
 DIRECTIONS = ("max", "min")
 COMMON_METRICS = ("accuracy", "f1", "ood_balanced_accuracy", "robustness_drop", "trainable_params",

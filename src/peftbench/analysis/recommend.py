@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from ..errors import PeftbenchError
-from .confidence import (
+from peftbench.analysis.confidence import (
     RESAMPLES,
     SEED,
     TIE_SHARE,
@@ -25,14 +24,14 @@ from .confidence import (
     ranking_confidence,
     resample_metrics,
 )
-from .curves import (
+from peftbench.analysis.curves import (
     DATA_EFFICIENCY_STUDY,
     RANK_SWEEP_STUDY,
     best_by_size,
     smallest_sufficient_rank,
     study_records,
 )
-from .scores import (
+from peftbench.analysis.scores import (
     DIMENSION_NAMES,
     DIMENSIONS,
     DimensionScores,
@@ -41,8 +40,9 @@ from .scores import (
     memory_metric,
     weighted_scores,
 )
-from .selection import select_records
-from .topsis import topsis
+from peftbench.analysis.selection import select_records
+from peftbench.analysis.topsis import topsis
+from peftbench.errors import PeftbenchError
 
 DEFAULT_STUDY = "tradeoff"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ..errors import PeftbenchError
-from .scores import DIMENSION_NAMES
+from peftbench.analysis.scores import DIMENSION_NAMES
+from peftbench.errors import PeftbenchError
 
 # The seed notebook's section 11 ratings, verbatim (order: its dimension order).
 SCENARIOS: dict[str, dict[str, int]] = {

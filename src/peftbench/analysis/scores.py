@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..predictions import decode
-from .curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+from peftbench.analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+from peftbench.stats.predictions import decode
 
 
 @dataclass(frozen=True)

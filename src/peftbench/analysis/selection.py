@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import stats
-from ..errors import PeftbenchError
+from peftbench.errors import PeftbenchError
+from peftbench.stats import summary as stats
 
 
 @dataclass

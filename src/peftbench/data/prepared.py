@@ -11,12 +11,12 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 import torch
 
-from ..config import DataSpec
-from ..errors import PeftbenchError
-from ..models import load_tokenizer
-from .perturb import PERTURBATIONS
-from .sources import LabelledText, load_source, match_ood_labels
-from .split import Split, content_hash, split_data, stratified_order
+from peftbench.config.spec import DataSpec
+from peftbench.data.perturb import PERTURBATIONS
+from peftbench.data.sources import LabelledText, load_source, match_ood_labels
+from peftbench.data.split import Split, content_hash, split_data, stratified_order
+from peftbench.errors import PeftbenchError
+from peftbench.models.loading import load_tokenizer
 
 
 class BatchSource(Protocol):

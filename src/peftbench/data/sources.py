@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import EMBEDDED
-from ..errors import PeftbenchError
+from peftbench.config.spec import EMBEDDED
+from peftbench.errors import PeftbenchError
 
 FILE_READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet",
                 ".bz2": "csv", ".gz": "csv"}

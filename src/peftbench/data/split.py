@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import PeftbenchError
-from .sources import LabelledText
+from peftbench.data.sources import LabelledText
+from peftbench.errors import PeftbenchError
 
 VALIDATION_NAMES = ("validation", "valid", "val", "dev")  # official split names read as "validation"
 

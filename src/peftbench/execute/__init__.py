@@ -1,7 +1,7 @@
 """Executors run TrialSpecs and hand back records; the trial function is the same for all of them."""
 
-from .base import Event, Executor, TrialOutcome
-from .local import LocalExecutor
+from peftbench.execute.base import Event, Executor, TrialOutcome
+from peftbench.execute.local import LocalExecutor
 
 __all__ = ["Event", "Executor", "LocalExecutor", "TrialOutcome"]
 
@@ -10,7 +10,7 @@ def make_executor(backend: str = "local", *, workers: int | None = None, trial_t
                   address: str | None = None, gpus_per_trial: float | None = None,
                   cpus_per_trial: float | None = None):
     """The executor for --backend; Ray is imported only when asked for (it is an optional extra)."""
-    from ..errors import PeftbenchError
+    from peftbench.errors import PeftbenchError
 
     if backend == "local":
         if address or gpus_per_trial is not None or cpus_per_trial is not None:
@@ -18,7 +18,7 @@ def make_executor(backend: str = "local", *, workers: int | None = None, trial_t
         return LocalExecutor(workers=workers, trial_timeout=trial_timeout)
     if backend == "ray":
         try:
-            from .ray_backend import RayExecutor
+            from peftbench.execute.ray_backend import RayExecutor
         except ImportError as exc:
             raise PeftbenchError(f"the Ray backend is not available ({exc}); "
                                  "install it with: pip install 'peftbench[ray]'") from None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
-from ..config import TrialSpec
-from ..data.prepared import PreparedData
+from peftbench.config.spec import TrialSpec
+from peftbench.data.prepared import PreparedData
 
 
 @dataclass

@@ -19,7 +19,7 @@ import time
 from multiprocessing import spawn
 from typing import Any
 
-PRELOAD = ["torch", "transformers", "peft", "sklearn.metrics", "peftbench.trial"]
+PRELOAD = ["torch", "transformers", "peft", "sklearn.metrics", "peftbench.trial.run"]
 PROCESS_PREFIX = "peftbench-"  # every process peftbench starts is named so (see without_user_main)
 _MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
 _CONTEXT: Any = None
@@ -100,8 +100,8 @@ def child_main(spec_dict: dict, data, queue, spawned_at: float, threads: int, cu
     threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True).start()
     import torch
 
-    from ..config import TrialSpec
-    from ..trial import format_exception, run_trial
+    from peftbench.config.spec import TrialSpec
+    from peftbench.trial.run import format_exception, run_trial
 
     torch.set_num_threads(max(1, threads))
     spec = TrialSpec.from_dict(spec_dict)

@@ -8,11 +8,11 @@ import time
 from collections import deque
 from typing import Callable, Iterator
 
-from ..config import TrialSpec
-from ..data.prepared import PreparedData
-from ..trial import default_threads
-from .base import Event, EventSink, TrialOutcome
-from .isolation import PROCESS_PREFIX, child_main, context
+from peftbench.config.spec import TrialSpec
+from peftbench.data.prepared import PreparedData
+from peftbench.execute.base import Event, EventSink, TrialOutcome
+from peftbench.execute.isolation import PROCESS_PREFIX, child_main, context
+from peftbench.trial.run import default_threads
 
 
 def visible_gpus() -> int:

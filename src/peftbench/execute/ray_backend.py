@@ -23,12 +23,12 @@ from typing import Any
 import ray
 import ray.exceptions
 
-from ..config import TrialSpec
-from ..data.prepared import PreparedData
-from ..errors import PeftbenchError
-from .base import Event, EventSink, TrialOutcome
-from .isolation import child_main, context
-from .local import describe_exit
+from peftbench.config.spec import TrialSpec
+from peftbench.data.prepared import PreparedData
+from peftbench.errors import PeftbenchError
+from peftbench.execute.base import Event, EventSink, TrialOutcome
+from peftbench.execute.isolation import child_main, context
+from peftbench.execute.local import describe_exit
 
 
 def run_isolated_trial(spec_dict: dict, data: PreparedData, trial_timeout: float | None,

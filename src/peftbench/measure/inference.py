@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from ..data.prepared import TokenizedSet
+from peftbench.data.prepared import TokenizedSet
 
 
 def _sync(device: torch.device) -> None:

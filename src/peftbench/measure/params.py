@@ -11,7 +11,7 @@ from typing import Iterator
 
 from torch import nn
 
-from ..models import head_module_names
+from peftbench.models.loading import head_module_names
 
 
 def _is_head(name: str, heads: list[str]) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import MethodSpec
-from ..errors import PeftbenchError
-from . import bitfit, full, ia3, lora, prompts
-from .base import BuildContext, MethodFamily
+from peftbench.config.spec import MethodSpec
+from peftbench.errors import PeftbenchError
+from peftbench.methods import bitfit, full, ia3, lora, prompts
+from peftbench.methods.base import BuildContext, MethodFamily
 
 FAMILIES: dict[str, MethodFamily] = {f.name: f for f in (
     full.FAMILY, lora.LORA, lora.LORA_ALL, lora.ADALORA, prompts.PREFIX, prompts.PTUNING, prompts.PROMPT,

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import PeftbenchError
+from peftbench.errors import PeftbenchError
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ every parameter named `*.bias` plus the head (a causal LM has no head: biases al
 
 from torch import nn
 
-from ..errors import PeftbenchError
-from ..models import head_module_names
-from .base import BuildContext, MethodFamily
+from peftbench.errors import PeftbenchError
+from peftbench.methods.base import BuildContext, MethodFamily
+from peftbench.models.loading import head_module_names
 
 
 def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from .base import BuildContext, MethodFamily
+from peftbench.methods.base import BuildContext, MethodFamily
 
 
 def build(model: nn.Module, options: dict, ctx: BuildContext) -> nn.Module:

@@ -2,8 +2,8 @@
 
 from torch import nn
 
-from .base import BuildContext, MethodFamily, Option
-from .lora import _wrap, peft_config
+from peftbench.methods.base import BuildContext, MethodFamily, Option
+from peftbench.methods.lora import _wrap, peft_config
 
 
 def build_ia3(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:

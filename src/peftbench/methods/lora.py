@@ -6,9 +6,9 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import PeftbenchError
-from ..models import attention_targets, head_module_names
-from .base import BuildContext, MethodFamily, Option, targets_option
+from peftbench.errors import PeftbenchError
+from peftbench.methods.base import BuildContext, MethodFamily, Option, targets_option
+from peftbench.models.loading import attention_targets, head_module_names
 
 
 def resolve_targets(model: nn.Module, targets: str) -> list[str] | str:

@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
-from ..models import is_decoder_config
-from .base import BuildContext, MethodFamily, Option
-from .lora import _wrap, peft_config
+from peftbench.methods.base import BuildContext, MethodFamily, Option
+from peftbench.methods.lora import _wrap, peft_config
+from peftbench.models.loading import is_decoder_config
 
 TOKENS = Option(16, int, "number of virtual tokens", minimum=1)
 

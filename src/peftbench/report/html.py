@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
-from ..analysis.curves import (
+from peftbench.analysis.confidence import RESAMPLES, TIE_SHARE, front_probability
+from peftbench.analysis.curves import (
     DATA_EFFICIENCY_STUDY,
     RANK_SWEEP_STUDY,
     accuracy_by_size,
@@ -31,17 +31,17 @@ from ..analysis.curves import (
     smallest_sufficient_rank,
     study_records,
 )
-from ..analysis.pareto import Objective, pareto_table
-from ..analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice, select_study
-from ..analysis.scenarios import SCENARIOS, scenario_weights
-from ..analysis.scores import COUNTING_RULE, FORGETTING_ZERO_NATS, scoring_notes
-from ..analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
-from ..errors import PeftbenchError
-from ..evaluate_generation import exact_match
-from ..stats import aggregate, reportable, summarize
-from ..tables import COLUMNS, GENERATE_HEADERS, SCALE, summary_frame
-from ..tables import format_cell as terminal_cell
-from . import plots
+from peftbench.analysis.pareto import Objective, pareto_table
+from peftbench.analysis.recommend import Prepared, data_advice, prepare, rank, rank_advice, select_study
+from peftbench.analysis.scenarios import SCENARIOS, scenario_weights
+from peftbench.analysis.scores import COUNTING_RULE, FORGETTING_ZERO_NATS, scoring_notes
+from peftbench.analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
+from peftbench.errors import PeftbenchError
+from peftbench.report import plots
+from peftbench.report.tables import COLUMNS, GENERATE_HEADERS, SCALE, summary_frame
+from peftbench.report.tables import format_cell as terminal_cell
+from peftbench.stats.summary import aggregate, reportable, summarize
+from peftbench.tasks.generate.evaluate import exact_match
 
 RADAR_DEFAULT = ["Full", "LoRA-r8", "PrefixTuning-len32", "BitFit", "AdaLoRA"]
 CSS = """
@@ -540,7 +540,7 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
     tradeoff_section(page, selected, label, dims, colors, radar_methods, prep)
     study_rows = select_study(records, study)[0]  # collapsed trials kept, and marked
     if interactive:  # Plotly views after the static plots they mirror (report/interactive.py)
-        from .interactive import interactive_section
+        from peftbench.report.interactive import interactive_section
 
         page.add(interactive_section(study_rows, label, colors))
     decoder_section(page, study_rows, label, colors)

@@ -21,9 +21,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..errors import PeftbenchError
-from ..stats import summarize
-from ..tables import summary_frame
+from peftbench.errors import PeftbenchError
+from peftbench.report.tables import summary_frame
+from peftbench.stats.summary import summarize
 
 KEYS = ["study", "method", "train_size"]  # one point per configuration, as in the results tables
 NOT_AXES = {  # numeric record fields that are settings or diagnostics, not measurements to trade off
@@ -86,7 +86,7 @@ def _method_details(method: str, records: pd.DataFrame) -> tuple[str, str]:
 
 def _parsed(method: str):
     """The MethodSpec a method name stands for; None for a name this version does not know (shown as ?)."""
-    from ..methods import parse_method
+    from peftbench.methods import parse_method
 
     try:
         return parse_method(method)
@@ -95,7 +95,7 @@ def _parsed(method: str):
 
 
 def _family_default_lr(name: str) -> float | None:
-    from ..methods import FAMILIES
+    from peftbench.methods import FAMILIES
 
     return FAMILIES[name].default_lr if name in FAMILIES else None
 
@@ -361,7 +361,7 @@ def interactive_section(records: pd.DataFrame, label: str, colors: dict | None =
     if "method" not in records or len(fields) < 2:
         return head + "<p class='note'>Fewer than two measured numeric fields: nothing to explore.</p>"
     if colors is None:
-        from .plots import method_colors
+        from peftbench.report.plots import method_colors
 
         colors = method_colors(list(dict.fromkeys(records["method"])))
     table = configurations(records, fields)

