@@ -62,7 +62,8 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
     from peftbench.measure import flops as fl
     from peftbench.methods import BuildContext, build_model, parse_method
     from peftbench.models.loading import load_classifier
-    from peftbench.trial.run import quiet_library_warnings, representative_batch, seed_everything
+    from peftbench.trial.run import quiet_library_warnings, seed_everything
+    from peftbench.trial.measure_training import representative_batch
     from peftbench.trial.train import optimizer_groups, total_steps
 
     spec = parse_method(method)

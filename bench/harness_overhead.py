@@ -113,12 +113,8 @@ def breakdown(methods: list[str], data_spec, args) -> tuple[list[dict[str, Any]]
     from peftbench.measure.provenance import git_revision, provenance
     from peftbench.methods import BuildContext, build_model, parse_method
     from peftbench.models.loading import load_classifier
-    from peftbench.trial.run import (
-        quiet_library_warnings,
-        representative_batch,
-        resolve_device,
-        seed_everything,
-    )
+    from peftbench.trial.run import quiet_library_warnings, resolve_device, seed_everything
+    from peftbench.trial.measure_training import representative_batch
     from peftbench.trial.train import optimizer_groups, total_steps
 
     t0 = time.perf_counter()

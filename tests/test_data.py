@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from conftest import POSITIVE, make_rows, write_csv
 
-from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec, TrialSpec, load_config_file
+from peftbench.config.file import load_config_file
+from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec, TrialSpec
 from peftbench.data.prepared import collate, num_train_batches, prepare_data, train_batches
 from peftbench.data.sources import embedded_dataset, embedded_ood_dataset, load_source, match_ood_labels
 from peftbench.data.split import content_hash, make_split, split_data, stratified_order

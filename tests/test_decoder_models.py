@@ -22,7 +22,7 @@ from peftbench.models.gpu_options import apply_gpu_options, check_gpu_options, c
 from peftbench.models.loading import (
     attention_targets,
     head_module_names,
-    is_causal_lm,
+    is_decoder,
     load_causal_lm,
     load_classifier,
     load_tokenizer,
@@ -53,10 +53,10 @@ def _unique_count(model) -> int:
 
 # ---- detection and loading ------------------------------------------------------------------------------
 
-def test_is_causal_lm(tiny_llama, tiny_gpt2, tiny_model):
-    assert is_causal_lm(tiny_llama) and is_causal_lm(tiny_gpt2)
-    assert not is_causal_lm(tiny_model) and not is_causal_lm(EMBEDDED)
-    assert is_causal_lm(EMBEDDED_DECODER)  # known without converting the GGUF
+def test_is_decoder(tiny_llama, tiny_gpt2, tiny_model):
+    assert is_decoder(tiny_llama) and is_decoder(tiny_gpt2)
+    assert not is_decoder(tiny_model) and not is_decoder(EMBEDDED)
+    assert is_decoder(EMBEDDED_DECODER)  # known without converting the GGUF
 
 
 def test_causal_lm_loads_with_a_pad_token(tiny_llama, tiny_gpt2):

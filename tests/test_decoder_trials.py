@@ -44,10 +44,12 @@ def test_generate_trial_records_every_decoder_field(tiny_llama, generate_spec):
     assert 0.0 <= rec["zero_shot_val_exact_match"] <= 1.0 and 0.0 <= rec["val_exact_match"] <= 1.0
     assert rec["val_gain_over_zero_shot"] == pytest.approx(rec["val_exact_match"] - rec["zero_shot_val_exact_match"])
     assert len(rec["zero_shot_val_correct"]) == len(rec["val_labels"]) == 40
-    assert rec["exact_match"] == rec["accuracy"] and np.isfinite(rec["response_nll"])
+    # every figure under its own name only: no accuracy or latency aliases in the stored record
+    assert np.isfinite(rec["response_nll"]) and "accuracy" not in rec and "val_accuracy" not in rec
     # decoder measures
     assert rec["train_tokens_per_s"] > 0 and rec["flops_per_token"] > 0
-    assert rec["ttft_p50_ms"] > 0 and rec["latency_p50_ms"] == rec["ttft_p50_ms"]
+    assert rec["ttft_p50_ms"] > 0 and not any(k.endswith("latency_p50_ms") or k.endswith("throughput_per_s")
+                                              for k in rec)
     assert rec["decode_tokens_per_s_batch1"] > 0 and rec["decode_tokens_per_s_batched"] > 0
     assert np.isfinite(rec["forgetting"]) and rec["general_ce_before"] > 0
     assert rec["forgetting_sample"]["passages"] > 0

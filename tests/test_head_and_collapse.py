@@ -77,7 +77,7 @@ def test_head_has_its_own_learning_rate_capped_for_prompt_methods(tiny_model):
 def test_contended_timing_is_flagged():
     from types import SimpleNamespace
 
-    from peftbench.trial.run import timing_load
+    from peftbench.trial.measure_training import timing_load
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

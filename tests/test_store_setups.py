@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from peftbench.config.setup import setup_key, setup_label
 from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec, TrialSpec
 from peftbench.errors import PeftbenchError
 from peftbench.stats.predictions import encode
-from peftbench.store.db import Store, setup_key, setup_label
+from peftbench.store.db import Store
 
 
 def _spec(

@@ -253,7 +253,7 @@ def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, t
 
 def test_config_file_tune_keys(tmp_path):
     from peftbench.cli.app import _tune_options
-    from peftbench.config.spec import load_config_file
+    from peftbench.config.file import load_config_file
     from peftbench.errors import PeftbenchError
 
     good = tmp_path / "good.yaml"

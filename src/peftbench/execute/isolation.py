@@ -89,10 +89,12 @@ def _name_process(name: bytes) -> None:
 
 
 def child_main(spec_dict: dict, data, queue, spawned_at: float, threads: int, cuda_device: int | str | None,
-               driver_pid: int) -> None:
+               driver_pid: int, task_modules: tuple[str, ...] = ()) -> None:
     """Entry point of a trial process. Sends ('event', ...), then ('result', record) or ('error', text).
 
-    `cuda_device`: the value for CUDA_VISIBLE_DEVICES (a GPU index, or "" for none); None leaves it as is."""
+    `cuda_device`: the value for CUDA_VISIBLE_DEVICES (a GPU index, or "" for none); None leaves it as is.
+    `task_modules`: modules that register tasks from outside peftbench (tasks.plugin_modules), imported
+    first so the trial's task exists here too."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _name_process(b"peftbench-trial")
     if cuda_device is not None:
@@ -101,11 +103,13 @@ def child_main(spec_dict: dict, data, queue, spawned_at: float, threads: int, cu
     import torch
 
     from peftbench.config.spec import TrialSpec
+    from peftbench.tasks import load_plugins
     from peftbench.trial.run import format_exception, run_trial
 
     torch.set_num_threads(max(1, threads))
     spec = TrialSpec.from_dict(spec_dict)
     try:
+        load_plugins(list(task_modules))
         _test_hooks(spec)
         record = run_trial(spec, data, progress=lambda e: queue.put(("event", spec.trial_id, e)),
                            spawned_at=spawned_at)

@@ -12,7 +12,8 @@ from peftbench.config.spec import TrialSpec
 from peftbench.data.prepared import PreparedData
 from peftbench.execute.base import Event, EventSink, TrialOutcome
 from peftbench.execute.isolation import PROCESS_PREFIX, child_main, context
-from peftbench.trial.run import default_threads
+from peftbench.tasks import plugin_modules
+from peftbench.trial.measure_training import default_threads
 
 
 def visible_gpus() -> int:
@@ -64,7 +65,7 @@ class LocalExecutor:
                 spawned = time.time()
                 proc = ctx.Process(target=child_main, name=f"{PROCESS_PREFIX}trial-{spec.trial_id}",
                                    args=(spec.to_dict(), data, q, spawned, self.threads,
-                                         slot if self.gpus else None, os.getpid()))
+                                         slot if self.gpus else None, os.getpid(), tuple(plugin_modules())))
                 proc.start()  # the first start waits for the forkserver's imports: not the trial's time
                 running[spec.trial_id] = (proc, spec, time.time(), slot)
                 on_event(Event(spec.trial_id, "started", {"method": spec.method.name}))

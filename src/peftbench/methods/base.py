@@ -17,6 +17,7 @@ class BuildContext:
     total_steps: int
     num_labels: int
     task_type: str = "SEQ_CLS"  # peft's TaskType name: SEQ_CLS (a classifier head) or CAUSAL_LM (generate)
+    decoder: bool = False  # the base is a decoder-only LM (the task layer says so: tasks.model_is_decoder)
 
 
 @dataclass(frozen=True)

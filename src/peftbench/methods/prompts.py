@@ -5,7 +5,6 @@ from torch import nn
 
 from peftbench.methods.base import BuildContext, MethodFamily, Option
 from peftbench.methods.lora import _wrap, peft_config
-from peftbench.models.loading import is_decoder_config
 
 TOKENS = Option(16, int, "number of virtual tokens", minimum=1)
 
@@ -34,10 +33,10 @@ class ClsAfterPrompt(nn.Module):
         return self.inner(hidden_states[:, self.offset:], *args, **kwargs)
 
 
-def pool_after_prompt(model: nn.Module, tokens: int) -> nn.Module:
+def pool_after_prompt(model: nn.Module, tokens: int, decoder: bool) -> nn.Module:
     """Make the model's pooler (if it has one) read [CLS] behind `tokens` virtual tokens. A decoder has no
     pooler: it classifies from its last token (see `last_token_after_prompt`)."""
-    if is_decoder_config(getattr(model, "config", None)):
+    if decoder:
         return model
     for name, module in list(model.named_modules()):
         if name.rsplit(".", 1)[-1] == "pooler" and module is not None and hasattr(module, "dense"):
@@ -55,7 +54,7 @@ def last_token_after_prompt(model: nn.Module, ctx: BuildContext) -> nn.Module:
     pad token in every right-padded row. Before the model runs, each row's padding is moved to its front
     and positions are given explicitly, so the last position is the last real token and every token keeps
     the position (and output) it has unpadded. Only decoder classifiers need this."""
-    if ctx.task_type == "SEQ_CLS" and is_decoder_config(getattr(model, "config", None)):
+    if ctx.task_type == "SEQ_CLS" and ctx.decoder:
         model.register_forward_pre_hook(_padding_to_front, with_kwargs=True)
     return model
 
@@ -80,7 +79,7 @@ def _padding_to_front(module: nn.Module, args, kwargs):
 def build_ptuning(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PromptEncoderConfig
 
-    model = last_token_after_prompt(pool_after_prompt(model, o["tokens"]), ctx)
+    model = last_token_after_prompt(pool_after_prompt(model, o["tokens"], ctx.decoder), ctx)
     return _wrap(model, peft_config(ctx, PromptEncoderConfig, num_virtual_tokens=o["tokens"],
                                     encoder_hidden_size=o["encoder_hidden"]))
 
@@ -88,7 +87,7 @@ def build_ptuning(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
 def build_prompt(model: nn.Module, o: dict, ctx: BuildContext) -> nn.Module:
     from peft import PromptTuningConfig
 
-    model = last_token_after_prompt(pool_after_prompt(model, o["tokens"]), ctx)
+    model = last_token_after_prompt(pool_after_prompt(model, o["tokens"], ctx.decoder), ctx)
     return _wrap(model, peft_config(ctx, PromptTuningConfig, num_virtual_tokens=o["tokens"]))
 
 

@@ -66,24 +66,28 @@ def resolve_model_path(model: str) -> str:
     return model  # a Hugging Face hub id
 
 
-def is_causal_lm(model: str) -> bool:
-    """Whether --model is a decoder-only LM (it can generate, and classifies from its last token)."""
-    if model == EMBEDDED_DECODER:
-        return True  # known without converting it
-    if model == EMBEDDED:
-        return False
-    from transformers import AutoConfig
+def is_decoder(model) -> bool:
+    """The one answer to "is this a decoder-only LM?" (it can generate, and classifies from its last token),
+    for a model name or folder (`--model`), a loaded model (peft-wrapped or not) or its config."""
+    if isinstance(model, str):
+        if model == EMBEDDED_DECODER:
+            return True  # known without converting it
+        if model == EMBEDDED:
+            return False
+        from transformers import AutoConfig
 
-    try:
-        config = AutoConfig.from_pretrained(resolve_model_path(model))
-    except PeftbenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - hub/network/format errors vary widely
-        raise PeftbenchError(f"cannot read the config of {model!r}: {_first_line(exc)}") from None
-    return is_decoder_config(config)
+        try:
+            model = AutoConfig.from_pretrained(resolve_model_path(model))
+        except PeftbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hub/network/format errors vary widely
+            raise PeftbenchError(f"cannot read the config of {model!r}: {_first_line(exc)}") from None
+    elif isinstance(model, nn.Module):
+        model = getattr(model, "config", None)
+    return _config_is_decoder(model)
 
 
-def is_decoder_config(config) -> bool:
+def _config_is_decoder(config) -> bool:
     """A decoder-only architecture: saved as a causal LM, or of a model type that only comes as one (so a
     Llama saved as LlamaForSequenceClassification still counts; a BERT only if saved as a causal LM)."""
     if config is None or getattr(config, "is_encoder_decoder", False):
@@ -102,8 +106,8 @@ def _decoder_only_types() -> frozenset[str]:
                      - set(auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES))
 
 
-def is_causal_lm_module(model: nn.Module) -> bool:
-    """A loaded causal LM (no classifier head), peft-wrapped or not."""
+def has_lm_head(model: nn.Module) -> bool:
+    """A loaded causal LM with its LM head (no classifier head), peft-wrapped or not."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return type(base).__name__.endswith(CAUSAL_LM_SUFFIXES)
 
@@ -129,7 +133,7 @@ def load_classifier(model: str, num_labels: int, *, load_in_4bit: bool = False,
     from transformers import AutoModelForSequenceClassification
 
     m = _load(AutoModelForSequenceClassification, model, load_in_4bit, device, num_labels=num_labels)
-    if is_decoder_config(m.config):
+    if _config_is_decoder(m.config):
         _set_pad_token(m, model)
     elif m.config.pad_token_id is None:
         m.config.pad_token_id = _first_id(m.config.eos_token_id, default=0)
@@ -194,7 +198,7 @@ def attention_targets(model: nn.Module) -> list[str]:
     for group in ATTENTION_PROJECTION_NAMES:
         present = [n for n in group if n in linear_suffixes]
         if present:
-            if is_decoder_config(getattr(model, "config", None)):
+            if is_decoder(model):
                 present += attention_output(linear, present[0])
             return present
     raise PeftbenchError(
@@ -225,7 +229,7 @@ def head_module_names(model: nn.Module) -> list[str]:
     LM head is the pretrained (usually tied) embedding, adapted like any other weight."""
     names = [n for n in ("classifier", "score") if hasattr(model, n)]
     if not names:
-        if is_causal_lm_module(model):
+        if has_lm_head(model):
             return []
         raise PeftbenchError(f"{type(model).__name__} has no classifier/score head")
     return names + (["pooler"] if untrained_pooler(model) is not None else [])

@@ -38,7 +38,7 @@ from peftbench.analysis.scores import COUNTING_RULE, FORGETTING_ZERO_NATS, scori
 from peftbench.analysis.selection import collapsed_mask, collapsed_trials, describe_collapsed, select_records
 from peftbench.errors import PeftbenchError
 from peftbench.report import plots
-from peftbench.report.tables import COLUMNS, GENERATE_HEADERS, SCALE, summary_frame
+from peftbench.report.tables import COLUMNS, SCALE, summary_frame, task_headers
 from peftbench.report.tables import format_cell as terminal_cell
 from peftbench.stats.summary import aggregate, reportable, summarize
 from peftbench.tasks.generate.evaluate import exact_match
@@ -124,7 +124,7 @@ def report_summary(records: pd.DataFrame, setup_records: pd.DataFrame | None = N
     encoder's zero-shot gain, OOD without --ood) is left out. A generate study takes the generate headers."""
     agg = summary_frame(records)
     scope = records if setup_records is None else setup_records
-    headers = GENERATE_HEADERS if generate_study(records) else {}
+    headers = task_headers(records)
     return agg, [(m, headers.get(m, h), f) for m, h, f in COLUMNS
                  if f"{m}_mean" in agg and _measured(scope, m)]
 

@@ -42,12 +42,21 @@ UNIT = {"robustness_drop": " pts", "val_gain_over_zero_shot": " pts"}
 # Fixed by the method and model, not measured with noise: a spread over seeds would only read "± 0".
 STRUCTURAL = {"trainable_params", "trainable_pct", "flops_per_step", "adapter_bytes", "zero_shot_val_exact_match"}
 # --task generate scores exact match, and its latency is the time to the first generated token.
-GENERATE_HEADERS = {"val_accuracy": "val EM", "accuracy": "test EM", "latency_p50_ms": "TTFT ms [IQR]",
-                    "merged_latency_p50_ms": "merged TTFT"}
 # The spread over repeats shown beside a latency (merged latency's spread is in export: the table is wide).
 SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms")}
 INTERVAL_TITLE = "mean ± 95% CI (test rows bootstrap, and seeds); * = differs from Full (paired test over " \
                  "rows and seeds, Holm-adjusted p < 0.05)"
+
+
+def task_headers(records: pd.DataFrame) -> dict[str, str]:
+    """Column headers the records' task gives its roles (a generate study's accuracy is "test EM")."""
+    from peftbench.tasks import task_named, task_names
+
+    headers: dict[str, str] = {}
+    for name in (records["task"].dropna().unique() if "task" in records else []):
+        if name in task_names():
+            headers.update(task_named(name).headers)
+    return headers
 
 
 def summary_frame(records: pd.DataFrame) -> pd.DataFrame:
@@ -114,8 +123,8 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
     table = Table(title=f"{title}\n({INTERVAL_TITLE})", caption=_notes(agg) or None, caption_justify="left")
     for col in ("method", "train n", "seeds"):
         table.add_column(col, no_wrap=True)
-    generate = "task" in records and (records["task"] == "generate").any()
-    shown = [(m, GENERATE_HEADERS.get(m, h) if generate else h, f) for m, h, f in COLUMNS
+    headers = task_headers(records)
+    shown = [(m, headers.get(m, h), f) for m, h, f in COLUMNS
              if f"{m}_mean" in agg and agg[f"{m}_mean"].notna().any()]
     for _, header, _ in shown:
         table.add_column(header, justify="right")

@@ -278,7 +278,9 @@ def metric_interval(records: Sequence[dict], metric: str, confidence: float = CO
             return None
     elif any(len(s[0]) != len(samples[0][0]) for s in samples):
         return None
-    generated = records[0].get("task") == "generate" and _count(records[0].get("num_labels"))
+    # a record that stores its task's classes (a generate task scoring verbalised labels) may predict
+    # "other" (= num_labels): macro-F1 is then over the task's classes only
+    generated = _count(records[0].get("num_labels"))
     shared, per_seed, statistic = _compact(metric, samples, generated or None)
     iv = combined_interval(per_seed, statistic, confidence, shared=shared)
     degenerate = iv is not None and iv.n_seeds == 1 and iv.ci_low == iv.ci_high

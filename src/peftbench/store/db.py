@@ -7,7 +7,6 @@ only writer; a lock file beside the database keeps two studies from writing one 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import sqlite3
@@ -17,58 +16,16 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from peftbench.config.setup import setup_key, setup_label
 from peftbench.errors import PeftbenchError
+from peftbench.store.migrate import TO_VERSION, migrate
+from peftbench.store.tables import SCHEMA
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = TO_VERSION  # 3: records at record version 3 (record/migrate.py)
 APP_ID = "peftbench"
 DEFAULT_DB = "peftbench-results/peftbench.db"
 FINISHED = ("ok",)
 STATUSES = ("running", "ok", "failed", "cancelled", "pruned")
-
-TRIALS_TABLE = """
-CREATE TABLE IF NOT EXISTS trials (
-    trial_id TEXT PRIMARY KEY,
-    study TEXT NOT NULL,
-    method TEXT NOT NULL,
-    family TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    train_size INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cancelled', 'pruned')),
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    spec_json TEXT NOT NULL,
-    record_json TEXT,
-    started_at REAL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS trials_study ON trials (study, status);
-"""
-# A finished record that --force replaces is kept here, never lost.
-HISTORY_TABLE = """
-CREATE TABLE IF NOT EXISTS trial_history (
-    trial_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    attempts INTEGER,
-    spec_json TEXT NOT NULL,
-    record_json TEXT,
-    started_at REAL,
-    finished_at REAL,
-    replaced_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS trial_history_id ON trial_history (trial_id);
-"""
-META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-SCHEMA = META_TABLE + TRIALS_TABLE + HISTORY_TABLE
-# Schema 1 -> 2: the history table, and 'pruned' in the status CHECK (SQLite cannot alter a CHECK, so the
-# table is rebuilt). One script inside one transaction: a crash leaves the schema-1 store as it was.
-MIGRATE_1_TO_2 = (
-    "BEGIN IMMEDIATE; ALTER TABLE trials RENAME TO trials_v1; DROP INDEX IF EXISTS trials_study;"
-    + TRIALS_TABLE + HISTORY_TABLE
-    + "INSERT INTO trials SELECT trial_id, study, method, family, seed, train_size, status, error, attempts, "
-      "spec_json, record_json, started_at, finished_at FROM trials_v1; DROP TABLE trials_v1; "
-      "UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;")
-
 
 def default_db_path() -> Path:
     return Path(os.environ.get("PEFTBENCH_DB", DEFAULT_DB))
@@ -132,23 +89,12 @@ class Store:
                 from None
         if rows.get("app") != APP_ID:
             raise PeftbenchError(f"{self.path} is an SQLite file but not a peftbench store; refusing to touch it")
-        if rows.get("schema_version") == "1":
-            self._migrate_from_1()
+        if rows.get("schema_version") in ("1", "2"):
+            self.migrated_from = migrate(self.conn, self.path, int(rows["schema_version"]))
             return
         if rows.get("schema_version") != str(SCHEMA_VERSION):
             raise PeftbenchError(f"store {self.path} has schema version {rows.get('schema_version')}, this "
                                  f"peftbench reads version {SCHEMA_VERSION}")
-
-    def _migrate_from_1(self) -> None:
-        """Upgrade a schema-1 store in place (every trial kept); `migrated_from` tells the caller."""
-        try:
-            self.conn.executescript(MIGRATE_1_TO_2)
-        except sqlite3.Error as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise PeftbenchError(f"store {self.path} has schema version 1 and could not be upgraded to "
-                                 f"{SCHEMA_VERSION} ({exc}); it is unchanged") from None
-        self.migrated_from = 1
 
     def transaction(self):
         return _Transaction(self.conn)
@@ -264,8 +210,10 @@ class Store:
                 "spec_json", "record_json", "started_at", "finished_at"]
         return [dict(zip(cols, r)) for r in self.conn.execute(q, args).fetchall()]
 
-    def records(self, study: str | None = None, include_failed: bool = False) -> pd.DataFrame:
-        """One row per trial: the measured record flattened (provenance kept as nested dict)."""
+    def records(self, study: str | None = None, include_failed: bool = False, roles: bool = True) -> pd.DataFrame:
+        """One row per trial: the measured record flattened (provenance kept as nested dict). With `roles`,
+        each task's role columns are filled from the fields that play them (tasks.reading_view); export reads
+        the records as stored (roles=False)."""
         rows = self.rows(study, None if include_failed else ("ok",))
         out = []
         for r in rows:
@@ -280,7 +228,11 @@ class Store:
             base["setup"] = setup_key(spec, rec)
             base["setup_label"] = setup_label(spec, rec)
             out.append({**rec, **base})
-        return pd.DataFrame(out)
+        if not roles:
+            return pd.DataFrame(out)
+        from peftbench.tasks import reading_view
+
+        return reading_view(pd.DataFrame(out))
 
     def history(self, trial_id: str | None = None) -> list[dict[str, Any]]:
         """Records that a --force re-run replaced, oldest first."""
@@ -352,60 +304,6 @@ def _spec_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
     fa, fb = _flatten(a), _flatten(b)
     keys = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
     return ", ".join(f"{k.split('.')[-1]} {fb.get(k)} there, {fa.get(k)} now" for k in keys[:3])
-
-
-# --- setups: what must be equal for two trials to be compared or averaged -----------------------------
-def _setup_parts(spec: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
-    record = record or {}
-    data = spec.get("data") or {}
-    train = spec.get("train") or {}
-    prov = _provenance(record).get("data") or {}
-    split_hash = prov.get("split_hash")
-    parts: dict[str, Any] = {
-        "model": spec.get("model"), "data": data.get("source"), "text_column": data.get("text_column"),
-        "label_column": data.get("label_column"), "max_length": data.get("max_length"),
-        "epochs": train.get("epochs"), "batch_size": train.get("batch_size"),
-    }
-    if split_hash:
-        parts["split_hash"] = split_hash
-    else:  # a record without provenance (a failed trial): the split as the spec asked for it
-        parts["split"] = [data.get("split_seed"), data.get("validation_size"), data.get("test_size")]
-    if spec.get("eval_size"):
-        parts["eval_size"] = spec["eval_size"]  # evaluated on the first N test rows: other rows, other setup
-    return parts
-
-
-def _provenance(record: dict[str, Any] | None) -> dict[str, Any]:
-    prov = (record or {}).get("provenance")
-    return prov if isinstance(prov, dict) else {}
-
-
-def setup_key(spec_dict: dict[str, Any], record: dict[str, Any] | None = None) -> str:
-    """A short hash of the setup: model, data source (and its columns), the split's content hash, max
-    length, epochs, batch size, and the evaluated test rows. Trials are only averaged or compared within
-    one setup. (The learning rate is part of the method's name.)"""
-    canonical = json.dumps(_setup_parts(spec_dict, record), sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
-
-
-def _short(name: Any) -> str:
-    text = str(name)
-    return Path(text).name if ("/" in text and Path(text).exists()) or text.startswith("/") else text
-
-
-def setup_label(spec_dict: dict[str, Any], record: dict[str, Any] | None = None) -> str:
-    """The setup as people read it, e.g. 'embedded · Rotten Tomatoes … · split 1a2b3c4d · max_len 128 ·
-    2 epochs · batch 16'."""
-    p = _setup_parts(spec_dict, record)
-    prov = _provenance(record)
-    origin = (prov.get("data") or {}).get("dataset") or _short(p["data"])
-    split = p.get("split_hash", "")[:8] or "seed {} val {} test {}".format(*p["split"])
-    epochs = p["epochs"]
-    parts = [_short(p["model"]), str(origin), f"split {split}", f"max_len {p['max_length']}",
-             f"{epochs} epoch{'s' if epochs != 1 else ''}", f"batch {p['batch_size']}"]
-    if p.get("eval_size"):
-        parts.append(f"first {p['eval_size']} test rows")
-    return " · ".join(parts)
 
 
 class _Transaction:

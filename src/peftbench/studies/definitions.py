@@ -57,7 +57,7 @@ def seed_list(n: int) -> list[int]:
 
 def preset_sizes(preset: str) -> tuple[TrainSpec, DataSpec]:
     """The training and evaluation sizes of a preset (default, quick, decoder-quick)."""
-    from peftbench.config.spec import PRESETS
+    from peftbench.config.file import PRESETS
 
     if preset not in PRESETS:
         raise PeftbenchError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
@@ -66,14 +66,15 @@ def preset_sizes(preset: str) -> tuple[TrainSpec, DataSpec]:
 
 
 def with_model_kind(opts: StudyOptions) -> StudyOptions:
-    """Options that know whether the model is a causal LM, and refuse a task it cannot do."""
-    if opts.decoder is None:
-        from peftbench.models.loading import is_causal_lm
+    """Options that know whether the model is a causal LM, and whose task accepts the model and the data
+    options (an unknown task, or options its task does not take, stop here with one line)."""
+    from peftbench.tasks import model_is_decoder, task_of
 
-        opts = dataclasses.replace(opts, decoder=is_causal_lm(opts.model))
-    if opts.data.task == "generate" and not opts.decoder:
-        raise PeftbenchError(f"--task generate needs a causal LM; {opts.model!r} is not one (e.g. --model "
-                             f"smollm2, or a local or hub causal-LM)")
+    task = task_of(opts.data)
+    task.check_data(opts.data)
+    if opts.decoder is None:
+        opts = dataclasses.replace(opts, decoder=model_is_decoder(opts.model))
+    task.check_model(opts.model, opts.decoder)
     return opts
 
 
@@ -113,7 +114,10 @@ def data_efficiency(opts: StudyOptions, sizes: list[int] | None = None, epochs: 
     if len(set(sizes)) != len(sizes):
         raise PeftbenchError("a training-set size is listed twice")
     opts = with_model_kind(opts)
-    methods = _methods(opts, DATA_EFFICIENCY_METHODS, DECODER_DATA_EFFICIENCY_METHODS)
+    from peftbench.tasks import task_of
+
+    encoder_set, decoder_set = task_of(opts.data).data_efficiency_methods
+    methods = _methods(opts, list(encoder_set), list(decoder_set))
     out: list[TrialSpec] = []
     for size in sorted(sizes):
         train = dataclasses.replace(opts.train, train_size=size, epochs=epochs, batch_size=min(batch_size, size))

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.config.spec import TrialSpec
-from peftbench.data.prepared import prepare_data
 from peftbench.errors import PeftbenchError
 from peftbench.execute.base import Event, TrialOutcome
+from peftbench.record.schema import checked
 from peftbench.store.db import Store
 from peftbench.studies.tuning import tune_fields
-from peftbench.trial.run import failure_record
+from peftbench.trial.record import failure_record
 
 
 @dataclass
@@ -148,11 +148,9 @@ def prepare_study_data(spec, model: str, max_train_size: int):
         if converted_path() is None:
             print("converting the embedded decoder (SmolLM2-135M-Instruct GGUF) to a cached folder, once "
                   "(about 30 s)", file=sys.stderr)
-    if spec.task == "generate":
-        from peftbench.tasks.generate.data import prepare_generation_data
+    from peftbench.tasks import task_of
 
-        return prepare_generation_data(spec, model, max_train_size)
-    return prepare_data(spec, model, max_train_size)
+    return task_of(spec).prepare_data(spec, model, max_train_size)
 
 
 def store_start(store: Store):
@@ -170,7 +168,8 @@ def _store(store: Store, outcome: TrialOutcome) -> dict[str, Any]:
     stored."""
     tune = tune_fields(outcome.spec)
     if outcome.status in ("ok", "pruned"):
-        record = {**outcome.record, **tune, "status": outcome.status}
+        # every field declared (record/fields.py): an undeclared one stops here, not in a reader later
+        record = checked({**outcome.record, **tune, "status": outcome.status})
         store.finish(outcome.spec.trial_id, outcome.status, record)
     else:
         record = {**failure_record(outcome.spec, outcome.status, outcome.error or ""), **tune}

@@ -85,18 +85,18 @@ def candidate_specs(specs: list[TrialSpec], lr_factors: tuple[float, ...] | None
     default first, then every method's second candidate, ...), so several workers start with the defaults
     and an interrupted search has the untuned study complete. `journal` None: no pruning."""
     from peftbench.methods import family
-    from peftbench.models.loading import is_causal_lm
+    from peftbench.tasks import model_is_decoder, task_of
 
     per_method: list[list[TrialSpec]] = []
     counts = set()
     for spec in specs:
         if spec.tune_group is not None:
             raise PeftbenchError(f"{spec.method.name} is already a tuning candidate")
-        if spec.data.task == "generate":
-            raise PeftbenchError("--tune is not available for --task generate yet: its candidates would be "
-                                 "chosen by validation exact match, which the search does not score; set :lr=")
+        if not task_of(spec.data).can_tune:
+            raise PeftbenchError(f"--tune is not available for --task {spec.data.task} yet: its candidates "
+                                 f"would be chosen by a figure the search does not score; set :lr=")
         fam = family(spec.method.family)
-        decoder = is_causal_lm(spec.model)
+        decoder = model_is_decoder(spec.model)
         default_lr = fam.default_lr_for(decoder)
         if spec.method.learning_rate != default_lr:
             raise PeftbenchError(f"--tune searches the learning rate itself, but {spec.method.name} sets one "

@@ -10,29 +10,31 @@ so. Only validation is read here: a pruned candidate never touches the test spli
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from peftbench.config.spec import TrialSpec
 from peftbench.data.prepared import PreparedData, TokenizedSet
-from peftbench.tasks.classify import evaluate as ev
+
+# The task's (headline, loss) on validation rows (Task.rung_score).
+Score = Callable[..., tuple[float, float]]
 
 
 def rungs_for(spec: TrialSpec, data: PreparedData, model: torch.nn.Module, device: torch.device,
-              total_steps: int) -> Rungs | None:
+              total_steps: int, score: Score) -> Rungs | None:
     """The checkpoint for train.train: None unless the trial is a candidate of a search that prunes."""
     if spec.tune is None or spec.tune.storage is None:
         return None
-    return Rungs(spec, data, model, device, total_steps)
+    return Rungs(spec, data, model, device, total_steps, score)
 
 
 class Rungs:
     """train.train's checkpoint: True (stop) when Optuna prunes the candidate at a rung."""
 
     def __init__(self, spec: TrialSpec, data: PreparedData, model: torch.nn.Module, device: torch.device,
-                 total_steps: int):
+                 total_steps: int, score: Score):
         import optuna
         from optuna.distributions import FloatDistribution
         from optuna.storages import JournalStorage
@@ -41,7 +43,7 @@ class Rungs:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         link = spec.tune
         assert link is not None and link.storage is not None
-        self.model, self.device, self.data = model, device, data
+        self.model, self.device, self.data, self.score = model, device, data, score
         self.bf16 = spec.train.bf16
         self.total = total_steps
         self.first = max(1, total_steps // link.reduction_factor)  # rung 1 is then at the last step
@@ -91,13 +93,13 @@ class Rungs:
         state), so a candidate that runs to the end matches an untuned trial of the same method."""
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        preds, loss = ev.predict(self.model, rows, self.device, self.data.pad_token_id, bf16=self.bf16)
+        accuracy, loss = self.score(self.model, rows, self.data, self.device, self.bf16)
         self.model.train()
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state(cuda_rng, self.device)
         loss = float(loss) if np.isfinite(loss) else 10.0
-        return float(np.mean(preds == rows.labels)), loss
+        return accuracy, loss
 
     def fields(self) -> dict[str, Any]:
         """What the record keeps of the search: the rung scores (step -> validation accuracy)."""

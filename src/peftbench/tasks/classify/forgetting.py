@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from peftbench.measure.forgetting import general_text_sample, next_token_ce
-from peftbench.models.loading import is_causal_lm, load_tokenizer, resolve_model_path
+from peftbench.models.loading import is_decoder, load_tokenizer, resolve_model_path
 
 
 def _backbone(model: nn.Module) -> nn.Module:
@@ -65,7 +65,7 @@ class ClassifierForgetting:
 
 def forgetting_view(base: nn.Module, model_name: str, device: torch.device) -> ClassifierForgetting | None:
     """The measure for a decoder classifier, None for an encoder (or a decoder whose LM head is not found)."""
-    if not is_causal_lm(model_name):
+    if not is_decoder(model_name):
         return None
     weight = _lm_head_weight(base, model_name)
     if weight is None:
