@@ -151,6 +151,18 @@ def embedded_texts(data_spec, train_size: int, eval_size: int | None):
             [data.texts[i] for i in test_idx], data.labels[test_idx].tolist())
 
 
+def parse_args(parser, argv, smoke: dict[str, Any]):
+    """Parse with a --smoke flag whose tiny sizes replace the defaults (sizes given explicitly still win):
+    every script's code paths in seconds, for tests/test_bench_smoke.py. Its figures mean nothing."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes on a tiny random model (unless --model is given): checks the script "
+                             "runs; the figures mean nothing")
+    first, _ = parser.parse_known_args(argv)
+    if first.smoke:
+        parser.set_defaults(**smoke)
+    return parser.parse_args(argv)
+
+
 def add_common_args(parser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: OMP_NUM_THREADS if set, else every core)")
