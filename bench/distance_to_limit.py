@@ -2,7 +2,7 @@
 
 Peak: the best GFLOP/s of large square fp32 GEMMs (2·n³ FLOPs each), best of several runs, with as many
 torch threads as cores. Per method: the FLOPs FlopCounterMode counts for one training step on peftbench's
-representative batch (peftbench.measure.flops.train_step_flops on peftbench.trial.representative_batch)
+representative batch (peftbench.measure.flops.train_step_flops on peftbench.trial.run.representative_batch)
 divided by the median wall time of that same step as peftbench's train loop runs it (forward, backward,
 gradient clipping, fused AdamW step, scheduler, zero_grad), after warm-up. Optimizer arithmetic is not in
 the FLOP count, so a step heavy on optimizer work scores lower: that is time spent off the matmul path.

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         fn()
         seconds = time.perf_counter() - t0
         per_row = f"{seconds / rows * 1000:>7.0f} ms/row" if rows else ""  # the last two parts have no rows
-        print(f"{label:<34} {rows:>5} rows {seconds:>7.1f} s {per_row}")
+        print(f"{label:<34} {rows:>5} rows {seconds:>7.1f} s {per_row}".rstrip())
         parts.append({"part": label, "rows": rows, "seconds": seconds})
         return seconds
 
