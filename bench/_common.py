@@ -26,7 +26,7 @@ REPO = BENCH_DIR.parent
 if str(REPO / "src") not in sys.path:  # runnable from a checkout even when peftbench is not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from peftbench.store.db import json_default  # noqa: E402 - after the path set-up above
+from peftbench.store.db import json_default  # after the path set-up above
 
 
 def cores() -> int:
@@ -149,6 +149,18 @@ def embedded_texts(data_spec, train_size: int, eval_size: int | None):
     test_idx = split.test if eval_size is None else split.test[:eval_size]
     return ([data.texts[i] for i in train_idx], data.labels[train_idx].tolist(),
             [data.texts[i] for i in test_idx], data.labels[test_idx].tolist())
+
+
+def parse_args(parser, argv, smoke: dict[str, Any]):
+    """Parse with a --smoke flag whose tiny sizes replace the defaults (sizes given explicitly still win):
+    every script's code paths in seconds, for tests/test_bench_smoke.py. Its figures mean nothing."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes on a tiny random model (unless --model is given): checks the script "
+                             "runs; the figures mean nothing")
+    first, _ = parser.parse_known_args(argv)
+    if first.smoke:
+        parser.set_defaults(**smoke)
+    return parser.parse_args(argv)
 
 
 def add_common_args(parser) -> None:

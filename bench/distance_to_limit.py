@@ -2,13 +2,14 @@
 
 Peak: the best GFLOP/s of large square fp32 GEMMs (2·n³ FLOPs each), best of several runs, with as many
 torch threads as cores. Per method: the FLOPs FlopCounterMode counts for one training step on peftbench's
-representative batch (peftbench.measure.flops.train_step_flops on peftbench.trial.representative_batch)
+representative batch (peftbench.measure.flops.train_step_flops on peftbench.trial.run.representative_batch)
 divided by the median wall time of that same step as peftbench's train loop runs it (forward, backward,
 gradient clipping, fused AdamW step, scheduler, zero_grad), after warm-up. Optimizer arithmetic is not in
 the FLOP count, so a step heavy on optimizer work scores lower: that is time spent off the matmul path.
 
     .venv/bin/python bench/distance_to_limit.py                          # defaults: a few minutes on 2 cores
-    .venv/bin/python bench/distance_to_limit.py --methods Full,LoRA-r8 --steps 5 --peak-sizes 1024  # smoke run
+    .venv/bin/python bench/distance_to_limit.py --methods Full,LoRA-r8 --steps 5 --peak-sizes 1024  # short run
+    .venv/bin/python bench/distance_to_limit.py --smoke        # seconds, on a tiny random BERT: checks it runs
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any
 import _common as C
 
 DEFAULT_METHODS = "Full,LoRA-r8,BitFit,PrefixTuning-len16"
+# --smoke: every default method, a few steps of a tiny batch, a small GEMM for the peak; one thread, since
+# on a shared machine two threads on two busy cores make a tiny model's step 100x slower
+SMOKE = {"threads": 1, "train_size": 64, "batch_size": 8, "steps": 3, "warmup": 1, "peak_sizes": "256", "peak_repeats": 2}
 TARGETS = {"full": 40.0, "lora": 30.0, "lora_all": 30.0}  # % of fp32 peak, by method family
 
 
@@ -60,6 +64,7 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
 
     from peftbench.config.spec import TrainSpec
     from peftbench.measure import flops as fl
+    from peftbench.measure.params import base_parameter_count
     from peftbench.methods import BuildContext, build_model, parse_method
     from peftbench.models.loading import load_classifier
     from peftbench.trial.run import quiet_library_warnings, seed_everything
@@ -72,8 +77,9 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
     seed_everything(0)
     train_set = data.train_pool.take(args.train_size)
     steps_total = total_steps(len(train_set), train)
-    model = build_model(load_classifier("embedded", data.num_labels), spec,
-                        BuildContext(total_steps=steps_total, num_labels=data.num_labels))
+    base = load_classifier(args.model, data.num_labels)
+    heads = base_parameter_count(base)[1]
+    model = build_model(base, spec, BuildContext(total_steps=steps_total, num_labels=data.num_labels))
     model.to(device)
     batch = representative_batch(train_set, args.batch_size, data.pad_token_id)
     if args.pad_to:  # what a padding="max_length" pipeline (the seed's) feeds the model
@@ -88,8 +94,10 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
     if args.compile:  # headroom probe: inductor's fused kernels on the same step (peftbench does not compile)
         model = torch.compile(model, dynamic=False)
 
-    # peftbench.train.train's step, on the same batch every time.
-    opt = torch.optim.AdamW(optimizer_groups(model, train.weight_decay), lr=spec.learning_rate, fused=True)
+    # peftbench.trial.train.train's step, on the same batch every time (the head at its own rate, as there).
+    opt = torch.optim.AdamW(optimizer_groups(model, train.weight_decay, spec.learning_rate,
+                                             spec.head_learning_rate, tuple(heads)),
+                            lr=spec.learning_rate, fused=True)
     sched = get_linear_schedule_with_warmup(opt, int(train.warmup_ratio * steps_total), max(steps_total, 1))
     adalora = getattr(getattr(model, "base_model", None), "update_and_allocate", None)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -118,7 +126,7 @@ def step_rate(method: str, data, args, device) -> dict[str, Any]:
                 phases[k].append(v)
     med = {k: statistics.median(v) for k, v in phases.items()}
     trainable_params = sum(p.numel() for p in trainable)
-    del model, opt, sched
+    del model, base, opt, sched
     return {"method": method, "family": spec.family, "flops_per_step": step_flops, "forward_flops": fwd_flops,
             "batch_shape": list(batch["input_ids"].shape), "batch_tokens": int(batch["attention_mask"].sum()),
             "trainable_params": trainable_params, "median_seconds": med,
@@ -144,15 +152,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.compile the model first (compile time printed apart): how much of the gap to the "
                         "peak fused kernels would close; peftbench itself trains eagerly")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--model", default=None, help="base model (default: the embedded one; --smoke: a tiny random BERT)")
     C.add_common_args(p)
-    args = p.parse_args(argv)
+    args = C.parse_args(p, argv, SMOKE)
     args.threads = args.threads or C.default_threads()
 
     import torch
 
+    from peftbench.config.spec import EMBEDDED
     from peftbench.data.prepared import prepare_data
     from peftbench.studies.definitions import QUICK_DATA
     from peftbench.trial.run import resolve_device
+
+    if args.smoke:
+        from _tiny_models import smoke_model
+
+        args.model = smoke_model(args.model, "bert")
+    args.model = args.model or EMBEDDED
 
     torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("highest")  # fp32 means fp32: no TF32 on GPUs
@@ -165,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak {peak['gflops_per_s']:.1f} GFLOP/s (" + ", ".join(
         f"n={n}: {g:.1f}" for n, g in peak["per_size_gflops_per_s"].items()) + ")", flush=True)
 
-    data = prepare_data(QUICK_DATA, "embedded", args.train_size)
+    # only the training pool is read here; --smoke keeps the held-out sets it prepares small too
+    held_out = C.small_data_spec(20, 20, 20, 10) if args.smoke else QUICK_DATA
+    data = prepare_data(held_out, args.model, args.train_size)
     results = []
     for m in C.split_methods(args.methods):
         print(f"timing {m} ...", flush=True)
@@ -198,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                   ["method", "batch", "GFLOP/step", "ms/step", "fwd ms", "bwd ms", "opt ms", "GFLOP/s",
                    "% of peak", "target", "meets"], rows, notes)
     C.write_json("distance_to_limit", {
-        "settings": {"methods": [r["method"] for r in results], "train_size": args.train_size,
+        "settings": {"methods": [r["method"] for r in results], "model": args.model, "smoke": args.smoke,
+                     "train_size": args.train_size,
                      "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
                      "pad_to": args.pad_to, "threads": args.threads, "device": str(device),
                      "compile": bool(args.compile)},

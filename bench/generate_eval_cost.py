@@ -7,21 +7,30 @@ would come from (greedy generation, the teacher-forced response NLL, the perturb
 the speed measures).
 
     .venv/bin/python bench/generate_eval_cost.py
+    .venv/bin/python bench/generate_eval_cost.py --smoke    # seconds, on a tiny random Llama: checks it runs
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 
 import _common as C
 
+# --smoke: a few rows of every part, one thread
+SMOKE = {"threads": 1}
+SMOKE_SIZES = {"validation_size": 8, "test_size": 8, "ood_size": 4, "perturbation_size": 4}
+SMOKE_TRAIN_SIZE = 16
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None,
+                        help="decoder (default: the embedded SmolLM2; --smoke: a tiny random Llama)")
     C.add_common_args(parser)
-    args = parser.parse_args()
+    args = C.parse_args(parser, argv, SMOKE)
     threads = args.threads or C.default_threads()
 
     import torch
@@ -38,9 +47,17 @@ def main() -> None:
     from peftbench.tasks.generate.speed import generation_speed
 
     spec = dataclasses.replace(DECODER_QUICK_DATA, task="generate", ood_source=EMBEDDED)
-    data = prepare_generation_data(spec, EMBEDDED_DECODER, DECODER_QUICK_TRAIN.train_size)
-    tok = load_tokenizer(EMBEDDED_DECODER)
-    model = load_causal_lm(EMBEDDED_DECODER).eval()
+    train_size = DECODER_QUICK_TRAIN.train_size
+    if args.smoke:
+        from _tiny_models import smoke_model
+
+        args.model = smoke_model(args.model, "llama")
+        spec = dataclasses.replace(spec, **SMOKE_SIZES)
+        train_size = SMOKE_TRAIN_SIZE
+    model_name = args.model or EMBEDDED_DECODER
+    data = prepare_generation_data(spec, model_name, train_size)
+    tok = load_tokenizer(model_name)
+    model = load_causal_lm(model_name).eval()
     cpu, pad, eos = torch.device("cpu"), data.pad_token_id, data.eos_token_id
 
     parts: list[dict] = []
@@ -49,7 +66,8 @@ def main() -> None:
         t0 = time.perf_counter()
         fn()
         seconds = time.perf_counter() - t0
-        print(f"{label:<34} {rows:>5} rows {seconds:>7.1f} s {seconds / max(rows, 1) * 1000:>7.0f} ms/row")
+        per_row = f"{seconds / rows * 1000:>7.0f} ms/row" if rows else ""  # the last two parts have no rows
+        print(f"{label:<34} {rows:>5} rows {seconds:>7.1f} s {per_row}".rstrip())
         parts.append({"part": label, "rows": rows, "seconds": seconds})
         return seconds
 
@@ -71,9 +89,11 @@ def main() -> None:
                    lambda: generation_speed(model, data.test, cpu, pad, runs=DECODER_QUICK_TRAIN.latency_runs,
                                             new_tokens=16, repeats=2))
     print(f"{'scoring in all (one model, unmerged)':<34} {'':>10} {total:>7.1f} s")
-    C.write_json("generate_eval_cost", {"threads": threads, "max_new_tokens": data.max_new_tokens,
-                                        "parts": parts, "total_seconds": total}, args.json)
+    C.write_json("generate_eval_cost", {"model": model_name, "smoke": args.smoke, "threads": threads,
+                                        "max_new_tokens": data.max_new_tokens, "parts": parts,
+                                        "total_seconds": total}, args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,8 @@ through its real runner (fresh process per trial) into a temporary store. Both t
 first --train-size rows of peftbench's training pool) and are tested on the same --eval-size test rows.
 
     .venv/bin/python bench/seed_vs_peftbench.py                      # defaults: a few minutes on 2 cores
-    .venv/bin/python bench/seed_vs_peftbench.py --train-size 32 --eval-size 32 --quick-data   # smoke run
+    .venv/bin/python bench/seed_vs_peftbench.py --train-size 32 --eval-size 32 --quick-data   # short run
+    .venv/bin/python bench/seed_vs_peftbench.py --smoke       # seconds, on a tiny random BERT: checks it runs
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ SEED_WEIGHT_DECAY = 0.01
 SEED_EVAL_BATCH = 32
 DEFAULT_METHODS = "Full,LoRA-r8,BitFit,PrefixTuning-len16"
 CHANCE_POINTS = 0.02  # "at chance": test accuracy no more than 2 points above the majority-class rate
+# --smoke: a hand-built method and a peft one on a tiny random BERT (at chance, so the reruns run too), one thread
+SMOKE = {"threads": 1, "methods": "BitFit,PrefixTuning-len16", "train_size": 32, "epochs": 1, "batch_size": 8, "eval_size": 32}
 
 
 # --- the seed notebook's pipeline ---------------------------------------------------------------------
@@ -154,8 +157,8 @@ def run_peftbench(methods: list[str], data_spec, args, db: Path) -> dict[str, An
     from peftbench.studies.runner import run_trials
 
     train = TrainSpec(train_size=args.train_size, epochs=args.epochs, batch_size=args.batch_size)
-    specs = [TrialSpec(study="bench-seed-vs-peftbench", method=parse_method(m), data=data_spec, train=train,
-                       seed=0, eval_size=args.eval_size) for m in methods]
+    specs = [TrialSpec(study="bench-seed-vs-peftbench", method=parse_method(m), model=args.model, data=data_spec,
+                       train=train, seed=0, eval_size=args.eval_size) for m in methods]
     executor = LocalExecutor(workers=1)
     executor.threads = args.threads  # the same torch threads as the seed pipeline in this process
     # The forkserver imports torch/transformers/peft once per study; timed apart (a no-op child waits for
@@ -207,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the notebook's batch-1 inference pass over the evaluation rows in the seed pipeline "
                         "(peftbench still measures latency and throughput)")
     p.add_argument("--verbose", action="store_true", help="show the Trainer's own output")
+    p.add_argument("--model", default=None,
+                   help="a local model folder for both pipelines (default: the embedded model; --smoke: a tiny "
+                        "random BERT)")
     C.add_common_args(p)
-    args = p.parse_args(argv)
+    args = C.parse_args(p, argv, SMOKE)
     args.threads = args.threads or C.default_threads()
     if args.batch_size > args.train_size:
         p.error("--batch-size is larger than --train-size")
@@ -228,8 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     C.warn_if_busy(args.threads)
     methods = C.split_methods(args.methods)
     pb_lr = {m: parse_method(m).learning_rate for m in methods}
-    data_spec = QUICK_DATA if args.quick_data else DataSpec()
-    model_path = embedded_model_path()
+    if args.smoke:
+        from _tiny_models import smoke_model
+
+        args.model = smoke_model(args.model, "bert")
+        data_spec = C.small_data_spec(20, 40, 20, 10)  # held-out sets peftbench prepares: small too
+    else:
+        data_spec = QUICK_DATA if args.quick_data else DataSpec()
+    model_path = args.model or embedded_model_path()
+    args.model = model_path
 
     train_texts, train_labels, test_texts, test_labels = C.embedded_texts(data_spec, args.train_size,
                                                                           args.eval_size)
@@ -317,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                   ["method", "seed lr", "seed s", "seed train s", "pb trial s", "pb wall s", "pb train s", "pb meas s",
                    "speed-up", "x train", "seed acc", "pb acc", "pb lr", "note"], rows, notes)
     C.write_json("seed_vs_peftbench", {
-        "settings": {"methods": methods, "train_size": args.train_size, "epochs": args.epochs,
+        "settings": {"methods": methods, "model": args.model, "smoke": args.smoke, "train_size": args.train_size, "epochs": args.epochs,
                      "batch_size": args.batch_size, "eval_size": len(test_texts), "threads": args.threads,
                      "data_spec": vars(data_spec) if hasattr(data_spec, "__dict__") else str(data_spec),
                      "majority_rate": majority, "seed_lr": SEED_LR},

@@ -7,13 +7,16 @@ study's default candidates are the untuned trials plus two validation scores, so
 each default candidate's validation accuracy equals its untuned trial's.
 
     .venv/bin/python bench/tune_cost.py                  # Full, LoRA-r8, BitFit; quick preset sizes
-    .venv/bin/python bench/tune_cost.py --methods BitFit --train-size 64   # smoke run
+    .venv/bin/python bench/tune_cost.py --methods BitFit --train-size 64   # short run
+    .venv/bin/python bench/tune_cost.py --smoke          # seconds, on a tiny random BERT: checks it runs
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +25,8 @@ import _common as C
 
 DEFAULT_METHODS = "Full,LoRA-r8,BitFit"
 TARGET_RATIO = 2.0
+# --smoke: one method's 3 candidates over 4 steps (the first rung at step 1), tiny held-out sets, one thread
+SMOKE = {"threads": 1, "methods": "BitFit", "train_size": 32, "epochs": 1}
 
 
 def timed_study(specs, db: Path, tune: bool, threads: int):
@@ -44,23 +49,35 @@ def timed_study(specs, db: Path, tune: bool, threads: int):
     return wall, summary, records, budget
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--train-size", type=int, default=None, help="default: the quick preset's (256)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the quick preset's (2)")
+    parser.add_argument("--model", default=None,
+                        help="base model (default: the embedded one; --smoke: a tiny random BERT)")
     C.add_common_args(parser)
-    args = parser.parse_args()
+    args = C.parse_args(parser, argv, SMOKE)
     threads = args.threads or C.default_threads()
     C.warn_if_busy(threads)
 
+    from peftbench.config.spec import EMBEDDED
     from peftbench.execute.isolation import context
     from peftbench.studies.definitions import QUICK_DATA, QUICK_TRAIN, StudyOptions, tradeoff
     from peftbench.studies.tuning import candidates_frame
 
+    data = QUICK_DATA
+    if args.smoke:
+        from _tiny_models import smoke_model
+
+        args.model = smoke_model(args.model, "bert")
+        data = C.small_data_spec(20, 20, 20, 10)
     train = dataclasses.replace(QUICK_TRAIN, train_size=args.train_size or QUICK_TRAIN.train_size,
                                 epochs=args.epochs or QUICK_TRAIN.epochs)
-    specs = tradeoff(StudyOptions(data=QUICK_DATA, train=train, methods=C.split_methods(args.methods)))
+    if args.smoke:
+        train = dataclasses.replace(train, latency_runs=5, throughput_batches=1)
+    specs = tradeoff(StudyOptions(model=args.model or EMBEDDED, data=data, train=train,
+                                  methods=C.split_methods(args.methods)))
     context()  # start the forkserver (torch, transformers, peft imports) before either clock starts
     with tempfile.TemporaryDirectory() as tmp:
         untuned_s, untuned_sum, untuned, _ = timed_study(specs, Path(tmp) / "untuned.db", False, threads)
@@ -77,7 +94,7 @@ def main() -> None:
             same = "yes" if base.loc[r["method"], "val_accuracy"] == r["val_accuracy"] else "NO"
         steps = r.get("train_steps")
         rungs = ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()) if isinstance(scores, dict) else "-"
-        steps = int(steps) if steps is not None and steps == steps else "-"
+        steps = int(steps) if steps is not None and not math.isnan(steps) else "-"
         rows.append([r["method"], r["status"], steps, rungs,
                      C.fmt(r.get("val_accuracy"), ".3f"), C.fmt(r.get("trial_seconds"), ".1f"),
                      "✓" if r["chosen"] else "", same])
@@ -88,14 +105,18 @@ def main() -> None:
         ["tuned (3 learning rates)", len(cands), tuned_sum.ok, tuned_sum.pruned, f"{tuned_s:.1f}"],
     ], notes=[f"tuned / untuned wall time: {ratio:.2f}x (target <= {TARGET_RATIO:.0f}x)"])
     C.write_json("tune_cost", {
-        "methods": C.split_methods(args.methods), "train_size": train.train_size, "epochs": train.epochs,
+        "methods": C.split_methods(args.methods), "model": args.model or EMBEDDED, "smoke": args.smoke, "train_size": train.train_size, "epochs": train.epochs,
         "threads": threads, "budget": budget, "untuned_wall_s": untuned_s, "tuned_wall_s": tuned_s,
         "ratio": ratio, "target_ratio": TARGET_RATIO, "tuned_pruned": tuned_sum.pruned,
         "tuned_ok": tuned_sum.ok,
         "candidates": [dict(zip(["candidate", "status", "steps", "rungs", "val_acc", "trial_s", "chosen",
                                  "same_as_untuned"], r)) for r in rows],
     }, args.json)
+    failed = untuned_sum.failed + tuned_sum.failed + untuned_sum.cancelled + tuned_sum.cancelled
+    if failed:
+        print(f"{failed} trial(s) failed or were cancelled: the figures above are incomplete", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
