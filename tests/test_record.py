@@ -102,7 +102,7 @@ def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path, monkeypatch):
     shutil.copy(DATA / "store_v2_classify.db", db)
     before = db.read_bytes()
 
-    def broken(record):
+    def broken(record, roles_of):
         raise ValueError("injected")
 
     monkeypatch.setattr(migrate, "upgrade_record", broken)

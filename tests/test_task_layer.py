@@ -20,9 +20,9 @@ def test_a_third_task_runs_through_runner_store_results_and_report(tiny_model, t
     import toy_negative_task  # noqa: F401  (registers "toy-negative")
 
     from peftbench.cli.app import main
+    from peftbench.store.db import Store
     from peftbench.studies.definitions import StudyOptions, tradeoff
     from peftbench.studies.runner import run_trials
-    from peftbench.store.db import Store
     from peftbench.tasks import plugin_modules, task_names
 
     assert "toy-negative" in task_names() and plugin_modules() == ["toy_negative_task"]

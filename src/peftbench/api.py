@@ -144,6 +144,6 @@ def rank_choice(db: str | Path | None = None):
 
 def parameters(model: str = EMBEDDED, methods: list[str] | None = None, num_labels: int = 2) -> pd.DataFrame:
     """Each method's parameter accounting on a model, without training."""
-    from peftbench.methods.accounting import parameter_rows
+    from peftbench.report.params_table import parameter_rows
 
     return pd.DataFrame(parameter_rows(model, methods, num_labels))

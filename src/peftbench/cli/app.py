@@ -471,7 +471,7 @@ def methods() -> None:
 def params(model: str = M_MODEL, methods_: Optional[str] = typer.Option(None, "--methods", help="presets/specs (default: all presets)"),
            num_labels: int = typer.Option(2, "--num-labels", help="classes of the head")) -> None:
     """Each method's parameter accounting on a model, without training."""
-    from peftbench.methods.accounting import params_table
+    from peftbench.report.params_table import params_table
 
     console.print(params_table(model or "embedded", _split(methods_), num_labels))
 

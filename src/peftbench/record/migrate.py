@@ -4,23 +4,23 @@ Version 2 -> 3: a record stored some figures twice, under their own name and und
 gives them (a generate trial's exact match also as `accuracy`, its time to first token as `latency_*_ms`,
 its decode speed as `throughput_per_s`, merged ones alike). Version 3 stores each figure once, under its
 own name; the role copies are dropped and the per-perturbation figures take the source's name. The
-roles come from the record's task (tasks/), so no task is named here. Every figure's value is kept."""
+roles come from the record's task (`roles_of(task name)`: tasks/), so no task is named here. Every figure's value is kept."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from peftbench.record.schema import RECORD_VERSION
-from peftbench.tasks import task_named, task_names
 
 _COPIED_UNDER = ("", "val_", "merged_", "ood_")  # prefixes under which a role's copy was stored
 
 
-def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
-    """The record at RECORD_VERSION (a new dict; the argument is left as it was)."""
+def upgrade_record(record: dict[str, Any], roles_of: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+    """The record at RECORD_VERSION (a new dict; the argument is left as it was). `roles_of(task)`: the
+    task's role -> field map ({} for a task this peftbench does not know)."""
     out = dict(record)
     version = int(out.get("record_version") or 1)
-    roles = task_named(out["task"]).roles if out.get("task") in task_names() else {}
+    roles = roles_of(out["task"]) if out.get("task") else {}
     if version < 3:
         for role, source in roles.items():
             for prefix in _COPIED_UNDER:

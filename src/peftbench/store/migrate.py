@@ -24,11 +24,17 @@ _REBUILD_1_TO_2 = [
 ]
 
 
+def _roles_of(task: str) -> dict[str, str]:
+    from peftbench.tasks import task_named, task_names
+
+    return task_named(task).roles if task in task_names() else {}
+
+
 def _upgrade_records(conn: sqlite3.Connection) -> None:
     for table, key in (("trials", "trial_id"), ("trial_history", "rowid")):
         rows = conn.execute(f"SELECT {key}, record_json FROM {table} WHERE record_json IS NOT NULL").fetchall()
         for row_key, text in rows:
-            upgraded = upgrade_record(json.loads(text))
+            upgraded = upgrade_record(json.loads(text), _roles_of)
             conn.execute(f"UPDATE {table} SET record_json = ? WHERE {key} = ?",
                          (json.dumps(upgraded, sort_keys=True), row_key))
 

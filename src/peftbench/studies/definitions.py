@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 from peftbench.config.spec import EMBEDDED, DataSpec, MethodSpec, TrainSpec, TrialSpec
 from peftbench.errors import PeftbenchError
-from peftbench.methods import DECODER_PREFIX, DECODER_PRESETS, SEED_PRESETS, parse_method, parse_methods
+from peftbench.methods import DECODER_PRESETS, SEED_PRESETS, parse_method, parse_methods
 
 STUDIES = ("tradeoff", "data-efficiency", "rank-sweep")
-DATA_EFFICIENCY_METHODS = ["Full", "LoRA-r8", "BitFit", "PrefixTuning-len32"]
-DECODER_DATA_EFFICIENCY_METHODS = ["Full", "LoRA-r8", "IA3", DECODER_PREFIX]  # no biases for BitFit
 DATA_EFFICIENCY_SIZES = [100, 250, 500, 1000]
 DATA_EFFICIENCY_EVAL_SIZE = 200  # the seed's fixed evaluation set
 RANK_SWEEP_RANKS = [1, 2, 4, 8, 16, 32, 64]

@@ -13,7 +13,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -101,7 +100,3 @@ class Task(ABC):
 def subset_for_test(spec: TrialSpec, test):
     """The test rows a trial reports on: the first `eval_size` (data-efficiency's fixed set), or all."""
     return test.take(spec.eval_size) if spec.eval_size else test
-
-
-def mean_drop(drops: list[float]) -> float | None:
-    return float(np.mean(drops)) if drops else None

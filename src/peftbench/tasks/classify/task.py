@@ -11,6 +11,7 @@ from torch import nn
 
 from peftbench.config.spec import DataSpec, TrialSpec
 from peftbench.errors import PeftbenchError
+from peftbench.methods import DECODER_PREFIX
 from peftbench.tasks.base import Task, subset_for_test
 
 
@@ -18,8 +19,9 @@ class ClassifyTask(Task):
     name = "classify"
     summary = "a classifier head, encoders and decoders (accuracy, macro F1)"
     peft_task_type = "SEQ_CLS"
+    # a decoder has no biases for BitFit; its prefix tuning starts from zero prefixes (methods.DECODER_PREFIX)
     data_efficiency_methods = (("Full", "LoRA-r8", "BitFit", "PrefixTuning-len32"),
-                               ("Full", "LoRA-r8", "IA3", "PrefixTuning-len16:init=zero"))
+                               ("Full", "LoRA-r8", "IA3", DECODER_PREFIX))
 
     def check_data(self, data: DataSpec) -> None:
         if data.prompt_column or data.response_column or data.template or data.max_new_tokens:

@@ -13,6 +13,7 @@ from typing import Any
 
 from peftbench.config.spec import DataSpec, TrialSpec
 from peftbench.errors import PeftbenchError
+from peftbench.methods import DECODER_PREFIX
 from peftbench.tasks.base import Task, subset_for_test
 
 MERGE_PROBE_ROWS = 32  # test prompts whose greedy outputs must not change when the adapter is merged
@@ -32,7 +33,7 @@ class GenerateTask(Task):
     headers = {"val_accuracy": "val EM", "accuracy": "test EM", "latency_p50_ms": "TTFT ms [IQR]",
                "merged_latency_p50_ms": "merged TTFT"}
     headline_label = "exact match"
-    data_efficiency_methods = (("Full", "LoRA-r8", "IA3", "PrefixTuning-len16:init=zero"),) * 2
+    data_efficiency_methods = (("Full", "LoRA-r8", "IA3", DECODER_PREFIX),) * 2
 
     def check_data(self, data: DataSpec) -> None:
         if data.template is not None and "{text}" not in data.template:
