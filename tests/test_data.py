@@ -344,16 +344,16 @@ def test_label_map_hashes_and_round_trips(tmp_path):
 
 
 def test_config_file_and_cli_wiring(tmp_path):
-    from peftbench.cli.app import _study_options
+    from peftbench.cli.study_settings import study_options_from
 
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("resplit: true\nood_label_map: {pos: positive, neutral: null}\n")
     cfg = load_config_file(cfg_path)
     unset = ("preset", "model", "text_column", "label_column", "methods", "train_size", "epochs",
-             "batch_size", "seeds", "max_length", "device", "lr", "ood_text_column", "ood_label_column")
+             "batch_size", "seeds", "max_length", "device", "learning_rate", "ood_text_column", "ood_label_column")
     kw = {**dict.fromkeys(unset), "dataset": "x.csv", "ood_dataset": "o.csv", "no_ood": False, "bf16": False}
-    data = _study_options(cfg, **kw).data
+    data = study_options_from(kw, cfg).data
     assert data.resplit is True and data.ood_label_map == (("neutral", ""), ("pos", "positive"))
-    data = _study_options({}, **kw, resplit=True, ood_label_map="pos=positive").data
+    data = study_options_from({**kw, "resplit": True, "ood_label_map": "pos=positive"}).data
     assert data.resplit and data.ood_label_map == (("pos", "positive"),)
-    assert _study_options({}, **kw).data.resplit is False
+    assert study_options_from(kw).data.resplit is False

@@ -143,12 +143,10 @@ def test_sweeps_run_on_a_decoder(tiny_llama, tiny_csv, tmp_path):
 
 
 def _cli_options(preset=None, train_size=None, gen=None):
-    from peftbench.cli.app import _study_options
+    from peftbench.cli.study_settings import study_options_from
 
-    return _study_options({}, preset=preset, model=None, dataset=None, text_column=None, label_column=None,
-                          methods=None, train_size=train_size, epochs=None, batch_size=None, seeds=None,
-                          max_length=None, device=None, lr=None, ood_dataset=None, ood_text_column=None,
-                          ood_label_column=None, no_ood=True, bf16=False, gen=gen)
+    return study_options_from({"preset": preset, "train_size": train_size, "no_ood": True, "bf16": False,
+                               **(gen or {})})
 
 
 def test_a_shell_typed_template_gets_its_line_breaks():

@@ -69,7 +69,8 @@ def test_setup_key_separates_what_must_not_be_averaged():
 
 
 def test_a_store_holding_two_datasets_shows_them_apart(tmp_path):
-    from peftbench.cli import app as cli
+    from peftbench.cli.console import console
+    from peftbench.cli.results_view import print_results
 
     db = tmp_path / "mixed.db"
     with Store(db) as store:
@@ -88,8 +89,8 @@ def test_a_store_holding_two_datasets_shows_them_apart(tmp_path):
 
     agg = summary_frame(records)
     assert len(agg) == 2 and sorted(agg["accuracy_mean"].round(3)) == [0.6, 0.9]  # never averaged to 0.75
-    with cli.console.capture() as captured:
-        cli._print_results(db, None)
+    with console.capture() as captured:
+        print_results(db, None)
     out = " ".join(captured.get().split())
     assert "reviews.csv (600 rows)" in out and "other.csv (300 rows)" in out
     assert out.count("peftbench: tradeoff") == 2

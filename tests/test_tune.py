@@ -252,16 +252,16 @@ def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, t
 
 
 def test_config_file_tune_keys(tmp_path):
-    from peftbench.cli.app import _tune_options
+    from peftbench.cli.study_settings import tune_options
     from peftbench.config.file import load_config_file
     from peftbench.errors import PeftbenchError
 
     good = tmp_path / "good.yaml"
     good.write_text("tune: true\ntune_lr_factors: [1, 0.5, 3]\n")
     cfg = load_config_file(good)
-    assert _tune_options(cfg, None, None) == (True, (1.0, 0.5, 3.0))
-    assert _tune_options(cfg, False, None) == (False, None)  # the command line wins (--no-tune)
-    assert _tune_options({"tune": True, "tune_lr_factors": "1,2"}, None, None) == (True, (1.0, 2.0))
+    assert tune_options(cfg, None, None) == (True, (1.0, 0.5, 3.0))
+    assert tune_options(cfg, False, None) == (False, None)  # the command line wins (--no-tune)
+    assert tune_options({"tune": True, "tune_lr_factors": "1,2"}, None, None) == (True, (1.0, 2.0))
     bad = tmp_path / "bad.yaml"
     bad.write_text("tune: please\n")
     with pytest.raises(PeftbenchError, match="tune must be true or false"):

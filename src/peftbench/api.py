@@ -10,42 +10,38 @@ processes never re-import the caller's `__main__` (see execute/isolation.py).
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from pathlib import Path
 
 import pandas as pd
 
-from peftbench.config.spec import EMBEDDED, EMBEDDED_DECODER, DataSpec, TrainSpec
+from peftbench.cli.options import STUDY_KEYS, STUDY_OPTIONS, SWEEP_KEYS
+from peftbench.cli.study_settings import study_options_from, study_specs
+from peftbench.config.spec import EMBEDDED, DataSpec, TrainSpec
 from peftbench.store.db import Store, default_db_path
-from peftbench.studies.definitions import StudyOptions, preset_sizes
+from peftbench.studies.definitions import StudyOptions
 
 
-def study_options(*, model: str | None = None, dataset: str = EMBEDDED, text_column: str = "text",
-                  label_column: str = "label", methods: list[str] | None = None, seeds: int = 1,
-                  learning_rate: float | None = None, ood_dataset: str | None = None, preset: str = "default",
-                  train: TrainSpec | None = None, data: DataSpec | None = None, resplit: bool = False,
-                  ood_label_map: dict[str, str] | str | None = None, task: str = "classify",
-                  prompt_column: str | None = None, response_column: str | None = None,
-                  template: str | None = None, max_new_tokens: int | None = None, max_length: int | None = None,
-                  **train_overrides) -> StudyOptions:
-    """Build StudyOptions; keyword overrides (train_size=, epochs=, batch_size=, device=, load_in_4bit=...) go
-    to TrainSpec. preset="quick" is the CLI's --preset quick: smaller evaluation sets and fewer latency
-    repeats; preset="decoder-quick" the decoder set's sizes (model: the embedded decoder unless given).
+def _listing_study_options(func):
+    """help() and editors show the study options by name (each defaults to None: not given)."""
+    named = [inspect.Parameter(o.key, inspect.Parameter.KEYWORD_ONLY, default=None) for o in STUDY_OPTIONS]
+    params = list(inspect.signature(func).parameters.values())
+    func.__signature__ = inspect.signature(func).replace(parameters=[*params[:-1], *named, params[-1]])
+    return func
+
+
+@_listing_study_options
+def study_options(*, train: TrainSpec | None = None, data: DataSpec | None = None, **options) -> StudyOptions:
+    """Build StudyOptions from the CLI's study options under their config-file names (model=, dataset=,
+    methods=[...], train_size=, epochs=, learning_rate=, preset=, task=, template=, ood_dataset=, no_ood=...;
+    `peftbench run --help` describes each), through the same code as the CLI. Other keywords (latency_runs=,
+    throughput_batches=, ...) go to TrainSpec; `train` is a base TrainSpec and `data` a DataSpec used as it
+    is. preset="quick" is the CLI's --preset quick: smaller evaluation sets and fewer latency repeats;
+    preset="decoder-quick" the decoder set's sizes (model: the embedded decoder unless given).
     task="generate" trains a causal LM to write the response (prompt_column/response_column, or template)."""
-    base_train, base_data = preset_sizes(preset)
-    if model is None:
-        model = EMBEDDED_DECODER if preset == "decoder-quick" else EMBEDDED
-    train = dataclasses.replace(train or base_train, **train_overrides)
-    if data is None:
-        ood = ood_dataset if ood_dataset is not None else (EMBEDDED if dataset == EMBEDDED else None)
-        data = dataclasses.replace(base_data, source=dataset, text_column=text_column,
-                                   label_column=label_column, ood_source=ood, ood_text_column=text_column,
-                                   ood_label_column=label_column, resplit=resplit, ood_label_map=ood_label_map,
-                                   task=task, prompt_column=prompt_column, response_column=response_column,
-                                   template=template, max_new_tokens=max_new_tokens,
-                                   max_length=max_length or base_data.max_length)
-    return StudyOptions(model=model, data=data, train=train, seeds=seeds, methods=methods,
-                        learning_rate=learning_rate)
+    given = {k: v for k, v in options.items() if k in STUDY_KEYS}
+    extra = {k: v for k, v in options.items() if k not in STUDY_KEYS}
+    return study_options_from(given, train=train, data=data, train_overrides=extra)
 
 
 def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking_uri=None, tune: bool = False,
@@ -90,20 +86,16 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
           tracking_uri: str | None = None, tune: bool = False, tune_lr_factors: list[float] | None = None,
           **options) -> pd.DataFrame:
     """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'. As in the CLI, the sweeps train 3
-    epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise; tune=True as in `run`."""
+    epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise; the rank sweep also
+    takes alpha_ratio= and targets=; tune=True as in `run`."""
     from peftbench.errors import PeftbenchError
-    from peftbench.studies import definitions as st
+    from peftbench.studies.definitions import STUDIES
 
+    sweep = {k: options.pop(k) for k in SWEEP_KEYS & set(options)}
     opts = study_options(**options)
-    if name == "tradeoff":
-        specs = st.tradeoff(opts)
-    elif name == "data-efficiency":
-        specs = st.data_efficiency(opts, sizes, epochs=options.get("epochs", 3))
-    elif name == "rank-sweep":
-        specs = st.rank_sweep(opts, ranks, train_size=options.get("train_size", 500),
-                              epochs=options.get("epochs", 3))
-    else:
-        raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(st.STUDIES)})")
+    if name not in STUDIES:
+        raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(STUDIES)})")
+    specs = study_specs(name, opts, {**options, **sweep, "sizes": sizes, "ranks": ranks})
     return _run(specs, db, executor, force, False, 0, track, tracking_uri, tune, tune_lr_factors)
 
 

@@ -1,6 +1,6 @@
 """`peftbench recommend`, `pareto` and `report`: thin commands over peftbench.analysis and .report.
 
-Registered on the main app when cli.py imports this module.
+cli/app.py registers them (`register`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from peftbench.cli.app import DbOption, app, console, err_console
+from peftbench.cli.console import console, err_console
+from peftbench.cli.signature import DB_OPTION
 from peftbench.errors import PeftbenchError
 
 StudyOption = typer.Option(None, "--study", help="study to rank (default: tradeoff when present, else all)")
@@ -159,9 +160,8 @@ def scenarios_table(recs: dict, title: str) -> Table:
     return table
 
 
-@app.command()
 def recommend(
-    db: str | None = DbOption, study: str | None = StudyOption, scenario: str | None = SCENARIO_OPT,
+    db: str | None = DB_OPTION, study: str | None = StudyOption, scenario: str | None = SCENARIO_OPT,
     weights: str | None = WEIGHTS_OPT, interactive: bool = INTERACTIVE_OPT, use_topsis: bool = TOPSIS_OPT,
     max_memory_mb: float | None = MEMORY_OPT, max_trainable_params: float | None = PARAMS_OPT,
     min_accuracy: float | None = ACCURACY_OPT, max_train_seconds: float | None = SECONDS_OPT,
@@ -209,8 +209,7 @@ def recommend(
         console.print(f"  - {escape(line)}", highlight=False)
 
 
-@app.command()
-def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DbOption,
+def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DB_OPTION,
            study: str | None = StudyOption, setup: str | None = SETUP_OPT, model: str | None = MODEL_OPT,
            dataset: str | None = DATASET_OPT, include_collapsed: bool = COLLAPSED_OPT) -> None:
     """Methods no other method beats on every objective (means over seeds), with each method's
@@ -258,8 +257,7 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DbOption,
                       highlight=False)
 
 
-@app.command()
-def report(db: str | None = DbOption, output: Path | None = OUTPUT_OPT, study: str | None = StudyOption,
+def report(db: str | None = DB_OPTION, output: Path | None = OUTPUT_OPT, study: str | None = StudyOption,
            radar_methods: str | None = RADAR_OPT, interactive: bool = INTERACTIVE_REPORT_OPT,
            setup: str | None = SETUP_OPT, model: str | None = MODEL_OPT, dataset: str | None = DATASET_OPT,
            include_collapsed: bool = COLLAPSED_OPT) -> None:
@@ -273,3 +271,9 @@ def report(db: str | None = DbOption, output: Path | None = OUTPUT_OPT, study: s
                            setup=setup, model=model, dataset=dataset, include_collapsed=include_collapsed)
     console.print(f"wrote {escape(str(written.html))} and {written.png_count} PNG plots in "
                   f"{escape(str(written.png_dir))}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(recommend)
+    app.command()(pareto)
+    app.command()(report)

@@ -1,0 +1,44 @@
+"""Running a study's trials from the command line: the executor, trackers and tuning its options ask for,
+with progress on stderr."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from peftbench.cli.console import err_console
+from peftbench.cli.study_settings import pick
+from peftbench.errors import PeftbenchError
+
+
+def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) -> Path:
+    """Run `specs` as the execution options (cli/options.py) and config file say; returns the store's path."""
+    from peftbench.cli.display import StudyDisplay
+    from peftbench.execute import make_executor
+    from peftbench.store.db import default_db_path
+    from peftbench.store.tracking import make_trackers
+    from peftbench.studies.runner import run_trials
+
+    workers = pick(options["workers"], cfg, "workers", None)
+    trial_timeout = pick(options["trial_timeout"], cfg, "trial_timeout", None)
+    if workers is not None and workers < 1:
+        raise PeftbenchError(f"workers must be at least 1, got {workers}")
+    if trial_timeout is not None and trial_timeout <= 0:
+        raise PeftbenchError(f"trial timeout must be positive, got {trial_timeout}")
+    # before any store is written: a bad tracker is one line
+    trackers = make_trackers(options["track"], options["tracking_uri"])
+    executor = make_executor(options["backend"], workers=workers, trial_timeout=trial_timeout,
+                             address=options["address"], gpus_per_trial=options["gpus_per_trial"],
+                             cpus_per_trial=options["cpus_per_trial"])
+    db = pick(options["db"], cfg, "db", None)
+    db_path = Path(db) if db else default_db_path()
+    if tune[0]:
+        from peftbench.studies.tuning import prepare
+
+        specs, executor, budget = prepare(specs, db_path, executor, tune[1])
+        err_console.print(budget, highlight=False, markup=False)
+    run_trials(specs, db_path, executor, force=options["force"], retry_failed=options["retry_failed"],
+               retries=pick(options["retries"], cfg, "retries", 0), display=StudyDisplay(err_console),
+               trackers=trackers)
+    return db_path

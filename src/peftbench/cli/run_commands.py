@@ -1,0 +1,49 @@
+"""`peftbench run` and `peftbench study`: build a study from the shared options, run it, print its tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from peftbench.cli.execution import execute
+from peftbench.cli.options import EXECUTION_OPTIONS, STUDY_OPTIONS, SWEEP_OPTIONS
+from peftbench.cli.results_view import print_results
+from peftbench.cli.signature import with_options
+from peftbench.cli.study_settings import load_config, study_options_from, study_specs, tune_options
+from peftbench.errors import PeftbenchError
+
+
+@with_options(STUDY_OPTIONS, EXECUTION_OPTIONS)
+def run(options: dict[str, Any]) -> None:
+    """Run the tradeoff study (every seed method by default) and print the results table."""
+    from peftbench.studies.definitions import tradeoff
+
+    cfg = load_config(options["config"])
+    opts = study_options_from(options, cfg)
+    tuning = tune_options(cfg, options["tune"], options["tune_lr_factors"])
+    db_path = execute(tradeoff(opts), options, cfg, tuning)
+    print_results(db_path, "tradeoff")
+
+
+@with_options(STUDY_OPTIONS, EXECUTION_OPTIONS, SWEEP_OPTIONS)
+def study(name: str = typer.Argument(..., help="tradeoff | data-efficiency | rank-sweep | all"),
+          *, options: dict[str, Any]) -> None:
+    """Run a named study; re-running resumes where it stopped."""
+    from peftbench.studies.definitions import STUDIES
+
+    if name not in (*STUDIES, "all"):
+        raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(STUDIES)}, all)")
+    cfg = load_config(options["config"])
+    opts = study_options_from(options, cfg)
+    tuning = tune_options(cfg, options["tune"], options["tune_lr_factors"])
+    names = STUDIES if name == "all" else (name,)
+    specs = [spec for n in names for spec in study_specs(n, opts, options, cfg)]
+    db_path = execute(specs, options, cfg, tuning)
+    for n in names:
+        print_results(db_path, n)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(study)
