@@ -119,7 +119,7 @@ CASES = [
     ("unknown-method", ["--methods", "Nope"], "unknown method 'Nope'"),
     # --- decoders and their options ---
     ("generate-on-an-encoder", ["--task", "generate"], "--task generate needs a causal LM"),
-    ("unknown-task", ["--task", "translate"], "Invalid value for '--task'"),
+    ("unknown-task", ["--task", "translate"], "task must be one of classify, generate, got 'translate'"),
     ("template-without-generate", ["--template", "Review: {{text}}"], "need --task generate"),
     ("prompt-column-without-generate", ["--prompt-column", "text", "--response-column", "label"],
      "need --task generate"),

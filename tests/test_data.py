@@ -344,7 +344,7 @@ def test_label_map_hashes_and_round_trips(tmp_path):
 
 
 def test_config_file_and_cli_wiring(tmp_path):
-    from peftbench.cli.study_settings import study_options_from
+    from peftbench.studies.settings import study_options_from
 
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("resplit: true\nood_label_map: {pos: positive, neutral: null}\n")

@@ -143,7 +143,7 @@ def test_sweeps_run_on_a_decoder(tiny_llama, tiny_csv, tmp_path):
 
 
 def _cli_options(preset=None, train_size=None, gen=None):
-    from peftbench.cli.study_settings import study_options_from
+    from peftbench.studies.settings import study_options_from
 
     return study_options_from({"preset": preset, "train_size": train_size, "no_ood": True, "bf16": False,
                                **(gen or {})})

@@ -117,3 +117,16 @@ def _raw_records_from_bytes(data: bytes, tmp_path: Path) -> dict[str, dict]:
     copy = tmp_path / "copy.db"
     copy.write_bytes(data)
     return _raw_records(copy)
+
+
+def test_peftbench_fields_lists_every_declared_field(monkeypatch, capsys):
+    import sys
+
+    from peftbench.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["peftbench", "fields"])
+    monkeypatch.setenv("COLUMNS", "250")
+    main()
+    out = capsys.readouterr().out
+    missing = [f.name for fields in GROUPS.values() for f in fields if f.name not in out]
+    assert not missing, missing

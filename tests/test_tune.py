@@ -252,9 +252,9 @@ def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, t
 
 
 def test_config_file_tune_keys(tmp_path):
-    from peftbench.cli.study_settings import tune_options
     from peftbench.config.file import load_config_file
     from peftbench.errors import PeftbenchError
+    from peftbench.studies.settings import tune_options
 
     good = tmp_path / "good.yaml"
     good.write_text("tune: true\ntune_lr_factors: [1, 0.5, 3]\n")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from peftbench.cli.options import STUDY_KEYS, STUDY_OPTIONS, SWEEP_KEYS
-from peftbench.cli.study_settings import study_options_from, study_specs
 from peftbench.config.spec import EMBEDDED, DataSpec, TrainSpec
 from peftbench.store.db import Store, default_db_path
 from peftbench.studies.definitions import StudyOptions
+from peftbench.studies.options import STUDY_KEYS, STUDY_OPTIONS, SWEEP_KEYS
+from peftbench.studies.settings import study_options_from, study_specs
 
 
 def _listing_study_options(func):

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.cli.console import err_console
-from peftbench.cli.study_settings import pick
 from peftbench.errors import PeftbenchError
+from peftbench.studies.settings import pick
 
 
 def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) -> Path:

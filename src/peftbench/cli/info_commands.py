@@ -1,4 +1,5 @@
-"""`peftbench methods`, `params` and `dimensions`: what peftbench offers and measures, without training."""
+"""`peftbench methods`, `params`, `dimensions` and `fields`: what peftbench offers and measures, without
+training."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import typer
 
 from peftbench.cli.console import console
 from peftbench.cli.signature import MODEL_OPTION
-from peftbench.cli.study_settings import split_list
+from peftbench.studies.settings import split_list
 
 
 def methods() -> None:
@@ -32,7 +33,31 @@ def dimensions() -> None:
     console.print(dimensions_text())
 
 
+def fields(group: str | None = typer.Option(None, "--group", help="only this group (identity, parameters, "
+                                           "compute, performance, generalization, inference, decoder, ...)")
+           ) -> None:
+    """Every field of a trial record: its unit, the split it reads and what it means, by group."""
+    from rich.table import Table
+
+    from peftbench.errors import PeftbenchError
+    from peftbench.record.fields import GROUPS
+    from peftbench.record.schema import RECORD_VERSION
+
+    if group is not None and group not in GROUPS:
+        raise PeftbenchError(f"unknown group {group!r} (choose from {', '.join(GROUPS)})")
+    for name, declared in GROUPS.items():
+        if group not in (None, name):
+            continue
+        table = Table(title=f"{name} (record version {RECORD_VERSION})", title_justify="left")
+        for col in ("field", "unit", "split", "meaning"):
+            table.add_column(col, no_wrap=col != "meaning")
+        for f in declared:
+            table.add_row(f.name, f.unit, f.split, f.meaning)
+        console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(methods)
     app.command()(params)
     app.command()(dimensions)
+    app.command()(fields)

@@ -7,11 +7,11 @@ from typing import Any
 import typer
 
 from peftbench.cli.execution import execute
-from peftbench.cli.options import EXECUTION_OPTIONS, STUDY_OPTIONS, SWEEP_OPTIONS
 from peftbench.cli.results_view import print_results
 from peftbench.cli.signature import with_options
-from peftbench.cli.study_settings import load_config, study_options_from, study_specs, tune_options
 from peftbench.errors import PeftbenchError
+from peftbench.studies.options import EXECUTION_OPTIONS, STUDY_OPTIONS, SWEEP_OPTIONS
+from peftbench.studies.settings import load_config, study_options_from, study_specs, tune_options
 
 
 @with_options(STUDY_OPTIONS, EXECUTION_OPTIONS)

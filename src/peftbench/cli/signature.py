@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from peftbench.cli.options import DB, MODEL, TRACKING_URI, Opt
+from peftbench.studies.options import DB, MODEL, TRACKING_URI, Opt
 
 
 def typer_option(opt: Opt) -> Any:

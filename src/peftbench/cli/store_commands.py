@@ -64,7 +64,7 @@ def export(fmt: ExportFormat = FORMAT_OPTION, output: Path | None = OUTPUT_OPTIO
     if tracking_uri is not None:
         raise PeftbenchError("--tracking-uri is for --format mlflow")
     with Store(db_path, create=False) as store:
-        records = store.records(study_name, include_failed=include_failed)
+        records = store.records(study_name, include_failed=include_failed, roles=False)
     export_records(records, fmt.value, output)
 
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from peftbench.cli.options import FLAG_KEYS
 from peftbench.errors import PeftbenchError
+from peftbench.studies.options import FLAG_KEYS
 
 # The study options that land in TrainSpec, each defaulting to the preset's value.
 TRAIN_KEYS = ("train_size", "epochs", "batch_size", "device", "bf16", "load_in_4bit", "gradient_checkpointing")

@@ -17,11 +17,6 @@ class Preset(str, Enum):
     decoder_quick = "decoder-quick"
 
 
-class Task(str, Enum):
-    classify = "classify"
-    generate = "generate"
-
-
 @dataclass(frozen=True)
 class Opt:
     """One option. `key` is its name everywhere else: the config-file key, the Python API's keyword and the
@@ -76,8 +71,9 @@ STUDY_OPTIONS = (
         "\"0\", \"1\"); an unmatched label stops the run"),
     Opt("resplit", bool, "pool a dataset's official train/validation/test splits and make the seeded "
         "stratified split instead of keeping them", default=False),
-    Opt("task", Task, "classify (default: a classifier head, encoders and decoders) | generate (a causal LM "
-        "writes the response; loss on its tokens only, scored by exact match)"),
+    Opt("task", str, "classify (default: a classifier head, encoders and decoders) | generate (a causal LM "
+        "writes the response; loss on its tokens only, scored by exact match) | a task registered with "
+        "peftbench.tasks.register"),
     Opt("prompt_column", str, "--task generate: column holding the prompt (with --response-column)"),
     Opt("response_column", str, "--task generate: column holding the reference response"),
     Opt("template", str, "--task generate without prompt/response columns: the prompt made from each text, "
