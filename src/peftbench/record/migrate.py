@@ -24,8 +24,9 @@ def upgrade_record(record: dict[str, Any], roles_of: Callable[[str], dict[str, s
     if version < 3:
         for role, source in roles.items():
             for prefix in _COPIED_UNDER:
-                if f"{prefix}{role}" in out and f"{prefix}{source}" in out:
-                    del out[f"{prefix}{role}"]
+                if f"{prefix}{role}" in out:  # a copy (dropped), or the figure's only place (renamed)
+                    value = out.pop(f"{prefix}{role}")
+                    out.setdefault(f"{prefix}{source}", value)
             for key in [k for k in out if k.startswith(("perturbed_", "clean_subset_")) and k.endswith(f"_{role}")]:
                 out[key[: -len(role)] + source] = out.pop(key)
     if out:  # an empty record (a failed trial's placeholder) stays empty
