@@ -15,6 +15,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from peftbench.report.labels import label_points
+
 FIGSIZE = (6.8, 4.6)  # inches; shown about 1:1 in the report's two-column grid
 STYLE = {"grid_alpha": 0.35, "label_size": 8.5, "point_alpha": 0.75}
 
@@ -47,14 +49,6 @@ def _axes(title: str, xlabel: str, ylabel: str):
     return fig, ax
 
 
-def _label_points(ax, xs, ys, labels, areas=None) -> None:
-    """Name each point just above its marker (`areas`: scatter sizes in pt^2, to clear big bubbles)."""
-    areas = [36.0] * len(labels) if areas is None else list(areas)
-    for x, y, text, area in zip(xs, ys, labels, areas):
-        ax.annotate(str(text), (x, y), textcoords="offset points", xytext=(0, math.sqrt(area) / 2 + 3),
-                    ha="center", va="bottom", fontsize=STYLE["label_size"])
-
-
 def bubble(points: pd.DataFrame, x: str, size: str, colors: dict, *, title: str, xlabel: str,
            size_label: str, size_fmt: str, log_x: bool = False, metric: str = "accuracy") -> Figure:
     """Seed-notebook bubble plot: x vs accuracy, bubble area ~ `size`, error bars = 95% CI. `metric`: what
@@ -69,15 +63,17 @@ def bubble(points: pd.DataFrame, x: str, size: str, colors: dict, *, title: str,
     if "accuracy_ci" in data and data["accuracy_ci"].notna().any():
         ax.errorbar(data[x], data["accuracy"], yerr=data["accuracy_ci"].fillna(0.0), fmt="none",
                     ecolor="grey", elinewidth=1, capsize=3)
-    _label_points(ax, data[x], data["accuracy"], data.index, area)
     if log_x:
         ax.set_xscale("log")
     if len(sizes) and sizes.max() > 0:
         for value in sorted({float(sizes.min()), float(np.median(sizes)), float(sizes.max())}):
             ax.scatter([], [], s=40 + 700 * value / peak, color="grey", alpha=0.5,
                        label=format(value, size_fmt))
-        ax.legend(title=size_label, loc="lower right", labelspacing=1.3, borderpad=1.0, fontsize=8)
+        # beside the plot, not on it: no corner of the plot is sure to be free of methods
+        ax.legend(title=size_label, loc="upper left", bbox_to_anchor=(1.01, 1.0), labelspacing=1.3,
+                  borderpad=1.0, fontsize=8)
     ax.margins(x=0.08, y=0.12)
+    label_points(ax, data[x], data["accuracy"], data.index, STYLE["label_size"])
     return fig
 
 
@@ -89,7 +85,8 @@ def radar(scores: pd.DataFrame, colors: dict) -> Figure:
     angles = np.linspace(0, 2 * math.pi, len(dims), endpoint=False).tolist()
     fig = Figure(figsize=FIGSIZE)  # fixed axes box: constrained layout clips polar tick labels
     ax = fig.add_axes((0.1, 0.1, 0.5, 0.74), projection="polar")
-    fig.suptitle("Dimension scores (fixed scales: 0 = a constant predictor / the whole model, 1 = best)")
+    fig.suptitle("Dimension scores\n(fixed scales: 0 = a constant predictor / the whole model, 1 = best)",
+                 fontsize=11)  # two lines: one runs wider than the figure
     ax.set_xticks(angles, labels, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_yticks([0.25, 0.5, 0.75], ["0.25", "0.5", "0.75"], color="grey", fontsize=7)
@@ -132,16 +129,16 @@ def rank_sweep(curve: pd.DataFrame, chosen_rank: int, metric: str = "accuracy") 
     left.set(title=f"LoRA rank vs {metric}", xlabel="LoRA rank r (log2 scale)", ylabel=metric)
     areas = 30 + 12 * np.sqrt(curve["rank"])
     right.scatter(curve["trainable_pct"], accs, s=areas, alpha=STYLE["point_alpha"])
-    _label_points(right, curve["trainable_pct"], accs, [f"r={r}" for r in curve["rank"]], areas)
     right.set(title=f"Trainable parameters vs {metric}", xlabel="trainable parameters (% of base model)",
               ylabel=f"test {metric}")
     pick = curve[curve["rank"] == chosen_rank]
     left.scatter(pick["rank"], pick["accuracy"], marker="*", s=260, color="crimson", zorder=3,
                  label=f"smallest sufficient rank (r={chosen_rank})")
-    left.legend(fontsize=8, loc="lower right")
+    left.legend(fontsize=8, loc="best")  # the corner freest of the curves: none is free for every sweep
     for ax in (left, right):
         ax.grid(True, linestyle="--", alpha=STYLE["grid_alpha"])
         ax.margins(y=0.15)
+    label_points(right, curve["trainable_pct"], accs, [f"r={r}" for r in curve["rank"]], STYLE["label_size"])
     return fig
 
 
@@ -155,10 +152,10 @@ def pareto(table: pd.DataFrame, x: str, y: str, colors: dict, y_label: str | Non
     ax.scatter(front[x], front[y], c=[colors[m] for m in front.index], edgecolors="black", s=90,
                label="on the front", zorder=3)
     ax.step(front[x], front[y], where="post", color="black", linewidth=1, alpha=0.6)
-    _label_points(ax, table[x], table[y], table.index, [90.0] * len(table))
     ax.set_xscale("log")
     ax.margins(x=0.08, y=0.12)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, as in bubble
+    label_points(ax, table[x], table[y], table.index, STYLE["label_size"])
     return fig
 
 

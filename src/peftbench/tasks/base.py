@@ -38,6 +38,7 @@ class Task(ABC):
     # Column headers the results table shows for a role, when they differ from the classifier's.
     headers: ClassVar[dict[str, str]] = {}
     headline_label: ClassVar[str] = "accuracy"  # what the headline figure is called in plots and reports
+    writes_answers: ClassVar[bool] = False  # the model generates its answers (reports show generations, TTFT)
     # The data-efficiency study's default methods, on an encoder and on a decoder.
     data_efficiency_methods: ClassVar[tuple[tuple[str, ...], tuple[str, ...]] | None] = None
     # Options of DataSpec that only this task takes: anyone else given them stops with one line.

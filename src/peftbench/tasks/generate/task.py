@@ -33,6 +33,7 @@ class GenerateTask(Task):
     headers = {"val_accuracy": "val EM", "accuracy": "test EM", "latency_p50_ms": "TTFT ms [IQR]",
                "merged_latency_p50_ms": "merged TTFT"}
     headline_label = "exact match"
+    writes_answers = True
     data_efficiency_methods = (("Full", "LoRA-r8", "IA3", DECODER_PREFIX),) * 2
 
     def check_data(self, data: DataSpec) -> None:
