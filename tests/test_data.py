@@ -162,10 +162,10 @@ def test_classlabel_with_unlabelled_test_split_is_two_classes(tmp_path):
 
 def test_unlabelled_rows_are_dropped_and_counted(tmp_path):
     rows = [(t, int(lab == "positive")) for t, lab in make_rows(40)]
-    rows += [("no label here", -1), ("nor here", ""), ("blank label", " ")]
+    rows += [("nor here", ""), ("blank label", " ")]
     data = load_source(str(write_csv(tmp_path / "d.csv", rows)), "text", "label")
     assert data.label_names == ["0", "1"] and len(data) == 40
-    assert data.dropped["unlabelled"] == 3
+    assert data.dropped["unlabelled"] == 2
 
 
 def test_minus_one_is_a_class_when_no_zero_label(tmp_path):
@@ -179,7 +179,7 @@ def test_notes_are_printed_once_by_the_runner(tmp_path, tiny_model, capsys):
 
     rows = [(t, int(lab == "positive")) for t, lab in make_rows(300)] + [("unlabelled", -1)] * 7
     spec = DataSpec(source=str(write_csv(tmp_path / "d.csv", rows)), ood_source=None, validation_size=20,
-                    test_size=40, max_length=32)
+                    test_size=40, max_length=32, unlabelled_value="-1")
 
     class NoTrials:
         def run(self, specs, data, on_event, on_start):
@@ -323,10 +323,10 @@ def test_ood_label_map_can_drop_a_label(tmp_path):
     assert relabelled.label_names == ["negative", "positive"]
 
 
-def test_integer_labels_match_by_name(tmp_path):
+def test_integer_labels_match_by_code_when_confirmed(tmp_path):
     rows = [(t, int(lab == "positive")) for t, lab in make_rows(20)]
     ood = load_source(str(write_csv(tmp_path / "ood.csv", rows)), "text", "label")
-    relabelled, used = match_ood_labels(ood, ["0", "1"], None)
+    relabelled, used = match_ood_labels(ood, ["0", "1"], None, same_codes=True)
     assert used == {"0": "0", "1": "1"} and np.array_equal(relabelled.labels, ood.labels)
 
 

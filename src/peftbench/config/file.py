@@ -17,6 +17,7 @@ CONFIG_KEYS = {
     "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
     "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors", "task", "prompt_column",
     "response_column", "template", "max_new_tokens", "load_in_4bit", "gradient_checkpointing",
+    "unlabelled_value", "ood_same_codes",
 }
 
 
@@ -25,7 +26,7 @@ _WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers"
           "validation_size", "max_new_tokens")
 _NUMBER = ("learning_rate", "trial_timeout")
 _LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
-_BOOLS = ("tune", "load_in_4bit", "gradient_checkpointing")
+_BOOLS = ("tune", "load_in_4bit", "gradient_checkpointing", "ood_same_codes")
 _MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
                  "db", "ood_label_map", "tune_lr_factors", "prompt_column", "response_column", "template",
                  "max_new_tokens")
@@ -58,6 +59,8 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
             if not isinstance(value, bool):
                 raise PeftbenchError(f"config file {p}: resplit must be true or false, got {value!r}")
             continue
+        if key == "unlabelled_value" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            continue  # -1 in YAML is a number; the spec keeps it as text
         if key == "ood_label_map":
             if not isinstance(value, (str, dict)):
                 raise PeftbenchError(f"config file {p}: ood_label_map must be a mapping (pos: positive) or "

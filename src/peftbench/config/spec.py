@@ -47,10 +47,22 @@ class DataSpec:
     response_column: str | None = None
     template: str | None = None
     max_new_tokens: int | None = None  # greedy generation's limit; None: the longest reference response + 1
+    # The label value that means "no label" (e.g. "-1"), in the data and the OOD data. None: only an empty
+    # label, or -1 in a ClassLabel column (GLUE's test splits), or a split whose every label is -1. In a plain
+    # integer column -1 is a class (sentiment coded -1/0/1).
+    unlabelled_value: str | None = None
+    # The OOD data's integer label codes mean what the task's equal codes mean. Without it (or an
+    # ood_label_map), integer-coded OOD labels stop the run: two files may code 0/1 the opposite way.
+    ood_same_codes: bool = False
 
     def __post_init__(self) -> None:
         if self.ood_label_map is not None:  # a dict, a "a=b,c=d" string or JSON's list of pairs: one form
             object.__setattr__(self, "ood_label_map", parse_label_map(self.ood_label_map))
+        if self.unlabelled_value is not None:  # YAML's -1 or the API's int: one form, one trial id
+            text = str(self.unlabelled_value).strip()
+            if not text:
+                raise PeftbenchError("unlabelled value must not be empty (leave it out for none)")
+            object.__setattr__(self, "unlabelled_value", text)
 
     def validate(self) -> None:
         for name in ("validation_size", "test_size", "ood_size", "perturbation_size", "max_length"):
@@ -211,7 +223,7 @@ class TrialSpec:
 # Fields added to DataSpec/TrainSpec after trials were stored: absent from a trial's identity at their default.
 _LATER_FIELDS = {
     "data": {"task": "classify", "prompt_column": None, "response_column": None, "template": None,
-             "max_new_tokens": None},
+             "max_new_tokens": None, "unlabelled_value": None, "ood_same_codes": False},
     "train": {"load_in_4bit": False, "gradient_checkpointing": False},
 }
 # Method options added after trials were stored, by family: absent from a trial's identity at their default.

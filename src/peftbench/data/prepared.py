@@ -13,8 +13,9 @@ import torch
 
 from peftbench.config.spec import DataSpec
 from peftbench.data.perturb import PERTURBATIONS
-from peftbench.data.sources import LabelledText, load_source, match_ood_labels
+from peftbench.data.sources import LabelledText, load_source, match_ood_labels, unlabelled_note
 from peftbench.data.split import Split, content_hash, split_data, stratified_order
+from peftbench.data.truncation import cut_counts, truncation_note
 from peftbench.errors import PeftbenchError
 from peftbench.models.loading import load_tokenizer
 
@@ -66,13 +67,34 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)  # one line each, printed once when the study starts
 
 
+def tokenize_counted(tokenizer, texts: list[str], max_length: int) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Token ids cut at `max_length`, and what the cut cost (rows, rows_cut, tokens_lost).
+
+    Each text is tokenized whole first, since the count needs its whole length; only the rows over the
+    limit are tokenized again with truncation, so every row's ids are the ones truncation=True gives."""
+    if not texts:
+        return [], cut_counts([], [])
+    whole = tokenizer(texts, truncation=False, padding=False, verbose=False)["input_ids"]
+    ids = [np.asarray(x, dtype=np.int64) for x in whole]
+    long = [i for i, x in enumerate(ids) if len(x) > max_length]
+    if long:
+        cut = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length, padding=False)
+        for i, x in zip(long, cut["input_ids"], strict=True):
+            ids[i] = np.asarray(x, dtype=np.int64)
+    return ids, cut_counts([len(x) for x in whole], [len(x) for x in ids])
+
+
 def _tokenize(tokenizer, texts: list[str], max_length: int) -> list[np.ndarray]:
+    """Token ids cut at `max_length`, uncounted (the perturbed copies of test rows)."""
     enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
     return [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
 
 
-def _subset(tokenizer, data: LabelledText, idx: np.ndarray, max_length: int) -> TokenizedSet:
-    return TokenizedSet(_tokenize(tokenizer, [data.texts[i] for i in idx], max_length), data.labels[idx])
+def _subset(tokenizer, data: LabelledText, idx: np.ndarray,
+            max_length: int) -> tuple[TokenizedSet, dict[str, int]]:
+    """Rows `idx` tokenized, and what truncation cut of them."""
+    ids, counts = tokenize_counted(tokenizer, [data.texts[i] for i in idx], max_length)
+    return TokenizedSet(ids, data.labels[idx]), counts
 
 
 def _uncased(tok) -> bool:
@@ -97,30 +119,28 @@ def perturb_test(tok, spec: DataSpec, clean: TokenizedSet, texts: list[str]
 
 
 def _load_ood(spec: DataSpec, task: LabelledText,
-              tok) -> tuple[TokenizedSet | None, dict[str, Any], list[str]]:
+              tok) -> tuple[TokenizedSet | None, dict[str, Any], list[str], dict[str, int] | None]:
+    """The OOD set, its provenance, its notes and what truncation cut of it."""
     if spec.ood_source is None:
-        return None, {"ood_dataset": None, "ood_size": 0}, []
-    raw = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True)
-    ood_data, used = match_ood_labels(raw, task.label_names, spec.ood_label_map)
+        return None, {"ood_dataset": None, "ood_size": 0}, [], None
+    raw = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True,
+                      unlabelled_value=spec.unlabelled_value)
+    ood_data, used = match_ood_labels(raw, task.label_names, spec.ood_label_map, spec.ood_same_codes)
     idx = stratified_order(ood_data.labels, np.random.default_rng(spec.split_seed))[: spec.ood_size]
-    ood = _subset(tok, ood_data, idx, spec.max_length)
-    notes = []
-    if ood_data.dropped.get("unlabelled"):
-        notes.append(f"out-of-domain data: dropped {ood_data.dropped['unlabelled']} unlabelled rows")
+    ood, cut = _subset(tok, ood_data, idx, spec.max_length)
+    notes = [n for n in [unlabelled_note(raw, spec.unlabelled_value, "out-of-domain data: ")] if n]
     if ood_data.dropped.get("by_label_map"):
         gone = ", ".join(n for n, t in used.items() if not t)
         notes.append(f"out-of-domain data: dropped {ood_data.dropped['by_label_map']} rows labelled {gone} "
                      f"(--ood-label-map)")
     counts = np.bincount(ood.labels, minlength=task.num_labels)
     return ood, {"ood_dataset": raw.origin, "ood_size": len(ood), "ood_label_map": used,
-                 "ood_rows_dropped": ood_data.dropped,
-                 "ood_class_counts": dict(zip(task.label_names, map(int, counts), strict=True))}, notes
+                 "ood_same_codes": spec.ood_same_codes, "ood_rows_dropped": ood_data.dropped,
+                 "ood_class_counts": dict(zip(task.label_names, map(int, counts), strict=True))}, notes, cut
 
 
-def _split_notes(data: LabelledText, split: Split) -> list[str]:
-    notes = []
-    if data.dropped.get("unlabelled"):
-        notes.append(f"dropped {data.dropped['unlabelled']} unlabelled rows (label -1 or empty)")
+def _split_notes(data: LabelledText, split: Split, unlabelled_value: str | None) -> list[str]:
+    notes = [n for n in [unlabelled_note(data, unlabelled_value)] if n]
     if data.dropped.get("missing_text"):
         notes.append(f"dropped {data.dropped['missing_text']} rows with no text")
     if split.origin.get("mode") == "official":
@@ -138,23 +158,31 @@ def _split_notes(data: LabelledText, split: Split) -> list[str]:
 def prepare_data(spec: DataSpec, model: str, max_train_size: int) -> PreparedData:
     """Load, split, perturb and tokenize the study's data once."""
     spec.validate()
-    data = load_source(spec.source, spec.text_column, spec.label_column)
+    data = load_source(spec.source, spec.text_column, spec.label_column,
+                       unlabelled_value=spec.unlabelled_value)
     split = split_data(data, spec.split_seed, spec.validation_size, spec.test_size, spec.resplit)
     if max_train_size > len(split.train_pool):
         raise PeftbenchError(f"train size {max_train_size} is larger than the training pool "
                              f"({len(split.train_pool)} examples after holding out validation and test)")
     tok = load_tokenizer(model)
     pool = split.train_pool[:max_train_size]
-    test = _subset(tok, data, split.test, spec.max_length)
+    train_pool, cut_train = _subset(tok, data, pool, spec.max_length)
+    validation, cut_validation = _subset(tok, data, split.validation, spec.max_length)
+    test, cut_test = _subset(tok, data, split.test, spec.max_length)
     n_pert = min(spec.perturbation_size, len(split.test))
     perturbed, skipped = perturb_test(tok, spec, test.take(n_pert),
                                       [data.texts[i] for i in split.test[:n_pert]])
-    ood, ood_provenance, ood_notes = _load_ood(spec, data, tok)
-    notes = _split_notes(data, split) + ood_notes
+    ood, ood_provenance, ood_notes, cut_ood = _load_ood(spec, data, tok)
+    truncation = {"train_pool": cut_train, "validation": cut_validation, "test": cut_test,
+                  **({"ood": cut_ood} if cut_ood is not None else {})}
+    notes = _split_notes(data, split, spec.unlabelled_value) + ood_notes
+    notes += [n for n in [truncation_note(truncation, spec.max_length)] if n]
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     provenance = {
         "dataset": data.origin, "dataset_rows": len(data), "label_names": data.label_names,
-        "unlabelled_dropped": data.dropped.get("unlabelled", 0),
+        "unlabelled_dropped": data.dropped.get("unlabelled", 0), "unlabelled_value": spec.unlabelled_value,
+        "unlabelled_dropped_by": dict(data.unlabelled_by),
+        "unlabelled_splits_dropped": dict(data.unlabelled_splits),
         "missing_text_dropped": data.dropped.get("missing_text", 0),
         "official_splits": ({s: len(i) for s, i in data.splits.items()} if data.splits else None),
         "split_origin": split.origin,
@@ -167,11 +195,11 @@ def prepare_data(spec: DataSpec, model: str, max_train_size: int) -> PreparedDat
         "conflicting_label_texts": split.duplicates.get("conflicting_label_texts", 0),
         **ood_provenance, "perturbation_rate": spec.perturbation_rate,
         "perturbation_size": n_pert, "perturbations_skipped": dict(skipped),
+        "max_length": spec.max_length, "truncation": truncation,
     }
     return PreparedData(
-        train_pool=_subset(tok, data, pool, spec.max_length),
-        validation=_subset(tok, data, split.validation, spec.max_length),
-        test=test, ood=ood, perturbed=perturbed, num_labels=data.num_labels, label_names=data.label_names,
+        train_pool=train_pool, validation=validation, test=test, ood=ood, perturbed=perturbed,
+        num_labels=data.num_labels, label_names=data.label_names,
         pad_token_id=int(pad), provenance=provenance, perturbations_skipped=skipped, notes=notes,
     )
 

@@ -55,6 +55,9 @@ PROVENANCE = [
     _f("provenance", "-", "none", "package versions, git hash and dirty flag, CPU/GPU, threads, the data "
        "split's sizes and content hash"),
     _f("forgetting_sample", "-", "general text", "the general-text sample forgetting reads (source, hash)"),
+    _f("truncation", "rows, tokens", "train, validation, test, ood", "what max_length cut, per split "
+       "(train_pool, validation, test, ood): {rows, rows_cut, tokens_lost}; more than 1% of a split's rows "
+       "cut is noted under the results table"),
 ]
 PARAMETERS = [
     _f("total_params", "params", "none", "parameters of the model as trained (base + adapter + head)"),

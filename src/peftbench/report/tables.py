@@ -12,6 +12,7 @@ import math
 import pandas as pd
 from rich.table import Table
 
+from peftbench.data.truncation import truncation_note
 from peftbench.stats.intervals import PREDICTION_METRICS
 from peftbench.stats.summary import aggregate, reportable
 
@@ -120,7 +121,8 @@ def method_cell(row: pd.Series) -> str:
 def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Table:
     """One table for records of one setup (the caller splits them: see `by_setup`)."""
     agg = summary_frame(records)
-    table = Table(title=f"{title}\n({INTERVAL_TITLE})", caption=_notes(agg) or None, caption_justify="left")
+    notes = "\n".join(n for n in (_notes(agg), _truncation_note(records)) if n)
+    table = Table(title=f"{title}\n({INTERVAL_TITLE})", caption=notes or None, caption_justify="left")
     for col in ("method", "train n", "seeds"):
         table.add_column(col, no_wrap=True)
     headers = task_headers(records)
@@ -156,6 +158,19 @@ def _notes(agg: pd.DataFrame) -> str:
            for _, row in agg.iterrows() for m in PREDICTION_METRICS):
         lines.append("(no CI): the record holds no per-row predictions (an older store) and one seed")
     return "\n".join(lines)
+
+
+def _truncation_note(records: pd.DataFrame) -> str | None:
+    """Splits with more than 1% of their rows cut at max_length (each split as cut most among the records:
+    trials of one setup may come from runs that tokenized different training pools)."""
+    worst: dict[str, dict] = {}
+    for value in records.get("truncation", []):
+        for split, c in (value.items() if isinstance(value, dict) else ()):
+            if isinstance(c, dict) and c.get("rows"):
+                share = c.get("rows_cut", 0) / c["rows"]
+                if split not in worst or share > worst[split]["rows_cut"] / worst[split]["rows"]:
+                    worst[split] = {"rows_cut": 0, **c}
+    return truncation_note(worst)
 
 
 def by_setup(records: pd.DataFrame):

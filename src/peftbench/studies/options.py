@@ -67,8 +67,14 @@ STUDY_OPTIONS = (
     Opt("no_ood", bool, "skip out-of-domain evaluation", default=False),
     Opt("bf16", bool, "bf16 autocast (GPU only)", default=False),
     Opt("ood_label_map", str, "OOD labels whose names differ from the task's: \"pos=positive,neg=negative\"; "
-        "\"neutral=\" (nothing after =) drops that label's rows. Other labels match by name (integers too: "
-        "\"0\", \"1\"); an unmatched label stops the run"),
+        "\"neutral=\" (nothing after =) drops that label's rows. Other labels match by name; an unmatched "
+        "label stops the run. Integer OOD labels are codes: a map (\"0=1,1=0\") or --ood-same-codes says "
+        "how they pair with the task's"),
+    Opt("ood_same_codes", bool, "the OOD data's integer labels mean what the task's equal integers mean "
+        "(without it, or --ood-label-map, integer-coded OOD labels stop the run)", default=False),
+    Opt("unlabelled_value", str, "the label value that means \"no label\", e.g. -1: its rows are dropped "
+        "and counted, in the data and the OOD data (default: only empty labels, -1 in a ClassLabel column, "
+        "and a split whose every label is -1; elsewhere -1 is a class)"),
     Opt("resplit", bool, "pool a dataset's official train/validation/test splits and make the seeded "
         "stratified split instead of keeping them", default=False),
     Opt("task", str, "classify (default: a classifier head, encoders and decoders) | generate (a causal LM "

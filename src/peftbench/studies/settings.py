@@ -104,6 +104,8 @@ def _data_spec(given, base):
         ood_label_column=given("ood_label_column", label_column),
         resplit=bool(given("resplit", False)),
         ood_label_map=given("ood_label_map"),
+        ood_same_codes=bool(given("ood_same_codes", False)),
+        unlabelled_value=given("unlabelled_value"),
         max_length=given("max_length", base.max_length),
         task=given("task", "classify"),
         prompt_column=given("prompt_column"),

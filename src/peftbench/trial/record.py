@@ -21,6 +21,8 @@ def start_record(spec: TrialSpec, data, device: torch.device, baseline_rss: floa
                               "learning_rate": spec.method.learning_rate, "model": spec.model,
                               "task": spec.data.task, "baseline_rss_mb": baseline_rss, "device": str(device)}
     record["provenance"] = {**provenance(device), "data": data.provenance}
+    if "truncation" in data.provenance:  # what max_length cut, per split (data/truncation.py)
+        record["truncation"] = data.provenance["truncation"]
     return record
 
 

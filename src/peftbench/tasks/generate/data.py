@@ -36,6 +36,7 @@ from peftbench.data.sources import (
     read_table,
 )
 from peftbench.data.split import Split, split_data, stratified_order
+from peftbench.data.truncation import cut_counts, truncation_note
 from peftbench.errors import PeftbenchError
 from peftbench.models.loading import load_tokenizer
 
@@ -67,6 +68,7 @@ class GenerationSet:
     references: list[str]  # the response text, for exact match
     labels: np.ndarray | None = None  # class index per row when responses are verbalised labels
     label_names: list[str] | None = None
+    truncation: dict[str, int] | None = None  # what max_length cut making the set (data/truncation.py)
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -190,7 +192,8 @@ def rows_from_table(df: pd.DataFrame, prompt_column: str, response_column: str, 
 def load_generation_rows(spec: DataSpec) -> GenerationRows:
     """The rows `spec` names: prompt/response columns when given, else the template over text and label."""
     if spec.prompt_column is None:
-        data = load_source(spec.source, spec.text_column, spec.label_column)
+        data = load_source(spec.source, spec.text_column, spec.label_column,
+                           unlabelled_value=spec.unlabelled_value)
         return rows_from_labelled(data, spec.template or default_template(spec.source))
     if spec.source == EMBEDDED:
         raise PeftbenchError("the embedded dataset has no prompt/response columns; drop --prompt-column and "
@@ -255,7 +258,7 @@ def tokenize_rows(tok, rows: GenerationRows, idx: np.ndarray, max_length: int
     resp = [np.append(by_text[r], eos) for r in responses]
     prompts = _ids(tok, [_fill(rows.template, t) for t in texts], special=True)
     keep = np.ones(len(idx), dtype=bool)
-    truncated = 0
+    truncated, whole = 0, [len(p) + len(a) for p, a in zip(prompts, resp, strict=True)]
     for r, (p, a) in enumerate(zip(prompts, resp, strict=True)):
         budget = max_length - len(a)
         if len(p) > budget:
@@ -269,6 +272,7 @@ def tokenize_rows(tok, rows: GenerationRows, idx: np.ndarray, max_length: int
     labels = None if rows.label_names is None else rows.labels[idx][kept]
     gset = GenerationSet([prompts[i] for i in kept], [resp[i] for i in kept], [responses[i] for i in kept],
                          labels, rows.label_names)
+    gset.truncation = cut_counts(whole, [len(p) + len(a) if k else 0 for p, a, k in zip(prompts, resp, keep)])
     return gset, {"prompts_truncated": truncated, "rows_dropped_too_long": int((~keep).sum())}
 
 
@@ -326,8 +330,9 @@ def _ood(tok, spec: DataSpec, rows: GenerationRows) -> tuple[GenerationSet | Non
     if rows.label_names is None:
         return None, {"ood_dataset": None, "ood_size": 0}, [
             "out-of-domain data: none for prompt/response columns (it needs text and label columns)"]
-    raw = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True)
-    data, used = match_ood_labels(raw, rows.label_names, spec.ood_label_map)
+    raw = load_source(spec.ood_source, spec.ood_text_column, spec.ood_label_column, ood=True,
+                      unlabelled_value=spec.unlabelled_value)
+    data, used = match_ood_labels(raw, rows.label_names, spec.ood_label_map, spec.ood_same_codes)
     idx = stratified_order(data.labels, np.random.default_rng(spec.split_seed))[: spec.ood_size]
     ood_rows = rows_from_labelled(data, rows.template)
     ood, _ = tokenize_rows(tok, ood_rows, idx, spec.max_length)
@@ -362,6 +367,9 @@ def prepare_generation_data(spec: DataSpec, model: str, max_train_size: int, tok
     for why, n in rows.dropped.items():
         if n:
             notes.append(f"dropped {n} rows: {why.replace('_', ' ')}")
+    cut = {k: {**v, **parts[k].truncation} for k, v in counts.items()}
+    cut |= {"ood": ood.truncation} if ood is not None else {}
+    notes += [n for n in [truncation_note(cut, spec.max_length)] if n]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     provenance = {
         "task": "generate", "dataset": rows.origin, "dataset_rows": len(rows),
@@ -376,7 +384,7 @@ def prepare_generation_data(spec: DataSpec, model: str, max_train_size: int, tok
         "duplicate_texts_dropped": split.duplicates.get("duplicate_rows_dropped", 0),
         "duplicate_texts_grouped": split.duplicates.get("repeated_texts", 0),
         "conflicting_label_texts": split.duplicates.get("conflicting_label_texts", 0),
-        "truncation": {k: v for k, v in counts.items()}, "max_length": spec.max_length,
+        "truncation": cut, "max_length": spec.max_length,
         "max_new_tokens": max_new,
         "max_new_tokens_from": "--max-new-tokens" if spec.max_new_tokens else
                                "longest train/validation response + 1",
