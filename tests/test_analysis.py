@@ -84,6 +84,7 @@ SIZES = [100, 250, 500, 1000]
 RANK_SWEEP = {1: (.80, .81), 2: (.84, .845), 4: (.860, .870), 8: (.866, .872), 16: (.865, .870)}  # seed 0, 1
 TEST_N, OOD_N, PERTURBED_N = 500, 300, 200
 TEST_LABELS = np.random.default_rng(0).permutation(np.repeat([0, 1], TEST_N // 2))  # majority rate 0.5
+VAL_LABELS = np.random.default_rng(2).permutation(np.repeat([0, 1], TEST_N // 2))  # validation: as many rows
 OOD_LABELS = np.random.default_rng(1).permutation(np.repeat([0, 1], [210, 90]))  # 70/30, as the issue says
 
 
@@ -97,9 +98,17 @@ def _flip(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _macro_f1(pred: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean([2 * np.sum((pred == c) & (labels == c)) / (np.sum(pred == c) + np.sum(labels == c))
+                          for c in (0, 1)]))
+
+
 def predicted(method: str, seed: int, acc: float, ood_bal: float, drop_pts: float) -> dict:
     """Per-row predictions that realise the wanted figures, and the figures they give (what a trial
-    stores: the summary numbers agree with the rows, so the bootstrap is centred on them)."""
+    stores: the summary numbers agree with the rows, so the bootstrap is centred on them). Validation and
+    test are both near `acc` (other rows wrong): the choice reads validation, the test split reports."""
+    val_rng = _rng(method, seed, "validation")
+    val = _flip(VAL_LABELS, val_rng.choice(TEST_N, round((1 - acc) * TEST_N), replace=False))
     rng = _rng(method, seed)
     test = _flip(TEST_LABELS, rng.choice(TEST_N, round((1 - acc) * TEST_N), replace=False))
     ood_wrong = np.concatenate([rng.choice(np.flatnonzero(OOD_LABELS == c), round((1 - ood_bal) * n),
@@ -108,14 +117,13 @@ def predicted(method: str, seed: int, acc: float, ood_bal: float, drop_pts: floa
     clean, truth = test[:PERTURBED_N], TEST_LABELS[:PERTURBED_N]
     right = np.flatnonzero(clean == truth)
     typo = _flip(clean, rng.choice(right, round(-drop_pts / 100 * PERTURBED_N), replace=False))
-    f1 = float(np.mean([2 * np.sum((test == c) & (TEST_LABELS == c)) / (np.sum(test == c) +
-                                                                          np.sum(TEST_LABELS == c))
-                        for c in (0, 1)]))
+    f1 = _macro_f1(test, TEST_LABELS)
     recall = [np.mean(ood[OOD_LABELS == c] == c) for c in (0, 1)]
     drop = float(np.mean(typo == truth) - np.mean(clean == truth))
     return {"accuracy": float(np.mean(test == TEST_LABELS)), "f1": f1, "test_size": TEST_N,
             "test_predictions": encode(test), "test_labels": encode(TEST_LABELS),
-            "val_accuracy": float(np.mean(test == TEST_LABELS)) - 0.01, "val_majority_rate": 0.5,
+            "val_accuracy": float(np.mean(val == VAL_LABELS)), "val_f1": _macro_f1(val, VAL_LABELS),
+            "val_predictions": encode(val), "val_labels": encode(VAL_LABELS), "val_majority_rate": 0.5,
             "ood_accuracy": float(np.mean(ood == OOD_LABELS)), "ood_balanced_accuracy": float(np.mean(recall)),
             "ood_predictions": encode(ood), "ood_labels": encode(OOD_LABELS),
             "perturbation_rows": PERTURBED_N, "perturbed_typo_predictions": encode(typo),
@@ -192,10 +200,10 @@ REFS = {"chance_accuracy": np.array([0.5]), "chance_f1": np.array([1 / 3]), "cha
 
 
 @pytest.mark.parametrize("column,values,expected", [
-    ("accuracy", [0.75, 0.5, 0.4, 1.0], [0.5, 0.0, 0.0, 1.0]),  # from the majority rate (0.5) to 1, clipped
-    ("f1", [2 / 3, 1 / 3], [0.5, 0.0]),  # from the constant predictor's macro F1 (1/3 for two balanced classes)
+    ("val_accuracy", [0.75, 0.5, 0.4, 1.0], [0.5, 0.0, 0.0, 1.0]),  # from the majority rate (0.5) to 1, clipped
+    ("val_f1", [2 / 3, 1 / 3], [0.5, 0.0]),  # from the constant predictor's macro F1 (1/3 for two balanced classes)
     ("ood_balanced_accuracy", [0.75, 0.5], [0.5, 0.0]),  # from 1/K to 1
-    ("robustness_drop", [0.0, -0.05, -0.20, -0.30, 0.02], [1.0, 0.75, 0.0, 0.0, 1.0]),  # points on a fixed range
+    ("forgetting", [0.0, math.log(2) / 2, math.log(2), -0.1], [1.0, 0.5, 0.0, 1.0]),  # nats, up to ln 2 = 0
     ("trainable_params", [1.0, 1e3, 1e6], [1.0, 0.5, 0.0]),  # log scale from 1 to the base model
     ("adapter_bytes", [1e4, 1e8], [0.5, 0.0]),
     ("train_seconds", [100.0, 200.0, 400.0], [1.0, 0.5, 0.25]),  # cheapest / value
@@ -208,7 +216,7 @@ def test_fixed_scales_by_hand(column, values, expected):
 def test_scores_inside_each_others_noise_are_near_equal():
     """Two methods 1 point apart on accuracy (well inside +-4 points on 500 rows) and 2% apart on cost:
     min-max made them 1 and 0; fixed scales keep them within a few hundredths on every dimension."""
-    rows = [{"method": m, "seed": 0, "study": "tradeoff", "accuracy": acc, "f1": acc, "val_majority_rate": 0.5,
+    rows = [{"method": m, "seed": 0, "study": "tradeoff", "val_accuracy": acc, "val_f1": acc, "val_majority_rate": 0.5,
              "ood_balanced_accuracy": ood, "robustness_drop": drop, "train_seconds": t, "peak_rss_net_mb": mem,
              "flops_per_step": 2e11, "trainable_params": n, "base_params": BASE_PARAMS, "latency_p50_ms": lat,
              "throughput_per_s": 1000 / lat, "adapter_bytes": 4 * n}
@@ -223,8 +231,8 @@ def test_dimension_scores_on_known_records():
     records = records_of(tradeoff_trials() + sweep_trials())
     dims = dimension_scores(records[records["study"] == "tradeoff"], records)
     s, m = dims.scores, dims.means
-    for method in TRADEOFF:  # accuracy from 0.5 (majority rate) to 1, macro F1 from 1/3 to 1
-        expected = ((m.loc[method, "accuracy"] - .5) / .5 + (m.loc[method, "f1"] - 1 / 3) / (2 / 3)) / 2
+    for method in TRADEOFF:  # validation accuracy from 0.5 (majority rate) to 1, macro F1 from 1/3 to 1
+        expected = ((m.loc[method, "val_accuracy"] - .5) / .5 + (m.loc[method, "val_f1"] - 1 / 3) / (2 / 3)) / 2
         assert s.loc[method, "performance"] == pytest.approx(expected)
     assert s["performance"].idxmax() == "Full" and s["performance"].idxmin() == "PrefixTuning-len32"
     # parameter efficiency: 1 - log(params) / log(base params); Full trains the whole model: 0
@@ -236,17 +244,19 @@ def test_dimension_scores_on_known_records():
     assert dims.metrics_used["computational_efficiency"] == ["train_seconds", "train_memory_mb",
                                                              "flops_per_step"]
     assert m.loc["Full", "train_memory_mb"] == 2400  # peak_rss_net_mb, not the raw 2750 MB peak
-    # generalization: OOD balanced accuracy from 0.5, robustness drop in points (0 = 1, -20 = 0)
+    # generalization: OOD balanced accuracy from 0.5; the robustness drop (first test rows) is never scored
     for method in TRADEOFF:
-        expected = ((m.loc[method, "ood_balanced_accuracy"] - .5) / .5 + 1 + 5 * m.loc[method, "robustness_drop"]) / 2
+        expected = (m.loc[method, "ood_balanced_accuracy"] - .5) / .5
         assert s.loc[method, "generalization"] == pytest.approx(expected)
-    assert s["generalization"].idxmax() == "Full"  # highest OOD figure and smallest drop: the radar agrees
+    assert dims.metrics_used["generalization"] == ["ood_balanced_accuracy"]
+    assert s["generalization"].idxmax() == "Full"  # highest OOD figure
     # inference uses the merged latency when the method can merge: LoRA-r8 merged 10.2 ms vs best 10.0
     assert m.loc["LoRA-r8", "deployed_latency_ms"] == 10.2
     assert m.loc["PrefixTuning-len32", "deployed_latency_ms"] == 14.0
     # data efficiency exists only for the four methods of that study; AdaLoRA's is missing, not invented
     assert math.isnan(s.loc["AdaLoRA", "data_efficiency"])
-    assert s.loc["BitFit", "data_efficiency"] == pytest.approx(((.66 - .5) / .5 + (m.loc["BitFit", "normalized_auc"]
+    # from validation accuracy by size (the sweep's val_accuracy is its test accuracy - 0.01)
+    assert s.loc["BitFit", "data_efficiency"] == pytest.approx(((.65 - .5) / .5 + (m.loc["BitFit", "val_normalized_auc"]
                                                                                    - .5) / .5) / 2)
     assert dims.missing() == {"data_efficiency": ["AdaLoRA"]}
     measured = s.to_numpy(float)[~s.isna().to_numpy()]
@@ -297,7 +307,8 @@ def test_scoring_notes_cover_every_dimension():
     assert list(notes) == list(DIMENSION_NAMES)
     assert "log10" in notes["parameter_efficiency"] and "merged" in notes["inference_efficiency"]
     assert "peak_rss_net_mb" in notes["computational_efficiency"] and "val_majority_rate" in notes["performance"]
-    assert "points" in notes["generalization"] and "ood_balanced_accuracy" in notes["generalization"]
+    assert "test rows" in notes["generalization"] and "ood_balanced_accuracy" in notes["generalization"]
+    assert "validation" in notes["performance"] and "validation" in notes["data_efficiency"]
     assert "min-max" not in " ".join(notes.values())
 
 
@@ -351,7 +362,7 @@ def test_pareto_drops_unmeasured_points_and_three_objectives():
 ])
 def test_bad_objectives(text, phrase):
     with pytest.raises(PeftbenchError, match=phrase):
-        parse_objectives(text, ["accuracy", "peak_rss_mb"])
+        parse_objectives(text, ["accuracy", "val_accuracy", "peak_rss_mb"])
 
 
 # --- TOPSIS -----------------------------------------------------------------------------------------
@@ -439,11 +450,12 @@ def test_paired_bootstrap_is_centred_on_the_stored_figures_and_repeatable():
     methods = list(TRADEOFF)
     a = resample_metrics(records, methods, resamples=400, seed=7)
     b = resample_metrics(records, methods, resamples=400, seed=7)
-    assert np.array_equal(a.values["accuracy"], b.values["accuracy"])  # fixed seed: same answer every time
-    stored = records.groupby("method", sort=False)[["accuracy", "ood_balanced_accuracy", "robustness_drop"]].mean()
-    for metric, tol in (("accuracy", .005), ("ood_balanced_accuracy", .01), ("robustness_drop", .005)):
+    assert np.array_equal(a.values["val_accuracy"], b.values["val_accuracy"])  # fixed seed: same answer every time
+    stored = records.groupby("method", sort=False)[["val_accuracy", "val_f1", "ood_balanced_accuracy"]].mean()
+    for metric, tol in (("val_accuracy", .005), ("val_f1", .005), ("ood_balanced_accuracy", .01)):
         assert np.abs(a.values[metric].mean(axis=0) - stored.loc[methods, metric].to_numpy()).max() < tol
-    spread = a.values["accuracy"].std(axis=0)
+    assert set(a.values) == {"val_accuracy", "val_f1", "ood_accuracy", "ood_balanced_accuracy"}  # never test
+    spread = a.values["val_accuracy"].std(axis=0)
     assert ((spread > .008) & (spread < .025)).all()  # about sqrt(p(1-p)/500), plus the seeds
 
 
@@ -452,8 +464,8 @@ def test_p_best_pairs_rows_and_names_the_tied_set():
     resampling gives identical twins P(best) 0.5 each, never a spurious winner."""
     def rows(method, preds):
         return {"method": method, "seed": 0, "study": "tradeoff", "trainable_params": 1000, "base_params": 10**6,
-                "val_majority_rate": .5, "test_labels": encode(TEST_LABELS), "test_predictions": encode(preds),
-                "accuracy": float(np.mean(preds == TEST_LABELS)), "f1": float(np.mean(preds == TEST_LABELS))}
+                "val_majority_rate": .5, "val_labels": encode(TEST_LABELS), "val_predictions": encode(preds),
+                "val_accuracy": float(np.mean(preds == TEST_LABELS)), "val_f1": float(np.mean(preds == TEST_LABELS))}
     base = _flip(TEST_LABELS, np.arange(0, 100))  # 80% right
     twin = base.copy()
     better = _flip(base, np.arange(0, 3))  # 3 more rows right
@@ -471,7 +483,7 @@ def test_p_best_pairs_rows_and_names_the_tied_set():
 def test_pareto_front_probability():
     records = records_of(tradeoff_trials())
     means = dimension_scores(records).means
-    objectives = [Objective("accuracy", "max"), Objective("trainable_params", "min")]
+    objectives = [Objective("val_accuracy", "max"), Objective("trainable_params", "min")]
     table = pareto_table(means, objectives)
     p = front_probability(table, objectives, resample_metrics(records, list(table.index)))
     assert table["on_front"].sum() == 4 and p["BitFit"] == 1.0  # fewest parameters: always on it
@@ -498,7 +510,7 @@ def mixed_setups() -> pd.DataFrame:
                                              model="embedded")
     b = records_of(tradeoff_trials()).assign(setup="c3d4", setup_label="bert-base / imdb / 3 epochs",
                                              model="bert-base-uncased")
-    b["accuracy"] = 1 - b["accuracy"]  # a different task: averaging it with `a` would be nonsense
+    b["val_accuracy"] = 1 - b["val_accuracy"]  # a different task: averaging it with `a` would be nonsense
     b["trial_id"] = b["trial_id"] + "-b"
     return pd.concat([a, b], ignore_index=True)
 
@@ -524,7 +536,7 @@ def test_pruned_and_unchosen_candidates_never_score(monkeypatch):
     from peftbench.stats import summary as stats
 
     records = records_of(tradeoff_trials())
-    pruned = records[records["method"] == "BitFit"].assign(method="LoRA-r8", status="pruned", accuracy=.99)
+    pruned = records[records["method"] == "BitFit"].assign(method="LoRA-r8", status="pruned", val_accuracy=.99)
     records = pd.concat([records.assign(status="ok"), pruned], ignore_index=True)
     ranked = recommend(records, {"performance": 1.0})
     assert ranked.ranking.loc["LoRA-r8", "performance"] < .9  # the pruned row's 0.99 never counts

@@ -1,11 +1,13 @@
-"""How sure a ranking is: a paired bootstrap over the evaluated rows, recomputing every score per resample.
+"""How sure a ranking is: a paired bootstrap over the rows the choice reads, recomputing every score per
+resample.
 
-Each resample draws test row indices once and applies them to every method (paired: all methods were
-evaluated on the same rows, so a hard row is hard for all of them); OOD rows and perturbed rows are
-drawn the same way. A method with several seeds also has its seeds resampled. Accuracy, macro F1, OOD
-(balanced) accuracy and the robustness drop are recomputed from the stored per-row predictions; every
-other measurement (time, memory, size) stays at its mean. Then the dimension scores, the weighted score
-and the top method follow per resample.
+A ranking is a choice, so it reads the validation split, never the test split (which is only reported,
+beside the choice: analysis/held_out.py). Each resample draws validation row indices once and applies them
+to every method (paired: all methods were evaluated on the same rows, so a hard row is hard for all of
+them); OOD rows are drawn the same way. A method with several seeds also has its seeds resampled.
+Validation accuracy, validation macro F1 and OOD (balanced) accuracy are recomputed from the stored per-row
+predictions; every other measurement (time, memory, size) stays at its mean. Then the dimension scores, the
+weighted score and the top method follow per resample.
 
 - P(best): the share of resamples in which a method has the highest weighted score (ties split).
 - The tied set: every method whose score is >= the winner's in at least TIE_SHARE of the resamples,
@@ -27,7 +29,9 @@ from peftbench.stats.predictions import decode
 RESAMPLES = 500
 SEED = 0
 TIE_SHARE = 0.05
-RESAMPLED_METRICS = ("accuracy", "f1", "ood_accuracy", "ood_balanced_accuracy", "robustness_drop")
+# What the choice reads from per-row predictions: validation and OOD figures. Test-split figures (accuracy,
+# f1, the robustness drop on the first test rows) are never resampled here: they never choose.
+RESAMPLED_METRICS = ("val_accuracy", "val_f1", "ood_accuracy", "ood_balanced_accuracy")
 
 
 @dataclass
@@ -49,17 +53,26 @@ def accuracy_rows(pred: np.ndarray, lab: np.ndarray) -> np.ndarray:
     return (pred == lab).mean(axis=-1)
 
 
-def macro_f1_rows(pred: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Macro F1 per row of (resamples, n) arrays, over the classes present in labels or predictions
-    (sklearn's f1_score(average="macro") on each resample)."""
-    classes = int(max(pred.max(initial=0), lab.max(initial=0))) + 1
+def macro_f1_rows(pred: np.ndarray, lab: np.ndarray, task_classes: int | None = None) -> np.ndarray:
+    """Macro F1 per row of (resamples, n) arrays.
+
+    Without `task_classes`: over the classes present in labels or predictions (sklearn's
+    f1_score(average="macro") on each resample). With it (a generate task scoring verbalised labels, whose
+    record stores num_labels = K): over classes 0..K-1 only, as the trial's own figure is computed
+    (sklearn with labels=range(K), zero_division=0). A prediction of K is "other", an answer naming no
+    class: a miss of its row's true class, never a class of its own, so one stray answer costs a little
+    recall instead of adding a class with F1 0 to the average."""
+    if task_classes:
+        classes, always = int(task_classes), True
+    else:
+        classes, always = int(max(pred.max(initial=0), lab.max(initial=0))) + 1, False
     total, count = np.zeros(pred.shape[:-1]), np.zeros(pred.shape[:-1])
     for c in range(classes):
         p, y = pred == c, lab == c
         tp, both = (p & y).sum(-1), p.sum(-1) + y.sum(-1)
         present = both > 0
         total += np.where(present, 2 * tp / np.where(present, both, 1), 0.0)
-        count += present
+        count += 1 if always else present
     return total / np.where(count > 0, count, 1)
 
 
@@ -87,29 +100,29 @@ class _Draws:
         return self.cache[(kind, n)]
 
 
+def task_classes(record: Mapping) -> int | None:
+    """K when the record scores its task's K classes and may predict "other" (= K), else None."""
+    value = record.get("num_labels")
+    try:
+        k = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(k) if np.isfinite(k) and k >= 1 else None
+
+
 def trial_metrics(record: Mapping, draws: _Draws) -> dict[str, np.ndarray] | None:
-    """metric -> (resamples,) for one trial; None when it stored no test predictions."""
-    pred, lab = _codes(record, "test_predictions"), _codes(record, "test_labels")
+    """metric -> (resamples,) for one trial; None when it stored no validation predictions."""
+    pred, lab = _codes(record, "val_predictions"), _codes(record, "val_labels")
     if not pred.size or pred.size != lab.size:
         return None
-    idx = draws("test", pred.size)
-    out = {"accuracy": accuracy_rows(pred[idx], lab[idx]), "f1": macro_f1_rows(pred[idx], lab[idx])}
+    idx = draws("validation", pred.size)
+    out = {"val_accuracy": accuracy_rows(pred[idx], lab[idx]),
+           "val_f1": macro_f1_rows(pred[idx], lab[idx], task_classes(record))}
     ood_pred, ood_lab = _codes(record, "ood_predictions"), _codes(record, "ood_labels")
     if ood_pred.size and ood_pred.size == ood_lab.size:
         j = draws("ood", ood_pred.size)
         out["ood_accuracy"] = accuracy_rows(ood_pred[j], ood_lab[j])
         out["ood_balanced_accuracy"] = balanced_accuracy_rows(ood_pred[j], ood_lab[j])
-    rows = record.get("perturbation_rows")
-    kinds = sorted(k[len("perturbed_"):-len("_predictions")] for k, v in record.items()
-                   if k.startswith("perturbed_") and k.endswith("_predictions") and isinstance(v, str))
-    if kinds and isinstance(rows, (int, float)) and 0 < int(rows) <= pred.size:
-        r = int(rows)
-        k_idx = draws("perturbed", r)
-        clean = accuracy_rows(pred[:r][k_idx], lab[:r][k_idx])
-        drops = [accuracy_rows(p[k_idx], lab[:r][k_idx]) - clean
-                 for p in (_codes(record, f"perturbed_{k}_predictions") for k in kinds) if p.size == r]
-        if drops:
-            out["robustness_drop"] = np.mean(drops, axis=0)
     return out
 
 

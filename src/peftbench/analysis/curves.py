@@ -1,9 +1,9 @@
 """What the two sweep studies say: data-efficiency curves and the smallest sufficient LoRA rank.
 
-Every choice here (the winner per size, the smallest sufficient rank) is made on validation accuracy;
-the test split is only reported. Accuracy is first averaged over seeds per (method, size) or per rank;
-the rank choice then uses the seeds themselves when there are several, so noise is not mistaken for a
-real difference.
+Every choice here (the data-efficiency score, the winner per size, the smallest sufficient rank) is made
+on validation accuracy; the test split is only reported. Accuracy is first averaged over seeds per (method,
+size) or per rank; the rank choice then uses the seeds themselves when there are several, so noise is not
+mistaken for a real difference.
 """
 
 from __future__ import annotations
@@ -79,9 +79,13 @@ def normalized_auc(sizes: list[float], accuracies: list[float]) -> float:
 def data_efficiency_summary(records: pd.DataFrame) -> pd.DataFrame:
     """Per method: accuracy at the smallest size and normalised AUC, over the sizes every method has.
 
-    Using the common sizes keeps methods comparable when one method's trial at some size failed."""
+    `val_accuracy_at_smallest_size` and `val_normalized_auc` read validation accuracy: the data-efficiency
+    score reads them. `accuracy_at_smallest_size` and `normalized_auc` read the study's test rows (its fixed
+    eval_size set): reported only, never scored. Using the common sizes keeps methods comparable when one
+    method's trial at some size failed."""
     curves = accuracy_by_size(records)
-    cols = ["accuracy_at_smallest_size", "normalized_auc", "smallest_size", "largest_size", "sizes"]
+    cols = ["val_accuracy_at_smallest_size", "val_normalized_auc", "accuracy_at_smallest_size",
+            "normalized_auc", "smallest_size", "largest_size", "sizes"]
     if curves.empty:
         return pd.DataFrame(columns=cols).rename_axis("method")
     per_method = [set(g["train_size"]) for _, g in curves.groupby("method", sort=False)]
@@ -91,8 +95,11 @@ def data_efficiency_summary(records: pd.DataFrame) -> pd.DataFrame:
         grp = grp[grp["train_size"].isin(common)]
         if grp.empty:
             continue
-        auc = normalized_auc(grp["train_size"].tolist(), grp["accuracy"].tolist())
-        rows[method] = {"accuracy_at_smallest_size": float(grp["accuracy"].iloc[0]), "normalized_auc": auc,
+        sizes = grp["train_size"].tolist()
+        rows[method] = {"val_accuracy_at_smallest_size": float(grp["val_accuracy"].iloc[0]),
+                        "val_normalized_auc": normalized_auc(sizes, grp["val_accuracy"].tolist()),
+                        "accuracy_at_smallest_size": float(grp["accuracy"].iloc[0]),
+                        "normalized_auc": normalized_auc(sizes, grp["accuracy"].tolist()),
                         "smallest_size": int(grp["train_size"].iloc[0]),
                         "largest_size": int(grp["train_size"].iloc[-1]), "sizes": len(grp)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("method")

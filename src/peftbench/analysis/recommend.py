@@ -2,6 +2,8 @@
 (optionally TOPSIS beside it), each method's probability of being best from a paired bootstrap, the
 methods tied with the winner, then configuration advice read off the sweep studies.
 
+Every step of the choice reads validation-side figures (validation split, OOD set, costs); the winner's
+test accuracy and F1 are then reported beside it (`Recommendation.held_out`), never fed back.
 Scores are on fixed scales (see scores.py), so a limit removes candidates without changing the others'
 dimension scores; a dimension counts only when every remaining candidate has it.
 """
@@ -31,6 +33,7 @@ from peftbench.analysis.curves import (
     smallest_sufficient_rank,
     study_records,
 )
+from peftbench.analysis.held_out import HeldOut, held_out
 from peftbench.analysis.scores import (
     DIMENSION_NAMES,
     DIMENSIONS,
@@ -45,12 +48,16 @@ from peftbench.analysis.topsis import topsis
 from peftbench.errors import PeftbenchError
 
 DEFAULT_STUDY = "tradeoff"
+CHOICE_NOTE = ("chosen on validation-side figures only (validation split; OOD set and general text for "
+               "generalization; costs); the test figures beside the winner are reported, never chosen on, "
+               "and the robustness drop (first test rows) is reported only")
 
 
 @dataclass(frozen=True)
 class Limits:
     """Hard limits; None = no limit. Memory is training memory: the CUDA peak on GPU stores, else the RSS
-    peak net of the process's own baseline (peak_rss_net_mb)."""
+    peak net of the process's own baseline (peak_rss_net_mb). min_accuracy is validation accuracy (exact
+    match for --task generate): a limit is a choice, so it never reads the test split."""
 
     max_memory_mb: float | None = None
     max_trainable_params: float | None = None
@@ -72,7 +79,7 @@ class Limits:
 LIMIT_COLUMNS = {
     "max_memory_mb": ("train_memory_mb", True),
     "max_trainable_params": ("trainable_params", True),
-    "min_accuracy": ("accuracy", False),
+    "min_accuracy": ("val_accuracy", False),
     "max_train_seconds": ("train_seconds", True),
     "max_latency_ms": ("deployed_latency_ms", True),
 }
@@ -97,6 +104,7 @@ class Recommendation:
     tied: list[str] = field(default_factory=list)  # the winner and the methods statistically tied with it
     setup_label: str | None = None
     resamples: int = 0  # bootstrap resamples behind ranking["p_best"]; 0 = no per-row predictions
+    held_out: HeldOut | None = None  # the winner's test figures, reported beside the choice, never chosen on
 
     @property
     def top(self) -> str | None:
@@ -144,7 +152,7 @@ def apply_limits(means: pd.DataFrame, limits: Limits,
 
 HOW_TO_MEASURE = {
     "data_efficiency": "run `peftbench study data-efficiency --methods {methods}`",
-    "generalization": "re-run them with OOD and perturbation evaluation",
+    "generalization": "re-run them with an OOD set (--ood-dataset)",
 }
 
 
@@ -207,6 +215,13 @@ class Prepared:
     notes: list[str]
     resampled: Resampled | None
     boot: np.ndarray | None  # (resamples, methods, dimensions)
+    reported: dict[str, HeldOut] = field(default_factory=dict)  # held_out per method, computed when asked
+
+    def held_out(self, method: str) -> HeldOut:
+        """The method's test figures in the ranked study (computed once: the scenarios share winners)."""
+        if method not in self.reported:
+            self.reported[method] = held_out(self.selected, method)
+        return self.reported[method]
 
 
 def prepare(records: pd.DataFrame, study: str | None = None, *, setup: str | None = None,
@@ -224,7 +239,7 @@ def prepare(records: pd.DataFrame, study: str | None = None, *, setup: str | Non
     boot = bootstrap_dimension_scores(dims, resampled) if resampled is not None else None
     notes = list(sel.notes)
     if resampled is not None and resampled.without_predictions:
-        notes.append("no per-row predictions stored for " + ", ".join(resampled.without_predictions)
+        notes.append("no per-row validation predictions stored for " + ", ".join(resampled.without_predictions)
                      + ": their figures are held fixed in the bootstrap")
     return Prepared(sel.records, selected, label, sel.setup_label, dims, notes, resampled, boot)
 
@@ -251,19 +266,22 @@ def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits()
         rec.ranking["p_best"] = conf.p_best
         rec.tied = conf.tied
         rec.resamples = conf.resamples
-        rec.notes.append(f"P(best): share of {conf.resamples} paired bootstrap resamples of the evaluated rows "
-                         f"(seeds resampled too) in which the method scores highest; tied with the winner: "
-                         f"scores at least as high in >= {TIE_SHARE:.0%} of them")
+        rec.notes.append(f"P(best): share of {conf.resamples} paired bootstrap resamples of the validation (and "
+                         f"OOD) rows (seeds resampled too) in which the method scores highest; tied with the "
+                         f"winner: scores at least as high in >= {TIE_SHARE:.0%} of them")
     elif rec.top is not None:
         rec.tied = [rec.top]
         if not counted:
             rec.notes.append("no weighted dimension is measured for every candidate: no score to rank by")
         elif prep.boot is None:
-            rec.notes.append("no per-row predictions stored: no probability of being best (re-run the trials "
-                             "with the current peftbench)")
+            rec.notes.append("no per-row validation predictions stored: no probability of being best (re-run "
+                             "the trials with the current peftbench)")
     if rec.top is not None:
         rec.advice = configuration_advice(prep.records, dims.means, rec.top)
+        rec.held_out = prep.held_out(rec.top)
+        rec.notes.append(CHOICE_NOTE)
     return rec
+
 
 
 def recommend(records: pd.DataFrame, weights: Mapping[str, float], limits: Limits = Limits(),

@@ -1,13 +1,18 @@
 """Six dimension scores in [0, 1] per method, each from named measured metrics on a fixed, meaningful scale.
 
 Scores grade a method against a reference that does not depend on which other methods were run: accuracy
-from a constant predictor's value to 1, a robustness drop in points on a fixed range, parameters on a log
-scale up to the base model, and costs as a ratio to the cheapest method. Two methods inside each other's
+from a constant predictor's value to 1, OOD balanced accuracy from 1/K, parameters on a log scale up to the
+base model, and costs as a ratio to the cheapest method. Two methods inside each other's
 noise therefore get nearly equal scores (min-max across methods used to stretch any spread to 0-1).
 
 A metric counts in a dimension only when every method that has the dimension measured it; a dimension
 nobody measured stays missing (NaN) and is never filled in. `weighted_scores` then leaves a dimension out
 for every candidate unless every candidate has it, so an unmeasured method is never favoured.
+
+Scores feed choices, so they read only validation-side figures: the validation split (performance, data
+efficiency), the separate OOD set and the general-text sample (generalization), and costs. The test split is
+read once per trial for the reported figures, shown beside the choice (analysis/held_out.py), never
+scored; so is the robustness drop, whose rows are the first test rows (GENERALIZATION_CHOICE says why).
 """
 
 from __future__ import annotations
@@ -35,31 +40,35 @@ DIMENSIONS: dict[str, tuple[Metric, ...]] = {
     "computational_efficiency": (Metric("train_seconds", "min", "best_over_value"),
                                  Metric("train_memory_mb", "min", "best_over_value"),
                                  Metric("flops_per_step", "min", "best_over_value")),
-    "performance": (Metric("accuracy", "max", "above_chance"), Metric("f1", "max", "f1_above_chance")),
+    "performance": (Metric("val_accuracy", "max", "above_chance"), Metric("val_f1", "max", "f1_above_chance")),
+    # The robustness drop is not here: its rows are the first test rows (reported only, REPORTED_ONLY).
     "generalization": (Metric("ood_balanced_accuracy", "max", "balanced_above_chance"),
-                       Metric("robustness_drop", "max", "drop_points"),
                        Metric("forgetting", "min", "forgetting_nats")),
-    "data_efficiency": (Metric("accuracy_at_smallest_size", "max", "above_chance"),
-                        Metric("normalized_auc", "max", "above_chance")),
+    "data_efficiency": (Metric("val_accuracy_at_smallest_size", "max", "above_chance"),
+                        Metric("val_normalized_auc", "max", "above_chance")),
     "inference_efficiency": (Metric("deployed_latency_ms", "min", "best_over_value"),
                              Metric("deployed_throughput_per_s", "max", "value_over_best"),
                              Metric("adapter_bytes", "min", "log_bytes")),
 }
 DIMENSION_NAMES: tuple[str, ...] = tuple(DIMENSIONS)
 METRICS: dict[str, Metric] = {m.column: m for ms in DIMENSIONS.values() for m in ms}
+# Why generalization may take part in a choice, and what it leaves out (`peftbench dimensions`, the report).
+GENERALIZATION_CHOICE = ("kept in the choice: OOD balanced accuracy (a separate dataset, never the test split) "
+                         "and, for decoders, forgetting (a general-text sample), so a generalization weight still "
+                         "counts; left out: the robustness drop, whose perturbed rows are the first test rows "
+                         "(reported only). The price: the OOD set helps choose, so the winner's OOD figure is not "
+                         "an unbiased estimate; its test figures, which no choice reads, are.")
 
-DROP_ZERO_POINTS = 20.0  # a robustness drop of this many accuracy points scores 0; no drop scores 1
 # Decoders: general-text cross-entropy up by ln 2 nats per token (its perplexity doubled) scores 0
 FORGETTING_ZERO_NATS = float(np.log(2.0))
 SCALE_NOTES = {
     "above_chance": "(value - c) / (1 - c), c = val_majority_rate (what predicting the most common class "
-                    "scores; older trials without it: the test labels' majority share), clipped to [0, 1]",
+                    "scores; older trials without it: the majority share of the stored validation labels), "
+                    "clipped to [0, 1]",
     "f1_above_chance": "(value - c) / (1 - c), c = the constant predictor's macro F1, 2p / ((1 + p) K) "
                        "for majority rate p and K classes",
     "balanced_above_chance": "(value - 1/K) / (1 - 1/K) for K classes (0.5 to 1 for two): balanced "
                              "accuracy is 1/K for any constant predictor",
-    "drop_points": f"1 + drop / {DROP_ZERO_POINTS:g} points, clipped to [0, 1]: no drop (or a gain) = 1, "
-                   f"-{DROP_ZERO_POINTS:g} points = 0",
     "forgetting_nats": f"1 - forgetting / ln 2, clipped to [0, 1]: general-text cross-entropy unchanged (or "
                        f"lower) = 1, its perplexity doubled (+{FORGETTING_ZERO_NATS:.3f} nats per token) = 0",
     "log_params": "1 - log(value) / log(base-model parameters): 1 parameter = 1, the whole model = 0",
@@ -88,12 +97,14 @@ def scoring_notes() -> dict[str, str]:
         "computational_efficiency": "training memory = peak_cuda_allocated_mb on GPU, else peak_rss_net_mb "
                                     f"(net of the process baseline); {notes('computational_efficiency')}; "
                                     "mean of the three",
-        "performance": f"test split (--task generate: accuracy is exact match); {notes('performance')}; mean "
-                       "of the two",
-        "generalization": "OOD balanced accuracy and the robustness drop in accuracy points (perturbed - "
-                          "clean on the same rows), and for decoders forgetting (general-text cross-entropy "
-                          f"after - before training); {notes('generalization')}; mean of those measured",
-        "data_efficiency": "from the data-efficiency study only (missing if not run); "
+        "performance": "validation split (--task generate: val_accuracy is exact match), never the test "
+                       f"split, which is reported beside the choice; {notes('performance')}; mean of the two",
+        "generalization": "OOD balanced accuracy (a separate dataset, not the test split), and for decoders "
+                          "forgetting (general-text cross-entropy after - before training); the robustness "
+                          "drop reads the first test rows, so it is reported, never scored; "
+                          f"{notes('generalization')}; mean of those measured",
+        "data_efficiency": "from the data-efficiency study only (missing if not run), on its validation "
+                           "accuracy per training-set size (its test rows are reported only); "
                            f"{notes('data_efficiency')}; mean of the two",
         "inference_efficiency": "latency and throughput of the deployed form (merged when the method can "
                                 f"merge); {notes('inference_efficiency')}; mean of the three",
@@ -152,31 +163,33 @@ def method_means(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _label_facts(records: pd.DataFrame) -> pd.DataFrame:
-    """Per method, from its first trial's stored labels: classes K, test majority share, OOD classes."""
+    """Per method, from its first trial's stored labels: classes K and the validation majority share (the
+    test labels only for trials that stored no validation labels: labels, never predictions, and the same
+    for every method), and the OOD classes."""
     rows = {}
     for method, grp in records.groupby("method", sort=False):
-        row = {"classes": np.nan, "test_majority": np.nan, "ood_classes": np.nan}
+        row = {"classes": np.nan, "val_majority": np.nan, "ood_classes": np.nan}
         for _, rec in grp.iterrows():
             labels = [decode(rec.get(c)) for c in ("val_labels", "test_labels") if isinstance(rec.get(c), str)]
             labels = [lab for lab in labels if lab.size]
             if labels and np.isnan(row["classes"]):
                 row["classes"] = float(max(int(lab.max()) for lab in labels) + 1)
-                test = labels[-1]
-                row["test_majority"] = float(np.bincount(test).max() / test.size)
+                first = labels[0]
+                row["val_majority"] = float(np.bincount(first).max() / first.size)
             ood = decode(rec.get("ood_labels")) if isinstance(rec.get("ood_labels"), str) else np.empty(0)
             if ood.size and np.isnan(row["ood_classes"]):
                 row["ood_classes"] = float(np.unique(ood).size)
         rows[method] = row
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["classes", "test_majority", "ood_classes"])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["classes", "val_majority", "ood_classes"])
 
 
 def scale_refs(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
     """Per method, the fixed reference points of the scales: chance accuracy and F1, OOD chance, base size.
 
-    Chance accuracy is val_majority_rate; without it, the test labels' majority share; without labels, 0
-    (the raw value). Classes default to 2 when no labels were stored."""
+    Chance accuracy is val_majority_rate; without it, the stored validation labels' majority share; without
+    labels, 0 (the raw value). Classes default to 2 when no labels were stored."""
     facts = _label_facts(records).reindex(means.index)
-    p = _numeric(means, "val_majority_rate").fillna(facts["test_majority"])
+    p = _numeric(means, "val_majority_rate").fillna(facts["val_majority"])
     classes = facts["classes"].fillna(2.0).clip(lower=2.0)
     ood_classes = facts["ood_classes"].fillna(classes).clip(lower=2.0)
     base = _numeric(means, "base_params")
@@ -213,8 +226,6 @@ def scale_values(metric: Metric, values: np.ndarray, refs: Mapping[str, np.ndarr
             return _above(v, refs["chance_f1"])
         if metric.scale == "balanced_above_chance":
             return _above(v, refs["chance_balanced"])
-        if metric.scale == "drop_points":
-            return np.clip(1 + 100 * v / DROP_ZERO_POINTS, 0.0, 1.0)
         if metric.scale == "forgetting_nats":
             return np.clip(1 - v / FORGETTING_ZERO_NATS, 0.0, 1.0)
         if metric.scale == "log_params":
@@ -270,7 +281,7 @@ def dimension_scores(records: pd.DataFrame, all_records: pd.DataFrame | None = N
     means = method_means(records)
     de_rows = study_records(records if all_records is None else all_records, DATA_EFFICIENCY_STUDY)
     curves = data_efficiency_summary(de_rows)
-    means = means.join(curves[["accuracy_at_smallest_size", "normalized_auc"]], how="left")
+    means = means.join(curves[["val_accuracy_at_smallest_size", "val_normalized_auc"]], how="left")
     refs = scale_refs(records, means)
     used: dict[str, list[str]] = {}
     left_out: dict[str, list[str]] = {}

@@ -124,15 +124,17 @@ TOPSIS_OPT = typer.Option(False, "--topsis", help="add a TOPSIS ranking over the
 MEMORY_OPT = typer.Option(None, "--max-memory-mb", help="training memory limit, net of the process's own "
                           "baseline: peak_rss_net_mb (peak RSS - RSS before training) on CPU, "
                           "peak_cuda_allocated_mb on GPU stores")
-ALL_SCENARIOS_OPT = typer.Option(False, "--all-scenarios", help="one line per scenario: winner, P(best) and "
-                                 "the methods tied with it")
+ALL_SCENARIOS_OPT = typer.Option(False, "--all-scenarios", help="one line per scenario: winner (chosen on "
+                                 "validation), P(best), the methods tied with it, and its test figures")
 PARAMS_OPT = typer.Option(None, "--max-trainable-params", help="trainable parameter limit")
-ACCURACY_OPT = typer.Option(None, "--min-accuracy", help="lowest acceptable test accuracy, 0-1")
+ACCURACY_OPT = typer.Option(None, "--min-accuracy", help="lowest acceptable validation accuracy (exact match "
+                            "for --task generate), 0-1: limits are choices, so they never read the test split")
 SECONDS_OPT = typer.Option(None, "--max-train-seconds", help="training time limit")
 LATENCY_OPT = typer.Option(None, "--max-latency-ms", help="p50 latency limit (merged latency when the method "
                            "can merge)")
 OBJECTIVES_OPT = typer.Option(None, "--objectives", help="metric:max|min,... e.g. "
-                              "accuracy:max,peak_rss_mb:min,trainable_params:min")
+                              "accuracy:max,peak_rss_mb:min,trainable_params:min (accuracy, f1, ... are read "
+                              "on validation: a front is a choice; the test figures are shown beside)")
 OUTPUT_OPT = typer.Option(None, "--output", "-o", help="HTML file to write (default: report.html beside the "
                           "store); PNGs go to <name>_plots/ next to it")
 INTERACTIVE_REPORT_OPT = typer.Option(False, "--interactive", help="add Plotly views: hover, legend "
@@ -146,17 +148,28 @@ def _tied_text(rec) -> str:
     return ", ".join(others) if others else "none"
 
 
+def _with_interval(mean: float, low: float, high: float) -> str:
+    return _fmt(mean) + ("" if pd.isna(low) else f" [{low:.3f}, {high:.3f}]")
+
+
 def scenarios_table(recs: dict, title: str) -> Table:
+    """Per scenario: the winner chosen on validation, then its test figures (reported, never chosen on)."""
     table = Table(title=title)
-    for col in ("scenario", "recommended", "P(best)", "score", "statistically tied with it"):
-        table.add_column(col, justify="right" if col in ("P(best)", "score") else "left")
+    for col in ("scenario", "recommended", "P(best)", "score", "statistically tied with it",
+                "its test accuracy [95% CI]", "its test F1 [95% CI]"):
+        table.add_column(col, justify="left" if col in ("scenario", "recommended", "statistically tied with it")
+                         else "right")
     for name, rec in recs.items():
         if rec.top is None:
-            table.add_row(name, "none meets every limit", "-", "-", "-")
+            table.add_row(name, "none meets every limit", "-", "-", "-", "-", "-")
             continue
-        row = rec.ranking.iloc[0]
+        row, h = rec.ranking.iloc[0], rec.held_out
         table.add_row(name, escape(rec.top), _fmt(row.get("p_best"), ".2f"), _fmt(row["score"]),
-                      escape(_tied_text(rec)))
+                      escape(_tied_text(rec)),
+                      _with_interval(h.test_accuracy, h.test_accuracy_low, h.test_accuracy_high),
+                      _with_interval(h.test_f1, h.test_f1_low, h.test_f1_high))
+    table.caption = ("chosen on validation-side figures; the test figures are the winner's held-out report, "
+                     "never used in the choice")
     return table
 
 
@@ -203,7 +216,9 @@ def recommend(
         raise PeftbenchError("no method meets every limit (see the table above); relax a limit")
     p_best = rec.ranking.iloc[0].get("p_best")
     confidence = f" (P(best) {p_best:.2f})" if p_best is not None and not pd.isna(p_best) else ""
-    console.print(f"[bold]Recommended: {escape(rec.top)}[/bold]{confidence}")
+    console.print(f"[bold]Recommended: {escape(rec.top)}[/bold]{confidence}, chosen on validation")
+    console.print(f"Its held-out test figures (reported, not used in the choice): {escape(rec.held_out.text())}",
+                  highlight=False)
     console.print(f"Statistically tied with it: {escape(_tied_text(rec))}", highlight=False)
     for line in rec.advice.values():
         console.print(f"  - {escape(line)}", highlight=False)
@@ -213,7 +228,8 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DB_OPTION,
            study: str | None = StudyOption, setup: str | None = SETUP_OPT, model: str | None = MODEL_OPT,
            dataset: str | None = DATASET_OPT, include_collapsed: bool = COLLAPSED_OPT) -> None:
     """Methods no other method beats on every objective (means over seeds), with each method's
-    probability of being on the front (paired bootstrap over the evaluated rows)."""
+    probability of being on the front (paired bootstrap over the validation and OOD rows). A front is a
+    choice: accuracy, f1, ... are read on validation; their test figures are shown beside, reported only."""
     from peftbench.analysis.confidence import RESAMPLES, front_probability, resample_metrics
     from peftbench.analysis.pareto import pareto_table, parse_objectives
     from peftbench.analysis.recommend import select_study
@@ -240,15 +256,22 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DB_OPTION,
         out.add_column(f"{o.metric} ({o.direction})", justify="right")
     out.add_column("on front")
     out.add_column("P(on front)", justify="right")
+    reported = [o.asked for o in objs if o.asked and o.asked in means]
+    for name in reported:
+        out.add_column(f"test {name} (reported)", justify="right")
     for method, row in table.iterrows():
         out.add_row(escape(str(method)), *[_measure(row[o.metric]) for o in objs],
                     "yes" if row["on_front"] else f"no (dominated by {escape(str(row['dominated_by']))})",
-                    _fmt(row["p_front"], ".2f"))
+                    _fmt(row["p_front"], ".2f"), *[_fmt(means.loc[method, name]) for name in reported])
     console.print(out)
-    console.print(f"note: P(on front) is the share of {RESAMPLES} paired bootstrap resamples of the evaluated "
-                  "rows in which the method is on the front (only accuracy, F1, OOD and robustness figures vary)"
-                  if resampled is not None else "note: no per-row predictions stored: no P(on front)",
-                  highlight=False)
+    for o in objs:
+        if o.asked:
+            console.print(f"note: {o.asked} is read on validation ({o.metric}): a front is a choice, and the "
+                          "test split only reports", highlight=False)
+    console.print(f"note: P(on front) is the share of {RESAMPLES} paired bootstrap resamples of the validation "
+                  "and OOD rows in which the method is on the front (only validation accuracy and F1 and the OOD "
+                  "figures vary)" if resampled is not None else "note: no per-row predictions stored: no "
+                  "P(on front)", highlight=False)
     for note in sel.notes:
         console.print(f"note: {escape(note)}", highlight=False)
     dropped = [m for m in means.index if m not in table.index]

