@@ -189,11 +189,17 @@ def data_efficiency_table(records: pd.DataFrame) -> Table | None:
     summary = data_efficiency_summary(study_records(records, DATA_EFFICIENCY_STUDY))
     if summary.empty:
         return None
-    table = Table(title="data efficiency (sizes every method has; AUC = mean accuracy over log size)")
-    for col in ("method", "sizes", "acc at smallest", "normalised AUC"):
+    table = Table(title="data efficiency (sizes every method has; AUC = mean accuracy over log size; the "
+                        "score and advice read validation, test is reported)")
+    for col in ("method", "sizes", "val acc at smallest", "val AUC", "test acc at smallest", "test AUC"):
         table.add_column(col, justify="left" if col == "method" else "right")
+
+    def cell(value) -> str:
+        return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
     for method, row in summary.iterrows():
         sizes = f"{int(row['smallest_size'])}-{int(row['largest_size'])} ({int(row['sizes'])})"
-        table.add_row(str(method), sizes, f"{row['accuracy_at_smallest_size']:.3f}",
-                      "-" if math.isnan(row["normalized_auc"]) else f"{row['normalized_auc']:.3f}")
+        table.add_row(str(method), sizes, cell(row.get("val_accuracy_at_smallest_size")),
+                      cell(row.get("val_normalized_auc")), cell(row["accuracy_at_smallest_size"]),
+                      cell(row["normalized_auc"]))
     return table

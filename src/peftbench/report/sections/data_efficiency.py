@@ -28,8 +28,11 @@ def data_efficiency_section(page: Page, records: pd.DataFrame, colors: dict) -> 
     fig = plots.data_efficiency(curves, colors, metric)
     page.add('<div class="plots">' + page.plot("data_efficiency", caption, fig) + "</div>")
     summary = data_efficiency_summary(rows)
-    page.add(table_html(["method", "smallest size", "accuracy there", "normalised AUC (log size)"],
-                        [[str(m), str(int(r["smallest_size"])), num(r["accuracy_at_smallest_size"]),
+    # the score reads the validation figures; the test ones are reported beside them
+    page.add(table_html(["method", "smallest size", "validation accuracy there", "validation AUC (log size)",
+                         "test accuracy there (reported)", "test AUC (reported)"],
+                        [[str(m), str(int(r["smallest_size"])), num(r.get("val_accuracy_at_smallest_size")),
+                          num(r.get("val_normalized_auc")), num(r["accuracy_at_smallest_size"]),
                           num(r["normalized_auc"])] for m, r in summary.iterrows()]))
     advice = data_advice(records)
     if advice:

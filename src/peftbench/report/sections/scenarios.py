@@ -26,7 +26,9 @@ def scenarios_section(page: Page, prep: Prepared) -> None:
         tied = [m for m in rec.tied if m != rec.top]
         merging = rec.advice.get("merging")
         page.add(f"<div class='scenario'><h3>{esc(name)}: {esc(rec.top)}</h3>"
-                 f"<p class='muted'>{esc(weights)}</p>"
-                 f"<p>Statistically tied with {esc(rec.top)}: {esc(', '.join(tied) or 'none')}</p>"
+                 f"<p class='muted'>{esc(weights)}; chosen on validation</p>"
+                 + (f"<p>Reported (held out, not chosen on): {esc(rec.held_out.text())}</p>"
+                    if rec.held_out is not None else "")
+                 +                  f"<p>Statistically tied with {esc(rec.top)}: {esc(', '.join(tied) or 'none')}</p>"
                  + table_html(["#", "method", "score"] + ["P(best)"] * has_p + ["weight covered"], rows)
                  + (f"<p>{esc(merging)}</p>" if merging else "") + "</div>")

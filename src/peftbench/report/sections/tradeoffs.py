@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from peftbench.analysis.held_out import held_out_table
 from peftbench.analysis.recommend import Prepared
 from peftbench.report import plots
 from peftbench.report.page import Page, esc
@@ -15,14 +16,12 @@ RADAR_DEFAULT = ["Full", "LoRA-r8", "PrefixTuning-len32", "BitFit", "AdaLoRA"]
 
 
 def tradeoff_points(records: pd.DataFrame, means: pd.DataFrame, prep: Prepared | None = None) -> pd.DataFrame:
-    """Per method: the plotted means plus an accuracy 95% half width: from the paired bootstrap over rows
-    (and seeds) when predictions are stored, else the t-interval over seeds (NaN for one seed)."""
+    """Per method: the plotted means plus the (test, reported) accuracy's 95% half width: from the stored
+    rows (and seeds) when predictions are stored, else the t-interval over seeds (NaN for one seed)."""
     points = means.copy()
-    resampled = prep.resampled if prep is not None else None
-    if resampled is not None:
-        boot = pd.DataFrame(resampled.values["accuracy"], columns=resampled.methods)
-        half = (boot.quantile(0.975) - boot.quantile(0.025)) / 2
-        points["accuracy_ci"] = half.reindex(points.index)
+    held = held_out_table(records, list(points.index))
+    if held["test_accuracy_low"].notna().any():
+        points["accuracy_ci"] = ((held["test_accuracy_high"] - held["test_accuracy_low"]) / 2).reindex(points.index)
         return points
     accuracy = pd.to_numeric(records["accuracy"], errors="coerce")
     points["accuracy_ci"] = accuracy.groupby(records["method"], sort=False).apply(
