@@ -22,7 +22,10 @@ from peftbench.analysis.pareto import Objective, pareto_table
 from peftbench.analysis.scores import DIMENSION_NAMES
 from peftbench.methods import DECODER_PRESETS, SEED_PRESETS
 from peftbench.report import plots
-from peftbench.studies.definitions import DATA_EFFICIENCY_METHODS, DATA_EFFICIENCY_SIZES, RANK_SWEEP_RANKS
+from peftbench.studies.definitions import DATA_EFFICIENCY_SIZES, RANK_SWEEP_RANKS
+from peftbench.tasks import task_named
+
+DATA_EFFICIENCY_METHODS = list(task_named("classify").data_efficiency_methods[0])
 
 DPIS = (72, 110)  # plots.render: SVG at 72, PNG at 110
 
