@@ -38,14 +38,16 @@ def _tuned_run(specs: list[TrialSpec], db: Path, poison_test: bool = False, monk
     from peftbench.studies import runner, tuning
 
     if poison_test:  # every test label flipped: a choice that read test would change
-        real = runner.prepare_data
+        from peftbench.data import prepared
+
+        real = prepared.prepare_data
 
         def poisoned(*args, **kwargs):
             data = real(*args, **kwargs)
             data.test.labels = (1 - data.test.labels).astype(data.test.labels.dtype)
             return data
 
-        monkeypatch.setattr(runner, "prepare_data", poisoned)
+        monkeypatch.setattr(prepared, "prepare_data", poisoned)  # what the classify task prepares with
     cands, executor, budget = tuning.prepare(specs, db, LocalExecutor(workers=1), (GOOD, ABSURD))
     summary = runner.run_trials(cands, db, executor)
     with Store(db, create=False) as store:
