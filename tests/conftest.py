@@ -43,6 +43,19 @@ def write_csv(path: Path, rows, text_col: str = "text", label_col: str = "label"
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """$PEFTBENCH_CACHE in the session's tmp for everything this session starts: in-process studies start one
+    forkserver for the whole session, and its trial processes keep the environment it started with."""
+    saved = os.environ.get("PEFTBENCH_CACHE")
+    os.environ["PEFTBENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "peftbench-cache")
+    yield
+    if saved is None:
+        os.environ.pop("PEFTBENCH_CACHE", None)
+    else:
+        os.environ["PEFTBENCH_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with the embedded model's tokenizer, saved with safetensors."""
@@ -156,3 +169,43 @@ def embedded_decoder_cache(_embedded_decoder_dir, monkeypatch) -> Path:
     """$PEFTBENCH_CACHE pointed at the shared conversion folder (converted by the first test that loads it)."""
     monkeypatch.setenv("PEFTBENCH_CACHE", str(_embedded_decoder_dir))
     return _embedded_decoder_dir
+
+
+class CliResult:
+    """What one in-process `peftbench ...` call gave: its exit code and what it printed."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli_main(*args, check: bool = True) -> CliResult:
+    """`peftbench ARGS` through the CLI's own main() in this process (what the entry point runs): no
+    interpreter start-up and no re-import of torch per command, while trials still run in their own
+    processes. check=True fails the test on a non-zero exit."""
+    import contextlib
+    import io
+    import sys
+
+    from peftbench.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved, sys.argv = sys.argv, ["peftbench", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    result = CliResult(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"peftbench {' '.join(map(str, args))}: exit {code}\nstdout:{result.stdout}\n"
+                             f"stderr:{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli_main():
+    """run_cli_main, for tests that take their helpers as fixtures."""
+    return run_cli_main

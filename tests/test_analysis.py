@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli_main
 
 from peftbench.analysis.confidence import (
     balanced_accuracy_rows,
@@ -546,20 +547,21 @@ def test_pruned_and_unchosen_candidates_never_score(monkeypatch):
 
 # --- the CLI ----------------------------------------------------------------------------------------
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m peftbench.cli ...` in a fresh process (the path where cli.py is __main__)."""
+    """`python -m peftbench.cli ...` in a fresh process (the path where cli.py is __main__). The other
+    commands here run through conftest's run_cli_main: the same main(), without an interpreter start each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
     return subprocess.run([sys.executable, "-m", "peftbench.cli", *args], input=stdin, capture_output=True,
                           text=True, timeout=300, check=False, env=env)
 
 
 def test_cli_recommend_scenarios_limits_and_pareto(full_store):
-    perf = run_cli("recommend", "--db", full_store, "--scenario", "performance-critical")
+    perf = run_cli_main("recommend", "--db", full_store, "--scenario", "performance-critical", check=False)
     assert perf.returncode == 0, perf.stderr
     assert "Recommended: LoRA-r8 (P(best) 0." in perf.stdout and "P(best)" in perf.stdout
     tied_line = next(ln for ln in perf.stdout.splitlines() if ln.startswith("Statistically tied with it:"))
     assert "AdaLoRA" in tied_line and "PrefixTuning" not in tied_line
-    lean = run_cli("recommend", "--db", full_store, "--scenario", "resource-constrained",
-                   "--max-memory-mb", "1200", "--topsis")
+    lean = run_cli_main("recommend", "--db", full_store, "--scenario", "resource-constrained",
+                        "--max-memory-mb", "1200", "--topsis", check=False)
     assert lean.returncode == 0, lean.stderr
     assert "Recommended: BitFit" in lean.stdout and "TOPSIS" in lean.stdout
     assert "Statistically tied with it: none" in lean.stdout
@@ -568,22 +570,24 @@ def test_cli_recommend_scenarios_limits_and_pareto(full_store):
         line = next(ln for ln in excluded.splitlines() if f" {method} " in ln)
         assert "--max-memory-mb 1200" in line and "peak_rss_net_mb" in line and value in line
     assert "r=4 suffices" in lean.stdout
-    front = run_cli("pareto", "--db", full_store, "--objectives",
-                    "accuracy:max,peak_rss_net_mb:min,trainable_params:min")
+    front = run_cli_main("pareto", "--db", full_store, "--objectives",
+                         "accuracy:max,peak_rss_net_mb:min,trainable_params:min", check=False)
     assert front.returncode == 0, front.stderr
     assert "dominated by" in front.stdout and "PrefixTuning-len32" in front.stdout
     assert "P(on front)" in front.stdout and "paired bootstrap" in front.stdout
 
 
 def test_cli_recommend_all_scenarios_one_line_each(full_store):
-    proc = run_cli("recommend", "--db", full_store, "--all-scenarios", "--max-memory-mb", "2000")
+    proc = run_cli_main("recommend", "--db", full_store, "--all-scenarios", "--max-memory-mb", "2000",
+                        check=False)
     assert proc.returncode == 0, proc.stderr
     lines = {name: next(ln for ln in proc.stdout.splitlines() if f" {name} " in ln) for name in SCENARIOS}
     for name, line in lines.items():
         assert any(m in line for m in TRADEOFF) and "Full" not in line, (name, line)  # Full is over 2000 MB
         assert re.search(r" (0\.\d\d|1\.00) ", line), line  # P(best)
     assert "LoRA-r8" in lines["performance-critical"] and "AdaLoRA" in lines["performance-critical"]
-    clash = run_cli("recommend", "--db", full_store, "--all-scenarios", "--scenario", "balanced")
+    clash = run_cli_main("recommend", "--db", full_store, "--all-scenarios", "--scenario", "balanced",
+                         check=False)
     assert clash.returncode == 2 and "--all-scenarios" in clash.stderr
 
 

@@ -26,7 +26,8 @@ def study(tiny_model, tmp_path):
     data = write_csv(tmp_path / "reviews.csv", make_rows(150))
     db = tmp_path / "store.db"
     return db, ["run", "--model", tiny_model, "--dataset", str(data), "--preset", "quick", "--train-size", "32",
-                "--epochs", "1", "--batch-size", "16", "--max-length", "16", "--db", str(db)]
+                "--epochs", "1", "--batch-size", "16", "--max-length", "16", "--validation-size", "20",
+                "--test-size", "40", "--db", str(db)]
 
 
 def env_with(faults: str | None = None, marker: str | None = None) -> dict[str, str]:
@@ -162,7 +163,9 @@ def test_crash_hang_and_death_are_failed_with_reasons_then_retried(study):
     """A raising, a hanging (trial timeout) and a dying trial are stored as failed with their reasons
     while the healthy one finishes; --retry-failed re-runs only failed trials; --retries retries them."""
     db, args = study
-    args = [*args, "--methods", "BitFit,LoRA-r4,IA3,Full", "--workers", "2", "--trial-timeout", "45"]
+    # The hanging trial costs the whole timeout; a healthy tiny trial takes a few seconds (20 s leaves room
+    # for a busy machine: the healthy ones must finish inside it too).
+    args = [*args, "--methods", "BitFit,LoRA-r4,IA3,Full", "--workers", "2", "--trial-timeout", "20"]
     first = run(args, env_with("LoRA-r4=crash,IA3=hang,Full=die"))
     assert first.returncode == 0, first.stderr[-3000:]
     assert "1 trials ok, 3 failed" in first.stderr

@@ -12,11 +12,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import run_cli_main
 from test_analysis import (
     Profile,
     mixed_setups,
     records_of,
-    run_cli,
     sweep_trials,
     tradeoff_trials,
     write_store,
@@ -98,7 +98,7 @@ def report_store(tmp_path) -> str:
 
 def test_report_renders_every_plot_in_chromium_and_escapes_names(report_store, tmp_path):
     out = tmp_path / "out" / "report.html"
-    proc = run_cli("report", "--db", report_store, "--output", str(out))
+    proc = run_cli_main("report", "--db", report_store, "--output", str(out), check=False)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text(encoding="utf-8")
     assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text

@@ -8,14 +8,11 @@ The tiny model learns nothing in three steps (its trials are marked collapsed), 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_rows, write_csv
+from conftest import make_rows, run_cli_main, write_csv
 from test_analysis import tradeoff_trials, write_store
 from test_report import census
 
@@ -25,45 +22,41 @@ from peftbench.report.interactive import higher_is_better
 from peftbench.store.db import Store
 
 EVIL_LABELS = ("<em>good</em>", "bad & sad")
-RUN = ["--no-ood", "--train-size", "48", "--epochs", "1", "--batch-size", "16", "--validation-size", "40",
-       "--test-size", "40", "--max-length", "40"]
+# decoder-quick for its 5 latency (TTFT) repeats; every size it sets is given here
+RUN = ["--preset", "decoder-quick", "--no-ood", "--train-size", "48", "--epochs", "1", "--batch-size", "16",
+       "--validation-size", "40", "--test-size", "40", "--max-length", "40"]
 GENERATION_PLOTS = {"generation_exact_match", "forgetting"}
-
-
-def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "peftbench.cli", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **env})
 
 
 @pytest.fixture(scope="module")
 def decoder_store(tiny_llama, tmp_path_factory) -> dict:
-    """db path, env, each run's stdout, and per task: the setup key and the records (one CLI run per task;
-    the generate one also asks for BitFit, which the bias-free Llama refuses without stopping the study)."""
+    """db path, each run's stdout, and per task: the setup key and the records (one CLI run per task, the
+    CLI's main() in this process; the generate one also asks for BitFit, which the bias-free Llama refuses
+    without stopping the study)."""
     tmp = tmp_path_factory.mktemp("report-generate")
-    env = {"PEFTBENCH_CACHE": str(tmp / "cache")}
     data = write_csv(tmp / "evil.csv", make_rows(600, labels=EVIL_LABELS))
     db = tmp / "decoders.db"
     stdout = {}
     for task, methods in (("generate", "LoRA-r8,IA3,BitFit"), ("classify", "LoRA-r8")):
-        proc = _cli(env, "run", "--model", tiny_llama, "--task", task, "--dataset", str(data), "--methods",
-                    methods, *RUN, "--db", str(db))
+        proc = run_cli_main("run", "--model", tiny_llama, "--task", task, "--dataset", str(data), "--methods",
+                    methods, *RUN, "--db", str(db), check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         stdout[task] = proc.stdout
     with Store(str(db), create=False) as store:
         records = store.records()
     by_task = {task: grp for task, grp in records.groupby("task")}
     assert set(by_task) == {"generate", "classify"}
-    return {"db": db, "env": env, "tmp": tmp, "records": records, "stdout": stdout,
+    return {"db": db, "tmp": tmp, "records": records, "stdout": stdout,
             **{task: (str(grp["setup"].iloc[0]), grp) for task, grp in by_task.items()}}
 
 
 def test_cli_generate_study_prints_exact_match_and_the_floor(decoder_store):
     flat = " ".join(decoder_store["stdout"]["generate"].split())
     assert "val EM" in flat and "test EM" in flat and "0-shot" in flat and "forgett" in flat
-    env, db = decoder_store["env"], str(decoder_store["db"])
-    failed = _cli(env, "results", "--failed", "--db", db)
+    db = str(decoder_store["db"])
+    failed = run_cli_main("results", "--failed", "--db", db)
     assert "BitFit" in failed.stdout and "no bias terms" in failed.stdout  # the study went on without it
-    export = json.loads(_cli(env, "export", "--format", "json", "--db", db).stdout)
+    export = json.loads(run_cli_main("export", "--format", "json", "--db", db).stdout)
     generated = {r["method"]: r for r in export if r["provenance"]["data"].get("task") == "generate"}
     assert set(generated) == {"LoRA-r8", "IA3"} and len(export) == 3  # and the classify run's LoRA-r8
 
@@ -79,8 +72,8 @@ def _row(table_html: str, method: str) -> str:
 def test_generate_report_shows_the_generation_section(decoder_store):
     setup, records = decoder_store["generate"]
     out = decoder_store["tmp"] / "r.html"
-    proc = _cli(decoder_store["env"], "report", "--db", str(decoder_store["db"]), "--setup", setup,
-                "--include-collapsed", "-o", str(out))
+    proc = run_cli_main("report", "--db", str(decoder_store["db"]), "--setup", setup, "--include-collapsed",
+                        "-o", str(out), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text(encoding="utf-8")
     results, generation = _section(text, "Results"), _section(text, "Generation")

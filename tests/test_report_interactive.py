@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_analysis import Profile, run_cli, tradeoff_trials, write_store
+from conftest import run_cli_main
+from test_analysis import Profile, tradeoff_trials, write_store
 from test_report import browse
 
 from peftbench.analysis.pareto import Objective, pareto_table
@@ -140,7 +141,7 @@ def store(tmp_path) -> str:
 
 def test_interactive_report_hover_legend_and_pareto_axes_work_offline(store, tmp_path):
     out = tmp_path / "out" / "report.html"
-    proc = run_cli("report", "--db", store, "--output", str(out), "--interactive")
+    proc = run_cli_main("report", "--db", store, "--output", str(out), "--interactive", check=False)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text(encoding="utf-8")
     assert text.count("* plotly.js v") == 1  # inlined once

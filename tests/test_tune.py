@@ -236,14 +236,14 @@ def test_bad_tune_input_is_one_line_and_exit_2(args, phrase, tiny_model, tiny_cs
 
 
 def test_cli_tune_prints_the_budget_and_the_tuning_table(tiny_model, tiny_csv, tiny_ood_csv, tmp_path):
-    import subprocess
+    from conftest import run_cli_main
 
     db = tmp_path / "cli.db"
     args = ["run", "--tune", "--tune-lr-factors", "1,1e4", "--methods", "BitFit", "--model", tiny_model,
             "--dataset", tiny_csv, "--ood-dataset", tiny_ood_csv, "--train-size", "96", "--epochs", "1",
-            "--batch-size", "16", "--max-length", "32", "--db", str(db)]
-    proc = subprocess.run([sys.executable, "-m", "peftbench.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+            "--batch-size", "16", "--max-length", "32", "--preset", "quick", "--validation-size", "40",
+            "--test-size", "80", "--db", str(db)]
+    proc = run_cli_main(*args, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "tuning: 2 learning rates per method, successive halving at 1/3 of the steps" in proc.stderr
     assert "tuning: candidates and the choice" in proc.stdout and "BitFit:lr=30" in proc.stdout
