@@ -106,7 +106,7 @@ def test_embedded_decoder_generate_trial(embedded_decoder_cache):
     reviews, offline. Small sizes: this checks the real model runs through every measure, not how well."""
     from peftbench.config.spec import EMBEDDED_DECODER
 
-    spec = DataSpec(task="generate", validation_size=16, test_size=16, ood_size=8, perturbation_size=16,
+    spec = DataSpec(task="generate", validation_size=8, test_size=8, ood_size=4, perturbation_size=8,
                     max_length=48)
     train = TrainSpec(train_size=16, epochs=1, batch_size=8, latency_runs=3, throughput_batches=1)
     data = prepare_study_data(spec, EMBEDDED_DECODER, train.train_size)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_cli_main
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +22,7 @@ def test_embedded_default_trains_and_measures(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "LoRA-r8" in proc.stdout
-    out = subprocess.run([sys.executable, "-m", "peftbench.cli", "export", "--format", "json", "--db", str(db)],
-                         capture_output=True, text=True, timeout=120, env=env, check=True).stdout
+    out = run_cli_main("export", "--format", "json", "--db", db).stdout  # in-process: no second start-up
     records = {r["method"]: r for r in json.loads(out)}
     assert set(records) == {"Full", "LoRA-r8"}
     majority = 7403 / 12808  # share of "fresh" in the embedded data

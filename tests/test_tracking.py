@@ -39,7 +39,8 @@ def tracked(tiny_model, tiny_csv, tiny_ood_csv, tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("tracked")
     uri = (d / "mlruns").as_uri()
     argv = ["run", "--model", tiny_model, "--dataset", tiny_csv, "--ood-dataset", tiny_ood_csv, "--preset", "quick",
-            "--train-size", "48", "--epochs", "1", "--batch-size", "16", "--max-length", "32",
+            "--train-size", "48", "--epochs", "1", "--batch-size", "16", "--max-length", "32", "--validation-size",
+            "40", "--test-size", "80",
             "--methods", ",".join(METHODS), "--db", str(d / "store.db"), "--track", "mlflow", "--tracking-uri", uri]
     assert _cli(argv) == 0
     return {"argv": argv, "db": d / "store.db", "uri": uri, "dir": d}
