@@ -18,11 +18,14 @@ SMALL = ["--preset", "quick", "--validation-size", "40", "--test-size", "80", "-
 @pytest.fixture
 def tiny_run_args(tiny_model, tiny_csv, tiny_ood_csv, tmp_path):
     db = tmp_path / "store.db"
-    return db, ["--model", tiny_model, "--dataset", tiny_csv, "--ood-dataset", tiny_ood_csv, "--train-size", "64",
+    return db, ["--model", tiny_model, "--dataset", tiny_csv, "--ood-dataset", tiny_ood_csv, "--train-size", "48",
                 *SMALL, "--db", str(db)]
 
 
-def test_run_results_export_and_resume(tiny_run_args, tmp_path, cli_main):
+def test_run_results_export_resume_and_study_all(tiny_run_args, tmp_path, cli_main):
+    """run, export and resume; then `study all` on the same store: tradeoff (its two trials already there
+    from `run`), data-efficiency (nested sizes) and rank-sweep land in one store; results prints the AUC
+    table and the smallest sufficient rank; a re-run trains nothing."""
     cli = cli_main
     db, args = tiny_run_args
     first = cli("run", "--methods", "Full,LoRA-r4,BitFit", *args)
@@ -48,6 +51,28 @@ def test_run_results_export_and_resume(tiny_run_args, tmp_path, cli_main):
     csv_out = tmp_path / "records.csv"
     cli("export", "--format", "csv", "--db", str(db), "-o", str(csv_out))
     assert csv_out.read_text().count("\n") == 5
+
+    study = ["study", "all", *args, "--methods", "Full,LoRA-r4", "--sizes", "16,48", "--ranks", "1,2"]
+    first = cli(*study)
+    assert "6 trials ok, 0 failed, 0 cancelled, 2 already in the store" in first.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT study, method, train_size FROM trials WHERE status = 'ok'").fetchall()
+    assert sorted(rows) == sorted([
+        ("tradeoff", "Full", 48), ("tradeoff", "LoRA-r4", 48), ("tradeoff", "BitFit", 48),
+        ("tradeoff", "LoRA-r8", 48),  # from `run`
+        ("data-efficiency", "Full", 16), ("data-efficiency", "Full", 48),
+        ("data-efficiency", "LoRA-r4", 16), ("data-efficiency", "LoRA-r4", 48),
+        ("rank-sweep", "LoRA-r1", 48), ("rank-sweep", "LoRA-r2", 48)])
+    shown = cli("results", "--db", str(db), "--study", "data-efficiency").stdout
+    assert "normalised AUC" in shown and "16-48 (2)" in shown
+    assert "Rank sweep: LoRA r=" in cli("results", "--db", str(db), "--study", "rank-sweep").stdout
+    import peftbench as pb
+
+    auc = pb.data_efficiency(db)
+    assert set(auc.index) == {"Full", "LoRA-r4"} and auc["normalized_auc"].between(0, 1).all()
+    assert pb.rank_choice(db).rank in (1, 2)
+    again = cli(*study)
+    assert "8 already in the store" in again.stderr
 
 
 def test_methods_dimensions_params_commands(tiny_model, cli_main):
@@ -100,32 +125,3 @@ def test_config_file_fills_what_the_command_line_leaves_out(tiny_model, tiny_csv
     with sqlite3.connect(db) as conn:
         record = json.loads(conn.execute("SELECT record_json FROM trials").fetchone()[0])
     assert (record["train_size"], record["epochs"]) == (32, 1)  # from the config
-
-
-def test_study_all_stores_three_studies_answers_and_resumes(tiny_run_args, cli_main):
-    """`study all` on a tiny model: tradeoff, data-efficiency (nested sizes) and rank-sweep land in one
-    store; results prints the AUC table and the smallest sufficient rank; a re-run trains nothing."""
-    cli = cli_main
-    db, args = tiny_run_args
-    args = [a for a in args if a not in ("--train-size", "64")]  # the sweep's and the study's own sizes
-    study = ["study", "all", *args, "--train-size", "48", "--methods", "Full,LoRA-r4", "--sizes", "16,48",
-             "--ranks", "1,2"]
-    first = cli(*study)
-    assert "8 trials ok" in first.stderr
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT study, method, train_size FROM trials WHERE status = 'ok'").fetchall()
-    assert sorted(rows) == sorted([
-        ("tradeoff", "Full", 48), ("tradeoff", "LoRA-r4", 48),
-        ("data-efficiency", "Full", 16), ("data-efficiency", "Full", 48),
-        ("data-efficiency", "LoRA-r4", 16), ("data-efficiency", "LoRA-r4", 48),
-        ("rank-sweep", "LoRA-r1", 48), ("rank-sweep", "LoRA-r2", 48)])
-    shown = cli("results", "--db", str(db), "--study", "data-efficiency").stdout
-    assert "normalised AUC" in shown and "16-48 (2)" in shown
-    assert "Rank sweep: LoRA r=" in cli("results", "--db", str(db), "--study", "rank-sweep").stdout
-    import peftbench as pb
-
-    auc = pb.data_efficiency(db)
-    assert set(auc.index) == {"Full", "LoRA-r4"} and auc["normalized_auc"].between(0, 1).all()
-    assert pb.rank_choice(db).rank in (1, 2)
-    again = cli(*study)
-    assert "8 already in the store" in again.stderr

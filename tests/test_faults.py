@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import make_rows, write_csv
+from conftest import make_rows, run_cli_main, write_csv
 
 
 @pytest.fixture
@@ -149,8 +149,8 @@ def test_ctrl_c_and_a_killed_driver_lose_nothing(study):
     left = marked_processes(marker)
     assert not left, f"processes outlived the killed driver: {[(p.pid, p.name()) for p in left]}"
 
-    # 3. The same command finishes the study and runs only what is not finished.
-    again = run(args, env_with())
+    # 3. The same command finishes the study and runs only what is not finished (its main() in this process).
+    again = run_cli_main(*args, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "1 trials ok, 0 failed, 0 cancelled, 2 already in the store" in again.stderr
     final = rows(db)
@@ -175,7 +175,7 @@ def test_crash_hang_and_death_are_failed_with_reasons_then_retried(study):
     assert stored["IA3"]["status"] == "failed" and "trial timeout" in stored["IA3"]["error"]
     assert stored["Full"]["status"] == "failed" and "exited with code 9" in stored["Full"]["error"]
     assert all(r["attempts"] == 1 for r in stored.values())
-    listing = run(["results", "--failed", "--db", str(db)], env_with())
+    listing = run_cli_main("results", "--failed", "--db", db)
     assert "injected crash" in listing.stdout and "trial timeout" in listing.stdout
 
     # IA3 no longer hangs; LoRA-r4 and Full still fail, and are retried once more each.
@@ -194,7 +194,8 @@ def digest(path: Path) -> str:
 
 
 def test_stores_that_are_not_ours_are_left_alone(study, tmp_path):
-    """A non-SQLite file and someone else's SQLite database given as --db are refused, byte-identical."""
+    """A non-SQLite file and someone else's SQLite database given as --db are refused, byte-identical (the
+    CLI's main() in this process: the refusal comes before any trial)."""
     _, args = study
     not_sqlite = tmp_path / "notes.db"
     not_sqlite.write_text("my precious notes\n" * 100)
@@ -205,11 +206,9 @@ def test_stores_that_are_not_ours_are_left_alone(study, tmp_path):
     conn.close()
     cases = ((not_sqlite, "is not a peftbench store"), (foreign, "is an SQLite file but not a peftbench store"))
     before = {path: digest(path) for path, _ in cases}
-    procs = [(start([*args, "--methods", "BitFit", "--db", str(path)], env_with()), path, phrase)
-             for path, phrase in cases]  # both at once: each is mostly start-up time
-    for proc, path, phrase in procs:
-        _, err = proc.communicate(timeout=300)
+    for path, phrase in cases:
+        proc = run_cli_main(*args, "--methods", "BitFit", "--db", path, check=False)
         assert proc.returncode != 0
-        assert phrase in one_error_line(err)
+        assert phrase in one_error_line(proc.stderr)
         assert digest(path) == before[path]
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(path.name)) == [path.name]
