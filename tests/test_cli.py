@@ -64,7 +64,7 @@ def test_run_results_export_resume_and_study_all(tiny_run_args, tmp_path, cli_ma
         ("data-efficiency", "LoRA-r4", 16), ("data-efficiency", "LoRA-r4", 48),
         ("rank-sweep", "LoRA-r1", 48), ("rank-sweep", "LoRA-r2", 48)])
     shown = cli("results", "--db", str(db), "--study", "data-efficiency").stdout
-    assert "normalised AUC" in shown and "16-48 (2)" in shown
+    assert "val AUC" in shown and "test AUC" in shown and "16-48 (2)" in shown
     assert "Rank sweep: LoRA r=" in cli("results", "--db", str(db), "--study", "rank-sweep").stdout
     import peftbench as pb
 

@@ -172,7 +172,7 @@ def test_ln_tuning_finds_rmsnorm(tiny_llama, tiny_gpt2):
 
 @pytest.mark.parametrize("method", ["prompt", "ptuning"])
 def test_decoder_classifier_reads_its_last_real_token_behind_a_prompt(tiny_llama, method):
-    model = build_model(load_classifier(tiny_llama, 2), parse_method(method), BuildContext(20, 2, "SEQ_CLS"))
+    model = build_model(load_classifier(tiny_llama, 2), parse_method(method), BuildContext(20, 2, "SEQ_CLS", decoder=True))
     assert not any(isinstance(m, ClsAfterPrompt) for m in model.modules())  # no BERT pooler fix on a decoder
     model.eval()
     b = _batch("SEQ_CLS")

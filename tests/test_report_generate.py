@@ -99,7 +99,7 @@ def test_generate_report_shows_the_generation_section(decoder_store):
     assert f"<td>{lora['ttft_p50_ms']:.1f} [" in _row(inference, "LoRA-r8")
     assert lora["merge_same_greedy"] is True and "identical (32 rows)" in _row(inference, "LoRA-r8")
     # the plots and headings elsewhere name what a generate study's "accuracy" is: exact match
-    assert "<h2>Pareto front: exact match vs trainable parameters" in text and "Pareto front: accuracy" not in text
+    assert "<h2>Pareto front: validation exact match vs trainable parameters" in text and "Pareto front: validation accuracy" not in text
 
     # samples: the references carry HTML, shown as text
     samples = generation.split("Sample generations", 1)[1]

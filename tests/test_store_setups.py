@@ -191,7 +191,8 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
     with Store(db, create=False) as store:
         assert store.migrated_from == 1
         assert store.records()["accuracy"].tolist() == [pytest.approx(0.8)]  # every trial kept
-        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        # schema 1 -> 3 in one step
+        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
         pruned = _spec(method="LoRA-r8")
         store.mark_running(pruned.to_dict(), pruned.trial_id)
         store.finish(pruned.trial_id, "pruned", {"val_accuracy": 0.6})  # the widened CHECK
@@ -204,7 +205,7 @@ def test_a_store_from_a_newer_peftbench_is_refused_clearly(tmp_path):
     db = tmp_path / "v9.db"
     _schema_1_store(db, version="9")
     before = db.read_bytes()
-    with pytest.raises(PeftbenchError, match="schema version 9, this peftbench reads version 2"):
+    with pytest.raises(PeftbenchError, match="schema version 9, this peftbench reads version 3"):
         Store(db, create=False)
     assert db.read_bytes() == before
 

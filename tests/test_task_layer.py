@@ -12,13 +12,26 @@ from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec, TrialSpec
 PLUGINS = str(Path(__file__).parent / "plugins")
 
 
-def test_a_third_task_runs_through_runner_store_results_and_report(tiny_model, tiny_csv, tmp_path, monkeypatch,
-                                                                 capsys):
-    """A toy task registered from tests/ (no file under src/ touched) trains a real tiny model in a trial
-    process, is stored, printed by `results` and written into the report."""
+@pytest.fixture
+def toy_task(monkeypatch):
+    """The toy task registered for one test, and forgotten after it: later trials of this session must not
+    look for its module (trial processes import every registered plugin)."""
+    from peftbench.tasks import unregister
+
     monkeypatch.syspath_prepend(PLUGINS)
     import toy_negative_task  # noqa: F401  (registers "toy-negative")
 
+    from peftbench.tasks import register
+
+    register(toy_negative_task.TASK)  # again, in case an earlier test forgot it after importing the module
+    yield toy_negative_task.TASK
+    unregister("toy-negative")
+
+
+def test_a_third_task_runs_through_runner_store_results_and_report(toy_task, tiny_model, tiny_csv, tmp_path,
+                                                                 monkeypatch, capsys):
+    """A toy task registered from tests/ (no file under src/ touched) trains a real tiny model in a trial
+    process, is stored, printed by `results` and written into the report."""
     from peftbench.cli.app import main
     from peftbench.store.db import Store
     from peftbench.studies.definitions import StudyOptions, tradeoff

@@ -5,7 +5,8 @@ its name, and asks `model_is_decoder` instead of looking at a model's architectu
 
 from peftbench.models.loading import is_decoder as model_is_decoder
 from peftbench.tasks.base import Task
-from peftbench.tasks.registry import load_plugins, plugin_modules, register, task_named, task_names
+from peftbench.tasks.registry import (load_plugins, plugin_modules, register, task_named, task_names,
+                                      unregister)
 
 
 def task_of(data_spec) -> Task:
@@ -32,4 +33,4 @@ def reading_view(records):
 
 
 __all__ = ["Task", "load_plugins", "model_is_decoder", "plugin_modules", "reading_view", "register", "task_named",
-           "task_names", "task_of"]
+           "task_names", "task_of", "unregister"]

@@ -27,6 +27,13 @@ register(ClassifyTask())
 register(GenerateTask())
 
 
+def unregister(name: str) -> None:
+    """Forget a task registered from outside the package (its module is then no longer loaded in trial
+    processes). The built-in tasks stay."""
+    if name not in _BUILTIN:
+        _TASKS.pop(name, None)
+
+
 def task_names() -> tuple[str, ...]:
     return tuple(_TASKS)
 
