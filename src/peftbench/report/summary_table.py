@@ -51,8 +51,8 @@ def ci_method(metric: str, kind, n) -> str:
 
 def _vs_full_test(kind, seeds) -> str | None:
     if kind == "rows":
-        return "paired over test rows" + (f" and {int(seeds)} seeds" if seeds and seeds > 1 else " (1 seed)") \
-            + ", Holm-adjusted"
+        both = " and the seeds both have" if not _nan(seeds) and seeds > 1 else " (1 seed)"
+        return f"paired over test rows{both}, Holm-adjusted"
     if kind == "seeds":
         return "paired t over seeds, Holm-adjusted"
     return None
