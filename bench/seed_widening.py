@@ -45,7 +45,8 @@ def study_specs(args):
         opts.train = dataclasses.replace(TRADEOFF_TRAIN, train_size=args.train_size)
     if args.smoke:
         opts.data = C.small_data_spec(20, 40, 20, 10)
-        opts.train = dataclasses.replace(opts.train, epochs=1, batch_size=8, latency_runs=5, throughput_batches=1)
+        opts.train = dataclasses.replace(opts.train, epochs=1, batch_size=8, latency_runs=5,
+                                         throughput_batches=1)
     return tradeoff(opts)
 
 
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = widening(records, methods)
     n = args.seeds
     C.print_table(
-        f"95% interval half-width of one seed (rows only) vs {n} seeds (rows and seeds), default study's setup",
+        f"95% interval half-width of one seed (rows only) vs {n} seeds (rows and seeds), "
+        "default study's setup",
         ["method", "figure", "seed 0 (rows only)", f"{n} seeds (rows+seeds)", "ratio", "per-seed values"],
         [[r["method"], r["figure"], f"{r['seed0_mean']:.3f} ± {C.fmt(r['seed0_half_width'], '.3f')}",
           f"{r['seeds_mean']:.3f} ± {C.fmt(r['seeds_half_width'], '.3f')}", C.fmt(r["ratio"], ".2f") + "x",

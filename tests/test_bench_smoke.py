@@ -19,7 +19,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 DEFAULT_METHODS = ["Full", "LoRA-r8", "BitFit", "PrefixTuning-len16"]
 # Longest first. Each script runs one torch thread in --smoke, so two at a time use two cores; most of each
 # run is importing torch/transformers/peft (again in the runner's forkserver), not the tiny work itself.
-ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "seed_widening", "distance_to_limit"]
+ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "seed_widening",
+                   "distance_to_limit"]
 DECODER_SCRIPTS = ["decoder_templates", "generate_eval_cost"]
 
 

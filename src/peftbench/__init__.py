@@ -16,5 +16,5 @@ from peftbench.api import (
 )
 from peftbench.errors import PeftbenchError  # noqa: E402
 
-__all__ = ["PeftbenchError", "data_efficiency", "export", "parameters", "rank_choice", "results", "run", "study",
-           "summary", "summary_table", "tuning_choices", "__version__"]
+__all__ = ["PeftbenchError", "data_efficiency", "export", "parameters", "rank_choice", "results", "run",
+           "study", "summary", "summary_table", "tuning_choices", "__version__"]
