@@ -163,10 +163,11 @@ def test_size_axis_study_is_the_data_efficiency_study():
 
 # --- a learning-rate default that changed between seeds (hand-written records) ----------------------
 
-def _spec(seed=0, lr=2e-4, head_lr=None, latency_runs=5, train_size=64):
-    return TrialSpec(study="tradeoff", method=MethodSpec("LoRA-r8", "lora", {"r": 8}, lr, head_lr),
+def _spec(seed=0, lr=2e-4, head_lr=None, latency_runs=5, train_size=64, study="tradeoff"):
+    return TrialSpec(study=study, method=MethodSpec("LoRA-r8", "lora", {"r": 8}, lr, head_lr),
                      model="tiny", data=DataSpec(source="reviews.csv", test_size=80),
-                     train=TrainSpec(train_size=train_size, epochs=1, batch_size=16, latency_runs=latency_runs),
+                     train=TrainSpec(train_size=train_size, epochs=1, batch_size=16,
+                                     latency_runs=latency_runs),
                      seed=seed)
 
 
@@ -205,6 +206,36 @@ def test_seeds_before_and_after_a_default_changed_are_two_configurations(tmp_pat
         # ... while the same seed of another configuration (another rate, another train size) is not one
         for other in (_spec(seed=1, lr=1e-3), _spec(seed=1, lr=5e-4, train_size=32)):
             store.refuse_repeated_seeds([(other.to_dict(), other.trial_id)], "aaaa1111bbbb2222")
+
+
+def test_data_efficiency_curves_keep_one_label_across_sizes_and_match_by_configuration(tmp_path):
+    from peftbench.analysis.curves import (
+        DATA_EFFICIENCY_STUDY,
+        data_efficiency_summary,
+        matched_curves,
+        study_records,
+    )
+
+    with Store(tmp_path / "de.db") as store:
+        for lr, acc in ((2e-4, 0.9), (5e-4, 0.6)):
+            for size in (32, 64):
+                _store(store, _spec(lr=lr, train_size=size, study=DATA_EFFICIENCY_STUDY), acc + size / 1000)
+        _store(store, _spec(lr=5e-4), 0.7)  # the ranked study holds one LoRA-r8: the 5e-4 one
+        records = store.records()
+    curve_rows = study_records(records, DATA_EFFICIENCY_STUDY)
+    assert sorted(set(curve_rows["method"])) == ["LoRA-r8 · lr 0.0002", "LoRA-r8 · lr 0.0005"]  # no "n=" part
+    summary = data_efficiency_summary(curve_rows)
+    assert len(summary) == 2
+    ranked = records[records["study"] == "tradeoff"]
+    assert list(ranked["method"]) == ["LoRA-r8"]
+    matched = matched_curves(summary, curve_rows, ranked)
+    assert list(matched.index) == ["LoRA-r8"]
+    assert matched.loc["LoRA-r8", "val_accuracy_at_smallest_size"] == pytest.approx(0.632)  # its own curve
+    from peftbench.config.identity import configuration, method_key, tuned_configuration
+
+    plain = configuration(_spec(lr=5e-4).to_dict())
+    tuned = tuned_configuration({**plain, "tune_group": "LoRA-r8"}, "3 learning rates")
+    assert method_key(tuned) != method_key(plain)  # a tuned LoRA-r8 never takes the untuned curve
 
 
 def test_a_hand_built_frame_pooling_two_configurations_is_refused():

@@ -13,16 +13,23 @@ same name in the same study and setup, e.g. `LoRA-r8 · lr 0.002`; a tuned choic
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
 
 from peftbench.config.setup import _setup_parts
-from peftbench.config.spec import _LATER_FIELDS
+from peftbench.config.spec import _LATER_OPTIONS, DataSpec, TrainSpec
 
 TUNED_SUFFIX = " (tuned)"
 _TIMING_ONLY = ("latency_runs", "throughput_batches", "device")  # device: its resolved type is in the setup
 _SHORT = {"learning_rate": "lr", "head_learning_rate": "head lr", "train_size": "n=", "tuned": "tuning"}
+
+
+def _defaults(cls) -> dict[str, Any]:
+    """A spec part's defaults: an older stored spec that lacks a field later added at its default reads
+    as the same configuration as a new one."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def _rate(record: dict[str, Any], method: dict[str, Any], key: str) -> Any:
@@ -34,14 +41,16 @@ def configuration(spec: dict[str, Any], record: dict[str, Any] | None = None) ->
     """Every part of a trial's configuration (JSON-able): see the module docstring."""
     record = record or {}
     method = spec.get("method") or {}
-    data = {**_LATER_FIELDS["data"], **(spec.get("data") or {})}
-    train = {**_LATER_FIELDS["train"], **(spec.get("train") or {})}
-    parts = {"setup": _setup_parts(spec, record), "method": method.get("name"), "family": method.get("family"),
-             "options": dict(sorted((method.get("options") or {}).items())),
+    data = {**_defaults(DataSpec), **(spec.get("data") or {})}
+    train = {**_defaults(TrainSpec), **(spec.get("train") or {})}
+    options = {**_LATER_OPTIONS.get(method.get("family"), {}), **(method.get("options") or {})}
+    parts = {"setup": _setup_parts(spec, record),
+             "method": method.get("name"), "family": method.get("family"),
+             "options": dict(sorted(options.items())),
              "learning_rate": _rate(record, method, "learning_rate"),
              "head_learning_rate": _rate(record, method, "head_learning_rate"),
              "train_size": train.get("train_size"),
-             "train": {k: v for k, v in sorted(train.items()) if k not in _TIMING_ONLY},
+             "train": {k: v for k, v in sorted(train.items()) if k not in (*_TIMING_ONLY, "train_size")},
              "data": {k: v for k, v in sorted(data.items())}}
     if spec.get("tune_group"):
         parts["tune_group"] = spec["tune_group"]  # a candidate: its own configuration until it is chosen
@@ -50,9 +59,17 @@ def configuration(spec: dict[str, Any], record: dict[str, Any] | None = None) ->
 
 def tuned_configuration(candidate: dict[str, Any], budget: Any = None) -> dict[str, Any]:
     """The configuration of a tuned choice: the tuned method and its search, whichever rate it chose."""
-    out = {k: v for k, v in candidate.items() if k not in ("learning_rate", "head_learning_rate", "tune_group")}
+    rates = ("learning_rate", "head_learning_rate", "tune_group")
+    out = {k: v for k, v in candidate.items() if k not in rates}
     return {**out, "method": candidate.get("tune_group") or candidate.get("method"),
             "tuned": str(budget) if budget else True}
+
+
+def method_key(parts: dict[str, Any]) -> str:
+    """The method's part of a configuration only (name, family, options, learning rates, tuned or not):
+    what a ranked configuration and its data-efficiency curve (another study, other sizes) share."""
+    keep = {k: parts.get(k) for k in ("method", "family", "options", "learning_rate", "head_learning_rate")}
+    return config_key({**keep, "tuned": bool(parts.get("tuned"))})
 
 
 def config_key(parts: dict[str, Any]) -> str:
@@ -104,9 +121,10 @@ def distinguishing_labels(names: list[str], configs: list[dict[str, Any]]) -> li
 
 
 def label_configurations(frame, base: str = "method_name", only=None):
-    """`frame` (one row per trial, columns study, setup, `base`, configuration, config) with `method` set
-    to each configuration's label, within each (study, setup, train size). `only`: a boolean mask of the
-    rows to label (the others keep their `method`)."""
+    """`frame` (one row per trial, columns study, setup, `base`, configuration) with `method` set to each
+    configuration's label within its (study, setup). The train size is left out of the label: outside the
+    data-efficiency study it is part of the setup, inside it is the curve's axis (one label across sizes).
+    `only`: a boolean mask of the rows to label (the others keep their `method`)."""
     if frame.empty or "configuration" not in frame:
         return frame
     frame = frame.copy()
@@ -114,9 +132,10 @@ def label_configurations(frame, base: str = "method_name", only=None):
     groups: dict[tuple, list[int]] = {}
     for pos, (keep, row) in enumerate(zip(mask, frame.to_dict("records"))):
         if keep:
-            groups.setdefault((row.get("study"), row.get("setup"), row.get("train_size")), []).append(pos)
+            groups.setdefault((row.get("study"), row.get("setup")), []).append(pos)
     method = list(frame["method"])
-    bases, confs = list(frame[base]), list(frame["configuration"])
+    bases = list(frame[base])
+    confs = [{k: v for k, v in c.items() if k != "train_size"} for c in frame["configuration"]]
     for rows in groups.values():
         labels = distinguishing_labels([str(bases[i]) for i in rows], [confs[i] for i in rows])
         for i, label in zip(rows, labels):

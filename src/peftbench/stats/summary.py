@@ -205,8 +205,8 @@ def aggregate(records: pd.DataFrame, metrics: list[str], by: list[str] | None = 
               baseline_method: str | None = "Full", compare_metric: str = "accuracy",
               alpha: float = 0.05) -> pd.DataFrame:
     """One row per configuration (by default study, setup, config, method, tune group, train size; the
-    columns a frame lacks are left out): `<metric>_mean/_std/_ci_low/_ci_high/_n/_interval` for each metric, where
-    `_interval` says what the interval covers ("rows", "rows+seeds", "seeds" or None), plus `seeds`,
+    columns a frame lacks are left out): `<metric>_mean/_std/_ci_low/_ci_high/_n/_interval` for each
+    metric, where `_interval` says what the interval covers ("rows", "rows+seeds", "seeds" or None), plus `seeds`,
     `collapsed_n`, `collapse_reasons`, `timing_contended_n`, `timing_notes`, `setup_label`,
     `learning_rates` (tuned rows), and the test against the baseline: `diff_vs_baseline`, `p_vs_baseline`,
     `p_holm_vs_baseline` (Holm across the methods of each study and setup), `significant_vs_baseline`
