@@ -161,6 +161,27 @@ def test_size_axis_study_is_the_data_efficiency_study():
     assert DATA_EFFICIENCY_STUDY in SIZE_AXIS_STUDIES
 
 
+def test_device_precision_revision_and_ranked_train_size_are_setups():
+    from peftbench.config.setup import setup_key, setup_label
+
+    def key(study="tradeoff", record=None, **train):
+        spec = TrialSpec(study=study, method=MethodSpec("Full", "full"), model="tiny",
+                         train=TrainSpec(**{"train_size": 64, "device": "cpu", **train})).to_dict()
+        return setup_key(spec, record)
+
+    base = key()
+    assert base != key(device="cuda") and base != key(record={"device": "cuda:0"})
+    assert key(record={"device": "cpu"}) == base  # the device it ran on, as the record says
+    assert base != key(bf16=True) and base != key(load_in_4bit=True) and base != key(gradient_checkpointing=True)
+    assert base != key(record={"device": "cpu", "provenance": {"model_revision": "abc123"}})
+    assert base != key(train_size=32)  # a ranked study at two train sizes: two setups
+    de = "data-efficiency"
+    assert key(study=de) == key(study=de, train_size=32)  # the curve's axis: one setup
+    spec = TrialSpec(study="tradeoff", method=MethodSpec("Full", "full"), model="tiny",
+                     train=TrainSpec(train_size=64, device="cuda", bf16=True)).to_dict()
+    assert {"train 64", "cuda", "bf16"} <= set(setup_label(spec).split(" · "))
+
+
 # --- a learning-rate default that changed between seeds (hand-written records) ----------------------
 
 def _spec(seed=0, lr=2e-4, head_lr=None, latency_runs=5, train_size=64, study="tradeoff"):

@@ -130,9 +130,11 @@ def label_configurations(frame, base: str = "method_name", only=None):
     frame = frame.copy()
     mask = only if only is not None else [True] * len(frame)
     groups: dict[tuple, list[int]] = {}
-    for pos, (keep, row) in enumerate(zip(mask, frame.to_dict("records"))):
+    studies = frame["study"] if "study" in frame else [None] * len(frame)
+    setups = frame["setup"] if "setup" in frame else [None] * len(frame)
+    for pos, (keep, study, setup) in enumerate(zip(mask, studies, setups)):
         if keep:
-            groups.setdefault((row.get("study"), row.get("setup")), []).append(pos)
+            groups.setdefault((study, setup), []).append(pos)
     method = list(frame["method"])
     bases = list(frame[base])
     confs = [{k: v for k, v in c.items() if k != "train_size"} for c in frame["configuration"]]
