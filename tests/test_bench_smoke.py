@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 DEFAULT_METHODS = ["Full", "LoRA-r8", "BitFit", "PrefixTuning-len16"]
 # Longest first. Each script runs one torch thread in --smoke, so two at a time use two cores; most of each
 # run is importing torch/transformers/peft (again in the runner's forkserver), not the tiny work itself.
-ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "distance_to_limit"]
+ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "seed_widening", "distance_to_limit"]
 DECODER_SCRIPTS = ["decoder_templates", "generate_eval_cost"]
 
 
@@ -130,6 +130,17 @@ def test_distance_to_limit(bench):
     by = {m["method"]: m for m in fig["methods"]}
     assert by["LoRA-r8"]["trainable_params"] < by["Full"]["trainable_params"]
     assert by["Full"]["target_percent"] == 40.0 and by["BitFit"]["target_percent"] is None
+
+
+def test_seed_widening(bench):
+    stdout, fig = bench("seed_widening")
+    assert "rows only" in stdout and "rows+seeds" in stdout
+    assert fig["seeds"] == 2 and fig["smoke"] is True
+    assert len(fig["rows"]) == 2 * len(fig["methods"])  # test and validation accuracy per method
+    for r in fig["rows"]:
+        assert len(r["per_seed"]) == 2 and all(0.0 <= v <= 1.0 for v in r["per_seed"])
+        assert positive(r["seed0_half_width"]) and positive(r["seeds_half_width"])
+        assert r["ratio"] == pytest.approx(r["seeds_half_width"] / r["seed0_half_width"])
 
 
 def test_decoder_templates(bench):

@@ -4,15 +4,17 @@ __version__ = "0.1.0"
 
 from peftbench.api import (
     data_efficiency,
+    export,
     parameters,
     rank_choice,
     results,
     run,
     study,
     summary,
+    summary_table,
     tuning_choices,
 )
 from peftbench.errors import PeftbenchError  # noqa: E402
 
-__all__ = ["PeftbenchError", "data_efficiency", "parameters", "rank_choice", "results", "run", "study", "summary",
-           "tuning_choices", "__version__"]
+__all__ = ["PeftbenchError", "data_efficiency", "export", "parameters", "rank_choice", "results", "run", "study",
+           "summary", "summary_table", "tuning_choices", "__version__"]

@@ -122,6 +122,32 @@ def summary(db: str | Path | None = None, study: str | None = None) -> pd.DataFr
     return summary_frame(results(db, study))
 
 
+def summary_table(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:
+    """The per-configuration table `export --summary` writes: per study and setup, each figure of the
+    results table with `<m>_ci_low`, `<m>_ci_high` and `<m>_ci_method` (how the interval was computed:
+    "bootstrap over test rows (1 seed: row noise only, ...)", "... and spread over seeds (3 seeds)")."""
+    from peftbench.report.summary_table import summary_table as table
+
+    return table(results(db, study))
+
+
+def export(output: str | Path | None = None, *, fmt: str = "json", db: str | Path | None = None,
+           study: str | None = None, include_failed: bool = False, summary: bool = False) -> None:
+    """`peftbench export` from Python: every record as stored to `output` (json, csv or parquet; json/csv
+    without output go to stdout); summary=True also writes `summary_table` to FILE.summary.EXT beside it
+    (stdout: the summary alone). Nothing is written when anything fails. MLflow: `peftbench export
+    --format mlflow`."""
+    from peftbench.errors import PeftbenchError
+    from peftbench.store.export import export_records
+
+    if fmt not in ("json", "csv", "parquet"):
+        raise PeftbenchError(f"unknown export format {fmt!r} (choose from json, csv, parquet)")
+    with Store(Path(db) if db else default_db_path(), create=False) as store:
+        records = store.records(study, include_failed=include_failed, roles=False)
+    table = summary_table(db, study) if summary else None
+    export_records(records, fmt, None if output is None else Path(output), table)
+
+
 def data_efficiency(db: str | Path | None = None) -> pd.DataFrame:
     """Per method, from the data-efficiency study: accuracy at the smallest size and normalised AUC."""
     from peftbench.analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records

@@ -113,7 +113,9 @@ def _interval_text(field: str, mean: float, low: float, high: float, seeds: int,
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         if low == high:  # a count every seed gives alike (parameters, bytes): no spread to show
             return text + (f" (same in all {seeds} seeds)" if say_none else "")
-        return text + f" [{_number(low)}, {_number(high)}] 95% CI"
+        # one seed: only figures from per-row predictions have an interval, and it holds row noise only
+        rows_only = " (rows only, 1 seed)" if seeds <= 1 else ""
+        return text + f" [{_number(low)}, {_number(high)}] 95% CI{rows_only}"
     if not say_none:
         return text
     return text + (" - no interval (1 seed)" if seeds <= 1 else " - no interval")

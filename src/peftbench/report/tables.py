@@ -1,5 +1,7 @@
 """Result tables for people: one row per configuration of one setup, every accuracy with its 95% interval.
 
+The legend says what the intervals hold: with one seed, row noise only (`interval_label`).
+
 Accuracy, F1, validation and OOD balanced accuracy read `0.789 ± 0.028`; robustness is the drop in points
 (`-1.2 ± 2.0 pts`); training memory is net of the process's baseline; latency shows its interquartile
 range over repeats. A collapsed trial and a contended timing are marked, with their reasons under the table.
@@ -45,8 +47,30 @@ STRUCTURAL = {"trainable_params", "trainable_pct", "flops_per_step", "adapter_by
 # --task generate scores exact match, and its latency is the time to the first generated token.
 # The spread over repeats shown beside a latency (merged latency's spread is in export: the table is wide).
 SPREAD = {"latency_p50_ms": ("latency_p25_ms", "latency_p75_ms")}
-INTERVAL_TITLE = "mean ± 95% CI (test rows bootstrap, and seeds); * = differs from Full (paired test over " \
-                 "rows and seeds, Holm-adjusted p < 0.05)"
+
+
+def interval_label(seeds) -> str:
+    """What the intervals of a table hold, from its configurations' seed counts: with one seed only row
+    noise (a bootstrap over the evaluated rows; a second training run would add its own randomness)."""
+    counts = sorted({int(s) for s in seeds if not _nan(s)})
+    if counts == [1] or not counts:
+        return "95% CI (rows only, 1 seed)"
+    if counts[0] == 1:
+        return "95% CI (rows and seeds; rows only where 1 seed)"
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"95% CI (rows and seeds, {n} seeds)"
+
+
+def interval_title(agg: pd.DataFrame) -> str:
+    """The table's legend: what ± holds and what * tests."""
+    label = interval_label(agg["seeds"] if "seeds" in agg else [])
+    if label.endswith("(rows only, 1 seed)"):
+        how = "bootstrap over the evaluated rows; training randomness is not in it"
+        test = "rows"
+    else:
+        how = "bootstrap over the evaluated rows with the spread over seeds"
+        test = "rows and seeds"
+    return f"mean ± {label}: {how}; * = differs from Full (paired test over {test}, Holm-adjusted p < 0.05)"
 
 
 def task_headers(records: pd.DataFrame) -> dict[str, str]:
@@ -123,7 +147,7 @@ def results_table(records: pd.DataFrame, title: str = "peftbench results") -> Ta
     """One table for records of one setup (the caller splits them: see `by_setup`)."""
     agg = summary_frame(records)
     notes = "\n".join(n for n in (_notes(agg), _truncation_note(records)) if n)
-    table = Table(title=f"{title}\n({INTERVAL_TITLE})", caption=notes or None, caption_justify="left")
+    table = Table(title=f"{title}\n({interval_title(agg)})", caption=notes or None, caption_justify="left")
     for col in ("method", "train n", "seeds"):
         table.add_column(col, no_wrap=True)
     headers = task_headers(records)

@@ -1,5 +1,5 @@
-"""Results: one table per study with the terminal table's columns, mean ± 95% interval, collapsed methods
-marked."""
+"""Results: one table per study with the terminal table's columns, mean ± 95% interval (its header says when
+that holds row noise only: one seed), collapsed methods marked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 from peftbench.analysis.selection import collapsed_trials, describe_collapsed
 from peftbench.report.page import Page, esc, num, table_html
 from peftbench.report.sections.study_facts import COLLAPSED_MARK, collapsed_methods, generate_study, measured
-from peftbench.report.tables import COLUMNS, SCALE, summary_frame, task_headers
+from peftbench.report.tables import COLUMNS, SCALE, interval_label, summary_frame, task_headers
 from peftbench.report.tables import format_cell as terminal_cell
 
 REPORT_SCALE = SCALE  # robustness_drop: a fraction of accuracy -> points, as in the terminal table
@@ -52,7 +52,9 @@ def results_section(page: Page, records: pd.DataFrame) -> None:
             name += COLLAPSED_MARK if str(row["method"]) in collapsed else ""
             rows.append([name, str(row["train_size"]), str(row["seeds"])]
                         + [cell(row, metric, fmt) for metric, _, fmt in shown])
-        note = " - mean ± 95% CI" if any(" ± " in c for r in rows for c in r[3:]) else ""
+        # "rows only, 1 seed": the interval holds row noise, no training randomness
+        shows_ci = any(" ± " in c for r in rows for c in r[3:])
+        note = f" - mean ± {interval_label(agg['seeds'])}" if shows_ci else ""
         if several and "Full" in set(grp["method"]):
             note += "; * differs from Full"
         page.add(f"<h3>Study {esc(study)} <span class='muted'>{esc(note)}</span></h3>")
