@@ -140,6 +140,12 @@ def test_export_carries_each_configuration(mixed_store, tmp_path):
         lora = [r for r in table if r["method_name"] == "LoRA-r8"]
         # untuned at 200 and 100 rows, and the search's default-rate candidate: three identities
         assert len(lora) == 3 and len({r["config"] for r in lora}) == 3
+    # the per-configuration table a user copies into a paper: one row per configuration, never pooled
+    summary = json.loads(run_cli_main("export", "--db", mixed_store, "--summary").stdout)
+    rows = {(r["method"], r["train_size"]): r for r in summary}
+    assert {("LoRA-r8", 200), (TUNED, 200), ("LoRA-r8", 100)} <= set(rows)
+    assert len(summary) == 5 and all(r["seeds"] == 1 for r in summary)
+    assert len({r["config"] for r in summary}) == 5
 
 
 def test_tracking_parameters_name_the_configuration(mixed_store):
