@@ -215,12 +215,12 @@ def test_reportable_picks_by_validation_not_test():
          "status": "pruned", "val_accuracy": 0.99, "started_at": 5.0},  # pruned: never chosen
     ]
     out = reportable(pd.DataFrame(rows)).set_index("method")
-    assert sorted(out.index) == ["Full", "LoRA-r8"]
-    assert out.loc["LoRA-r8", "tuned_method"] == "LoRA-r8:lr=5e-04"
-    assert out.loc["LoRA-r8", "learning_rate"] == 5e-4 and out.loc["LoRA-r8", "accuracy"] == 0.79
+    assert sorted(out.index) == ["Full", "LoRA-r8 (tuned)"]
+    assert out.loc["LoRA-r8 (tuned)", "tuned_method"] == "LoRA-r8:lr=5e-04"
+    assert out.loc["LoRA-r8 (tuned)", "learning_rate"] == 5e-4 and out.loc["LoRA-r8 (tuned)", "accuracy"] == 0.79
     assert math.isnan(out.loc["Full", "tuned_method"])  # untouched
     agg = aggregate(reportable(pd.DataFrame(rows)), ["accuracy"]).set_index("method")
-    assert agg.loc["LoRA-r8", "learning_rates"] == [5e-4]
+    assert agg.loc["LoRA-r8 (tuned)", "learning_rates"] == [5e-4]
     from peftbench.report.tables import method_cell
 
     assert method_cell(agg.reset_index().iloc[1]) == "LoRA-r8 (tuned, lr 5e-04)"
@@ -233,13 +233,14 @@ def test_reportable_chooses_per_seed_and_leaves_plain_records_alone():
     rows.append({"study": "s", "seed": 0, "train_size": 10, "status": "ok", "method": "Full",
                  "val_accuracy": 0.1})
     out = reportable(pd.DataFrame(rows))
-    chosen = out[out["method"] == "m"].set_index("seed")["learning_rate"].to_dict()
+    chosen = out[out["method"] == "m (tuned)"].set_index("seed")["learning_rate"].to_dict()
     assert chosen == {0: 1e-3, 1: 1e-4}
     assert (out["method"] == "Full").sum() == 1
     # an untuned run of the same method in the same study stays its own row, never a third "seed"
     untuned = {"study": "s", "seed": 0, "train_size": 10, "status": "ok", "method": "m", "val_accuracy": 0.5}
     agg = aggregate(reportable(pd.DataFrame([*rows, untuned])), ["val_accuracy"])
-    m_rows = agg[agg["method"] == "m"].sort_values("seeds")
+    m_rows = agg[agg["method"].isin(["m", "m (tuned)"])].sort_values("seeds")
+    assert m_rows["method"].tolist() == ["m", "m (tuned)"]  # a tuned choice is named so
     assert m_rows["seeds"].tolist() == [1, 2] and m_rows["learning_rates"].tolist()[1] == [1e-4, 1e-3]
 
 
@@ -268,4 +269,4 @@ def test_a_tuned_method_is_compared_with_the_tuned_full():
             {**base, "method": "LoRA:lr=1e-03", "tune_group": "LoRA", "learning_rate": 1e-3, "accuracy": 0.8,
              "val_accuracy": 0.8, **_rec(y, full)}]
     agg = aggregate(reportable(pd.DataFrame(rows)), ["accuracy"]).set_index("method")
-    assert agg.loc["LoRA", "p_vs_baseline"] == 1.0  # same predictions as the tuned Full, not the untuned one
+    assert agg.loc["LoRA (tuned)", "p_vs_baseline"] == 1.0  # same predictions as the tuned Full, not the untuned one

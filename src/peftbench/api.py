@@ -108,13 +108,15 @@ def tuning_choices(db: str | Path | None = None, study: str | None = None) -> pd
 
 
 def results(db: str | Path | None = None, study: str | None = None, include_failed: bool = False) -> pd.DataFrame:
-    """Every stored record (one row per trial)."""
+    """Every stored record (one row per trial). `method` is the configuration's label (the name plus what
+    sets it apart, config/identity.py), `method_name` the name, `config` the configuration's key."""
     with Store(Path(db) if db else default_db_path(), create=False) as store:
         return store.records(study, include_failed=include_failed)
 
 
 def summary(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:
-    """One row per configuration with mean / std / 95% CI over seeds and a paired test against Full."""
+    """One row per configuration (a tuned choice is `<method> (tuned)`, never pooled with the untuned
+    one) with mean / std / 95% CI over seeds and a paired test against Full."""
     from peftbench.report.tables import summary_frame
 
     return summary_frame(results(db, study))

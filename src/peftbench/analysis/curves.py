@@ -76,6 +76,26 @@ def normalized_auc(sizes: list[float], accuracies: list[float]) -> float:
     return area / float(x[-1] - x[0])
 
 
+def matched_curves(summary: pd.DataFrame, curve_rows: pd.DataFrame, ranked: pd.DataFrame) -> pd.DataFrame:
+    """`data_efficiency_summary` re-indexed by the ranked study's candidates: each takes the curve of the
+    configuration with the same method part (name, options, learning rates, tuned or not; not the study's
+    own sizes or epochs), so a tuned LoRA-r8 never takes an untuned one's curve. Frames without
+    configurations (hand-built) match by name."""
+    if "configuration" not in curve_rows or "configuration" not in ranked or summary.empty:
+        return summary
+    from peftbench.config.identity import method_key
+
+    def keys(frame: pd.DataFrame) -> dict[str, str]:
+        return {str(m): method_key(c) for m, c in zip(frame["method"], frame["configuration"])
+                if isinstance(c, dict)}
+
+    by_key = {k: label for label, k in keys(curve_rows).items() if label in summary.index}
+    picked = {label: by_key[k] for label, k in keys(ranked).items() if k in by_key}
+    out = summary.reindex(list(picked.values()))
+    out.index = pd.Index(list(picked), name=summary.index.name)
+    return out
+
+
 def data_efficiency_summary(records: pd.DataFrame) -> pd.DataFrame:
     """Per method: accuracy at the smallest size and normalised AUC, over the sizes every method has.
 

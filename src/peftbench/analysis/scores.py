@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from peftbench.analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+from peftbench.analysis.curves import (
+    DATA_EFFICIENCY_STUDY,
+    data_efficiency_summary,
+    matched_curves,
+    study_records,
+)
 from peftbench.stats.predictions import decode
 
 
@@ -277,10 +282,10 @@ class DimensionScores:
 
 def dimension_scores(records: pd.DataFrame, all_records: pd.DataFrame | None = None) -> DimensionScores:
     """Scores for the methods in `records`; data efficiency comes from the data-efficiency study in
-    `all_records` (default: `records`), matched by method name."""
+    `all_records` (default: `records`), matched by configuration (curves.matched_curves)."""
     means = method_means(records)
     de_rows = study_records(records if all_records is None else all_records, DATA_EFFICIENCY_STUDY)
-    curves = data_efficiency_summary(de_rows)
+    curves = matched_curves(data_efficiency_summary(de_rows), de_rows, records)
     means = means.join(curves[["val_accuracy_at_smallest_size", "val_normalized_auc"]], how="left")
     refs = scale_refs(records, means)
     used: dict[str, list[str]] = {}

@@ -1,9 +1,11 @@
 """Which trials a recommendation, Pareto front or report may use: one setup, reportable trials only,
 collapsed trials left out unless asked for.
 
-A setup (model, data, split, max length, epochs, batch size) is never mixed with another: numbers from
-two setups are not seeds of one experiment. When a store holds several and the user named none, the
-command stops and lists them.
+A setup (model, data, split, max length, epochs, batch size, device type, precision, and the train size
+outside the data-efficiency study) is never mixed with another: numbers from two setups are not seeds of
+one experiment. When a store holds several and the user named none, the command stops and lists them.
+Inside a setup each configuration is its own candidate (`method` is its label, config/identity.py): a
+tuned and an untuned LoRA-r8 are ranked side by side, never averaged.
 """
 
 from __future__ import annotations
@@ -69,6 +71,20 @@ def describe_collapsed(trials: list[tuple[str, int, str]]) -> str:
     return "; ".join(f"{m} (seed {s}): {r}" for m, s, r in trials)
 
 
+def _one_configuration_per_name(records: pd.DataFrame) -> None:
+    """A candidate's name stands for one configuration; a frame where it stands for two (built by hand,
+    not read from a store) is refused rather than averaged."""
+    if "config" not in records or records.empty:
+        return
+    keys = [c for c in ("study", "method", "train_size") if c in records]
+    counts = records.groupby(keys, dropna=False)["config"].nunique()
+    pooled = counts[counts > 1]
+    if len(pooled):
+        names = ", ".join(str(k[1] if isinstance(k, tuple) else k) for k in pooled.index)
+        raise PeftbenchError(f"{names}: one name holds several configurations; read the records through "
+                             "Store.records (which labels each configuration) or pick one with --setup")
+
+
 def select_records(records: pd.DataFrame, setup: str | None = None, model: str | None = None,
                    dataset: str | None = None, include_collapsed: bool = False) -> Selection:
     """Reportable trials of one setup; refuses (one line, listing them) when several setups remain."""
@@ -99,6 +115,7 @@ def select_records(records: pd.DataFrame, setup: str | None = None, model: str |
     elif setup is not None:
         raise PeftbenchError("--setup: these trials carry no setup key (an older store); use --model / "
                              "--dataset")
+    _one_configuration_per_name(records)
     sel = Selection(records, label)
     trials = collapsed_trials(records)
     if trials and not include_collapsed:

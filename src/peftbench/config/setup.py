@@ -1,6 +1,7 @@
-"""A trial's setup: what must be equal for two trials to be compared or averaged (model, data and its
-split, max length, epochs, batch size, the evaluated test rows). The learning rate is part of the method's
-name, the rest of a trial's identity is its spec (config/spec.py)."""
+"""A trial's setup: what must be equal for two methods' trials to be compared at all (model and its
+revision, data and its split, max length, epochs, batch size, the evaluated test rows, device type,
+precision, 4-bit and gradient checkpointing, and the train size outside the studies whose axis it is).
+A configuration inside a setup (method, learning rates, tuned or not) is config/identity.py."""
 
 from __future__ import annotations
 
@@ -27,7 +28,44 @@ def _setup_parts(spec: dict[str, Any], record: dict[str, Any] | None) -> dict[st
         parts["split"] = [data.get("split_seed"), data.get("validation_size"), data.get("test_size")]
     if spec.get("eval_size"):
         parts["eval_size"] = spec["eval_size"]  # evaluated on the first N test rows: other rows, other setup
+    # Costs and numbers move with the hardware and precision: another device type or precision is another
+    # setup (only set where it differs from the plain run, so the labels stay short).
+    parts["device"] = device_type(spec, record)
+    for flag in ("bf16", "load_in_4bit", "gradient_checkpointing"):
+        if train.get(flag):
+            parts[flag] = True
+    revision = model_revision(record)
+    if revision:
+        parts["model_revision"] = revision
+    if spec.get("study") not in SIZE_AXIS_STUDIES:  # methods ranked at two train sizes are not comparable
+        parts["train_size"] = train.get("train_size")
     return parts
+
+
+# Studies whose axis is the train size (curves by method and size): there it is part of the configuration,
+# elsewhere of the setup. analysis/curves.py's DATA_EFFICIENCY_STUDY must be listed here.
+SIZE_AXIS_STUDIES = ("data-efficiency",)
+
+
+def device_type(spec: dict[str, Any], record: dict[str, Any] | None = None) -> str:
+    """cpu or cuda: the device the record says the trial ran on, else the spec's, "auto" resolved here."""
+    ran = (record or {}).get("device")
+    if isinstance(ran, str) and ran:
+        return ran.split(":")[0]
+    asked = (spec.get("train") or {}).get("device") or "auto"
+    if asked != "auto":
+        return asked
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_revision(record: dict[str, Any] | None) -> str | None:
+    """The model's revision (commit) where provenance records one."""
+    prov = _provenance(record)
+    model = prov.get("model")
+    rev = prov.get("model_revision") or (model.get("revision") if isinstance(model, dict) else None)
+    return str(rev) if rev else None
 
 
 def _provenance(record: dict[str, Any] | None) -> dict[str, Any]:
@@ -36,9 +74,8 @@ def _provenance(record: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def setup_key(spec_dict: dict[str, Any], record: dict[str, Any] | None = None) -> str:
-    """A short hash of the setup: model, data source (and its columns), the split's content hash, max
-    length, epochs, batch size, and the evaluated test rows. Trials are only averaged or compared within
-    one setup. (The learning rate is part of the method's name.)"""
+    """A short hash of the setup (the module's docstring lists what it holds). Trials are only compared
+    within one setup; within it, config/identity.py says which are seeds of one configuration."""
     canonical = json.dumps(_setup_parts(spec_dict, record), sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
@@ -60,4 +97,11 @@ def setup_label(spec_dict: dict[str, Any], record: dict[str, Any] | None = None)
              f"{epochs} epoch{'s' if epochs != 1 else ''}", f"batch {p['batch_size']}"]
     if p.get("eval_size"):
         parts.append(f"first {p['eval_size']} test rows")
+    if p.get("train_size") is not None:
+        parts.append(f"train {p['train_size']}")
+    parts.append(p["device"])
+    parts += [text for flag, text in (("bf16", "bf16"), ("load_in_4bit", "4-bit"),
+                                      ("gradient_checkpointing", "grad ckpt")) if p.get(flag)]
+    if p.get("model_revision"):
+        parts.append(f"rev {p['model_revision'][:8]}")
     return " · ".join(parts)

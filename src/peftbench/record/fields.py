@@ -26,7 +26,14 @@ IDENTITY = [
     _f("record_version", "-", "none", "version of this declaration the record was written (or migrated) to"),
     _f("trial_id", "-", "none", "hash of the trial's spec: its identity in the store"),
     _f("study", "-", "none", "tradeoff, data-efficiency, rank-sweep"),
-    _f("method", "-", "none", "the method's name (a non-default learning rate is part of it)"),
+    _f("method", "-", "none", "the method's name (a non-default learning rate is part of it); read from a "
+       "store, the configuration's label: the name plus what tells it apart from another configuration of "
+       "that name in the study and setup (`LoRA-r8 · lr 0.001`), or `<name> (tuned)` for a tuned choice"),
+    _f("method_name", "-", "none", "the method's own name, without the configuration's label (store)"),
+    _f("config", "-", "none", "the configuration key (store): trials are seeds of one configuration only "
+       "when it agrees (config/identity.py)"),
+    _f("configuration", "-", "none", "what the configuration key hashes: setup, method, options, learning "
+       "rates as run, train size, optimiser and data options, tuning (store)"),
     _f("family", "-", "none", "the method family (lora, prefix, ia3, bitfit, ...)"),
     _f("seed", "-", "none", "the trial's seed"),
     _f("train_size", "rows", "train", "training examples"),
@@ -38,7 +45,8 @@ IDENTITY = [
     _f("task", "-", "none", "the task the trial trained (tasks/)"),
     _f("device", "-", "none", "torch device the trial ran on"),
     _f("num_labels", "classes", "none", "the task's classes, when a generate task scores verbalised labels"),
-    _f("setup", "-", "none", "the setup key (store): trials of one setup are comparable"),
+    _f("setup", "-", "none", "the setup key (store): trials of one setup are comparable (model and revision, "
+       "data split, max length, epochs, batch, device type, precision, train size outside data efficiency)"),
     _f("setup_label", "-", "none", "what differs between the store's setups, in words"),
     _f("lora_r", "-", "none", "LoRA rank from the spec (store)"),
     _f("lora_alpha", "-", "none", "LoRA alpha from the spec (store)"),

@@ -144,7 +144,9 @@ def configurations(records: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
             if g_low is not None and g_high is not None and not (pd.isna(g_low) or pd.isna(g_high)):
                 low, high = float(g_low), float(g_high)
             row[field], row[f"{field}_lo"], row[f"{field}_hi"] = s.mean, low, high
-        row["options"], row["lr"] = _method_details(str(row["method"]), grp)
+        names = grp["method_name"].dropna() if "method_name" in grp else pd.Series(dtype=object)
+        # a configuration's label (`LoRA-r8 (tuned)`) is not a method string: look up its own name
+        row["options"], row["lr"] = _method_details(str(names.iloc[0] if len(names) else row["method"]), grp)
         row["collapse"] = _collapse_text(grp)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -133,7 +133,8 @@ def method_cell(row: pd.Series) -> str:
     name = str(row["method"])
     rates = row.get("learning_rates")
     if isinstance(rates, list) and rates:
-        name += " (tuned, lr " + "/".join("default" if r is None else f"{r:.0e}" for r in rates) + ")"
+        tuned = " (tuned, lr " + "/".join("default" if r is None else f"{r:.0e}" for r in rates) + ")"
+        name = name.replace(" (tuned)", tuned, 1) if " (tuned)" in name else name + tuned
     if row.get("significant_vs_baseline") is True:
         name += " *"
     if row.get("collapsed_n", 0):

@@ -9,7 +9,9 @@ A record without predictions (an older store) falls back to the seeds-only inter
 none.
 
 What counts: `reportable` drops pruned tuning candidates and keeps only the chosen candidate of a tuned
-method (by validation accuracy, never test), and `drop_repeated_seeds` keeps a configuration's seed once.
+method (by validation accuracy, never test), shown as its own configuration `<method> (tuned)`, and
+`drop_repeated_seeds` keeps a configuration's seed once. Groups are configurations (`config`, from
+config/identity.py) wherever the frame carries them: two configurations are never seeds of one row.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from peftbench.config.identity import TUNED_SUFFIX, config_key, label_configurations, tuned_configuration
 from peftbench.stats.intervals import PREDICTION_METRICS, holm, metric_interval, paired_row_test
 
 
@@ -78,7 +81,7 @@ def paired_test(method_values: dict[int, float], baseline_values: dict[int, floa
     return PairedTest(float(diff.mean()), p, len(seeds), p < alpha)
 
 
-PER_SEED_KEY = ["study", "setup", "method", "tune_group", "train_size", "seed"]
+PER_SEED_KEY = ["study", "setup", "config", "method", "tune_group", "train_size", "seed"]
 
 
 def _present(records: pd.DataFrame, cols: list[str]) -> list[str]:
@@ -95,9 +98,11 @@ def _started_order(records: pd.DataFrame) -> pd.DataFrame:
 def reportable(records: pd.DataFrame) -> pd.DataFrame:
     """The records a table shows: pruned candidates dropped, and of each tuned method only the chosen
     candidate per (study, setup, tune_group, seed, train_size), i.e. the completed one with the best
-    *validation* accuracy (ties: the one started first). The chosen row is shown under its group name
-    (`method` = tune_group; the candidate's own name stays in `tuned_method`, its `learning_rate` as is).
-    Records without a tune_group are returned untouched."""
+    *validation* accuracy (ties: the one started first). The chosen row is its own configuration, shown as
+    `<tune_group> (tuned)` (`method_name` = tune_group; the candidate's own name stays in `tuned_method`,
+    its `learning_rate` as is; `config` becomes the tuned configuration's key, whichever rate each seed
+    chose). A tuned and an untuned LoRA-r8 are two rows, never one. Records without a tune_group are
+    returned untouched."""
     if records.empty:
         return records
     out = records
@@ -115,11 +120,19 @@ def reportable(records: pd.DataFrame) -> pd.DataFrame:
     val = pd.to_numeric(tuned["val_accuracy"], errors="coerce") if "val_accuracy" in tuned else \
         pd.Series(float("nan"), index=tuned.index)
     tuned = tuned.assign(_val=val.fillna(-math.inf), _order=range(len(tuned)))
-    keys = _present(tuned, ["study", "setup", "tune_group", "seed", "train_size"])
+    if "configuration" in tuned:  # the search's configuration: candidates of two searches never compete
+        budgets = tuned["tune_budget"] if "tune_budget" in tuned else pd.Series(None, index=tuned.index)
+        confs = [tuned_configuration(c, None if _missing(b) else b)
+                 for c, b in zip(tuned["configuration"], budgets)]
+        tuned = tuned.assign(configuration=confs, config=[config_key(c) for c in confs])
+    keys = _present(tuned, ["study", "setup", "config", "tune_group", "seed", "train_size"])
     chosen = (tuned.sort_values(["_val", "_order"], ascending=[False, True], kind="stable")
               .groupby(keys, sort=False, dropna=False).head(1).sort_values("_order"))
     chosen = chosen.drop(columns=["_val", "_order"])
-    chosen = chosen.assign(tuned_method=chosen["method"], method=chosen["tune_group"])
+    chosen = chosen.assign(tuned_method=chosen["method"], method_name=chosen["tune_group"],
+                           method=chosen["tune_group"].map(lambda g: f"{g}{TUNED_SUFFIX}"))
+    if "configuration" in chosen:
+        chosen = label_configurations(chosen, base="method")  # two tuned searches of one name: told apart
     return pd.concat([plain, chosen], ignore_index=True)
 
 
@@ -174,6 +187,8 @@ def _flag_count(grp: pd.DataFrame, col: str) -> int:
 
 def _group_notes(grp: pd.DataFrame) -> dict:
     row = {"seeds": int(grp["seed"].nunique()) if "seed" in grp else len(grp),
+           "method_name": next((str(v) for v in grp.get("method_name", grp["method"]) if isinstance(v, str)),
+                               None) if "method" in grp else None,
            "collapsed_n": _flag_count(grp, "collapsed"), "collapse_reasons": _texts(grp, "collapse_reason"),
            "timing_contended_n": _flag_count(grp, "timing_contended"),
            "timing_notes": _texts(grp, "timing_note")}
@@ -189,15 +204,15 @@ def _group_notes(grp: pd.DataFrame) -> dict:
 def aggregate(records: pd.DataFrame, metrics: list[str], by: list[str] | None = None,
               baseline_method: str | None = "Full", compare_metric: str = "accuracy",
               alpha: float = 0.05) -> pd.DataFrame:
-    """One row per configuration (by default study, setup, method, tune group, train size; the columns a
-    frame lacks are left out): `<metric>_mean/_std/_ci_low/_ci_high/_n/_interval` for each metric, where
-    `_interval` says what the interval covers ("rows", "rows+seeds", "seeds" or None), plus `seeds`,
+    """One row per configuration (by default study, setup, config, method, tune group, train size; the
+    columns a frame lacks are left out): `<metric>_mean/_std/_ci_low/_ci_high/_n/_interval` for each
+    metric, where `_interval` says what the interval covers ("rows", "rows+seeds", "seeds" or None), plus `seeds`,
     `collapsed_n`, `collapse_reasons`, `timing_contended_n`, `timing_notes`, `setup_label`,
     `learning_rates` (tuned rows), and the test against the baseline: `diff_vs_baseline`, `p_vs_baseline`,
     `p_holm_vs_baseline` (Holm across the methods of each study and setup), `significant_vs_baseline`
     (Holm-adjusted p < alpha) and `test_vs_baseline` ("rows" or "seeds")."""
     records, _ = drop_repeated_seeds(records)
-    by = by or _present(records, ["study", "setup", "method", "tune_group", "train_size"])
+    by = by or _present(records, ["study", "setup", "config", "method", "tune_group", "train_size"])
     if records.empty:
         return pd.DataFrame(columns=by)
     groups = list(records.groupby(by, sort=False, dropna=False))
@@ -226,16 +241,20 @@ def _same(a, b) -> bool:
     return (_missing(a) and _missing(b)) or a == b
 
 
+def _name(row: dict) -> str:
+    """The method's own name (a configuration label is the name plus what sets it apart)."""
+    return row.get("method_name") or row["method"]
+
+
 def _compare_with_baseline(rows: list[dict], by: list[str], baseline_method: str, metric: str,
                            alpha: float) -> None:
-    others = [c for c in by if c not in ("method", "tune_group")]
+    others = [c for c in by if c not in ("method", "tune_group", "config")]
     for row in rows:
         row.update(diff_vs_baseline=None, p_vs_baseline=None, p_holm_vs_baseline=None,
                    significant_vs_baseline=None, test_vs_baseline=None)
-        if row["method"] == baseline_method:
+        if _name(row) == baseline_method:
             continue
-        bases = [b for b in rows
-                 if b["method"] == baseline_method and all(_same(b[c], row[c]) for c in others)]
+        bases = [b for b in rows if _name(b) == baseline_method and all(_same(b[c], row[c]) for c in others)]
         # a tuned method is compared with a tuned Full when there is one, an untuned with an untuned
         bases.sort(key=lambda b: _missing(b.get("tune_group")) != _missing(row.get("tune_group")))
         if not bases:

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from peftbench.config.identity import config_key, configuration, label_configurations
 from peftbench.config.setup import setup_key, setup_label
 from peftbench.errors import PeftbenchError
 from peftbench.store.migrate import TO_VERSION, migrate
@@ -213,7 +214,12 @@ class Store:
     def records(self, study: str | None = None, include_failed: bool = False, roles: bool = True) -> pd.DataFrame:
         """One row per trial: the measured record flattened (provenance kept as nested dict). With `roles`,
         each task's role columns are filled from the fields that play them (tasks.reading_view); export reads
-        the records as stored (roles=False)."""
+        the records as stored (roles=False).
+
+        Each row carries its configuration (`configuration`, its key `config`, config/identity.py) and the
+        method's own name in `method_name`; `method` is the configuration's label, the name plus what tells
+        it apart from another configuration of that name in the same study and setup, so that nothing
+        grouping by `method` pools two configurations as seeds. Tuning candidates keep their own names."""
         rows = self.rows(study, None if include_failed else ("ok",))
         out = []
         for r in rows:
@@ -227,12 +233,19 @@ class Store:
             base["started_at"] = r["started_at"]
             base["setup"] = setup_key(spec, rec)
             base["setup_label"] = setup_label(spec, rec)
+            base["configuration"] = configuration(spec, rec)
+            base["config"] = config_key(base["configuration"])
+            base["method_name"] = r["method"]
             out.append({**rec, **base})
+        frame = pd.DataFrame(out)
+        if len(frame):
+            candidate = frame["configuration"].map(lambda c: "tune_group" in c)
+            frame = label_configurations(frame, only=~candidate)
         if not roles:
-            return pd.DataFrame(out)
+            return frame
         from peftbench.tasks import reading_view
 
-        return reading_view(pd.DataFrame(out))
+        return reading_view(frame)
 
     def history(self, trial_id: str | None = None) -> list[dict[str, Any]]:
         """Records that a --force re-run replaced, oldest first."""
@@ -248,8 +261,8 @@ class Store:
 
     def refuse_repeated_seeds(self, specs: Iterable[tuple[dict[str, Any], str]],
                               split_hash: str | None) -> None:
-        """Raise before a trial runs whose (study, setup, method, train size, seed) a finished trial with
-        another id already holds (e.g. the same study re-run with other latency settings): the two would
+        """Raise before a trial runs whose (study, configuration, seed) a finished trial with another id
+        already holds (e.g. the same study re-run with other latency settings): the two would
         otherwise be averaged as two seeds. A --force re-run of the same trial id is not a clash. Tuning
         candidates (spec `tune_group`) are chosen per seed later and are exempt."""
         seen: dict[tuple, str] = {}
@@ -257,7 +270,7 @@ class Store:
         for spec, trial_id in specs:
             if spec.get("tune_group"):
                 continue
-            key = _seed_key(spec, setup_key(spec, {"provenance": {"data": {"split_hash": split_hash}}}))
+            key = _seed_key(spec, {"provenance": {"data": {"split_hash": split_hash}}})
             if seen.setdefault(key, trial_id) != trial_id:
                 raise PeftbenchError(f"the study lists {spec['method']['name']} seed {spec['seed']} twice "
                                      f"for the same setup (trials {seen[key]} and {trial_id})")
@@ -267,7 +280,7 @@ class Store:
 
 
 def _holds_seed(row: dict[str, Any], key: tuple) -> bool:
-    """Whether a stored (untuned, finished) trial is the same study, setup, method, train size and seed."""
+    """Whether a stored (untuned, finished) trial is the same study, configuration and seed."""
     study, _, method, train_size, seed = key
     if (row["study"], row["method"], row["train_size"], row["seed"]) != (study, method, train_size, seed):
         return False
@@ -275,7 +288,7 @@ def _holds_seed(row: dict[str, Any], key: tuple) -> bool:
     record = json.loads(row["record_json"]) if row["record_json"] else {}
     if spec.get("tune_group") or record.get("tune_group"):
         return False
-    return _seed_key(spec, setup_key(spec, record)) == key
+    return _seed_key(spec, record) == key
 
 
 def _repeated_seed_message(spec: dict[str, Any], row: dict[str, Any]) -> str:
@@ -286,8 +299,10 @@ def _repeated_seed_message(spec: dict[str, Any], row: dict[str, Any]) -> str:
             f"counted twice: use other seeds, another --db, or the earlier options with --force")
 
 
-def _seed_key(spec: dict[str, Any], setup: str) -> tuple:
-    return (spec["study"], setup, spec["method"]["name"], spec["train"]["train_size"], spec["seed"])
+def _seed_key(spec: dict[str, Any], record: dict[str, Any]) -> tuple:
+    """(study, configuration key, method, train size, seed): a seed counts once per configuration."""
+    return (spec["study"], config_key(configuration(spec, record)), spec["method"]["name"],
+            spec["train"]["train_size"], spec["seed"])
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

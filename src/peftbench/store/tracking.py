@@ -103,11 +103,19 @@ def record_hash(record: dict[str, Any]) -> str:
 
 
 def run_params(spec: Any, record: dict[str, Any]) -> dict[str, str]:
-    """The method's options and learning rate, and the trial's sizes: what MLflow compares runs by."""
+    """The method's options and learning rates, the trial's sizes and its configuration key: what MLflow
+    compares runs by."""
     params = {k: record[k] for k in _PARAM_FIELDS if record.get(k) is not None}
     if spec is not None:
         params.update({f"option.{k}": v for k, v in spec.method.options.items()})
         params.setdefault("learning_rate", spec.method.learning_rate)
+        # the configuration's key (config/identity.py): runs that differ in anything that changes a
+        # number (tuned or not, a default rate that changed, device, precision) never share it
+        from peftbench.config.identity import config_key, configuration
+
+        params["config"] = config_key(configuration(spec.to_dict(), record))
+        params.setdefault("head_learning_rate", spec.method.head_learning_rate)
+        params["tune_group"] = spec.tune_group
         params["dataset"] = spec.data.source
         params["max_length"] = spec.data.max_length
         params.setdefault("epochs", spec.train.epochs)
