@@ -81,6 +81,13 @@ THROUGHPUT_PER_S_REF = 100.0
 COST_SCALES = {"log_full_flops": ("full_ft_flops", False), "log_full_memory": ("full_ft_memory_mb", False),
                "log_seconds": (TRAIN_SECONDS_REF, False), "log_latency": (LATENCY_MS_REF, False),
                "log_throughput": (THROUGHPUT_PER_S_REF, True)}
+COST_REFERENCE = (f"each cost is scored against a fixed reference, never against the other methods run: 0.5 at "
+                  "full fine-tuning's own cost in the trial's setup, derived, not measured (FLOPs: 6 x "
+                  "base_params x the batch's tokens; training memory: 16 bytes x base_params), or at a stated "
+                  f"constant for wall times ({TRAIN_SECONDS_REF:g} s training, {LATENCY_MS_REF:g} ms latency, "
+                  f"{THROUGHPUT_PER_S_REF:g} rows or tokens/s throughput); each doubling moves the score by "
+                  f"{1 / COST_OCTAVES:g}, so two methods' difference depends only on their ratio, and adding or "
+                  "removing a method changes no other method's score")
 _COST = f"clipped to [0, 1]: each doubling moves the score by {COST_STEP:g}, whoever else was run"
 SCALE_NOTES = {
     "above_chance": "(value - c) / (1 - c), c = val_majority_rate (what predicting the most common class "
