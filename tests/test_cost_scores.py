@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import TRADEOFF, Profile, records_of, sweep_trials, tradeoff_trials
+from conftest import run_cli_main
+from test_analysis import TRADEOFF, Profile, records_of, sweep_trials, tradeoff_trials, write_store
 
 from peftbench.analysis.recommend import recommend
 from peftbench.analysis.scenarios import scenario_weights
@@ -140,3 +141,16 @@ def test_inference_timing_carries_its_own_check():
     assert gpu["merged_timing_contended"] is False and gpu["merged_timing_note"] is None
     others = out["inference_other_cores_busy"]
     assert others is None or (np.isfinite(others) and others >= 0)
+
+
+def test_pareto_leaves_a_contended_latency_out_and_says_why(tmp_path):
+    trials = tradeoff_trials()
+    for _, rec in trials:
+        rec["inference_timing_contended"] = rec["method"] == "BitFit"
+        rec["inference_timing_note"] = "other work shared the machine: load average 4.2 on 2 cores" \
+            if rec["method"] == "BitFit" else None
+    db = write_store(tmp_path / "contended.db", trials)
+    out = run_cli_main("pareto", "--db", db, "--objectives", "accuracy:max,latency_p50_ms:min", check=False)
+    assert out.returncode == 0, out.stderr
+    assert "latency_p50_ms of BitFit left out in 2/2" in out.stdout and "load average 4.2" in out.stdout
+    assert "left out, an objective was not measured: BitFit" in out.stdout
