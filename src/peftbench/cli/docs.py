@@ -89,7 +89,7 @@ DIMENSIONS = [
         ("inference_peak_rss_mb", "RSS high-water mark during inference, reset (clear_refs) after training"),
         ("merged_latency_*, merged_throughput_per_s", "the same after merge_and_unload (LoRA family, IA3); "
          "they are the deployed figures only when merge_max_logit_diff <= 1e-3 x max(1, merge_logit_scale) "
-         "(float32 rounding of the merge stays near 1e-5 of the logits), else the unmerged ones count"),
+         "(a merge's float32 rounding stays far below that), else the unmerged ones count"),
         ("inference_timing_contended, merged_timing_contended", "the load average and the cores other "
          "processes kept busy around the latency/throughput (TTFT/decode) timing, each with its note; a "
          "contended timing is left out of scores, limits and fronts, never scored as clean"),
