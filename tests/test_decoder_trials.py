@@ -55,6 +55,9 @@ def test_generate_trial_records_every_decoder_field(tiny_llama, generate_spec):
     assert rec["forgetting_sample"]["passages"] > 0
     # LoRA merges, and the merged model writes exactly what the unmerged one wrote
     assert rec["merge_same_greedy"] is True and rec["merge_rows_differing"] == 0
+    # TTFT and decode timings carry their own contention check, unmerged and merged
+    assert isinstance(rec["inference_timing_contended"], bool) and isinstance(rec["merged_timing_contended"], bool)
+    assert "merged_merged_timing_contended" not in rec and rec["merged_ttft_p50_ms"] > 0
     assert rec["ood_exact_match"] is not None and rec["perturbation_rows"] == 40
     assert rec["adapter_bytes"] > 0 and rec["trainable_params"] < rec["base_params"]
 

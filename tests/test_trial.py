@@ -17,6 +17,7 @@ REQUIRED = [
     "perturbed_typo_accuracy", "perturbed_word_dropout_accuracy", "perturbed_word_swap_accuracy", "provenance",
     "peak_rss_net_mb", "train_cpu_seconds", "cpu_utilisation", "timing_contended", "collapsed",
     "test_predictions", "test_labels", "val_predictions", "val_majority_rate", "latency_p25_ms", "latency_p75_ms",
+    "inference_timing_contended", "inference_timing_note", "inference_other_cores_busy", "flops_batch_tokens",
 ]
 
 
@@ -39,6 +40,10 @@ def test_lora_record_complete(tiny_model, tiny_data_spec, tiny_train_spec, prepa
     assert rec["train_flops"] == rec["flops_per_step"] * rec["train_steps"]
     assert rec["latency_p95_ms"] >= rec["latency_p50_ms"] > 0
     assert rec["can_merge"] and rec["merge_max_logit_diff"] < 1e-4
+    # the merged figures count: logits within 1e-3 of their scale, and the merged timing has its own check
+    assert rec["merge_max_logit_diff"] <= 1e-3 * max(1.0, rec["merge_logit_scale"]) and rec["merge_logit_scale"] > 0
+    assert isinstance(rec["merged_timing_contended"], bool) and isinstance(rec["inference_timing_contended"], bool)
+    assert (rec["inference_timing_note"] is None) == (not rec["inference_timing_contended"])
     assert rec["merged_latency_p50_ms"] > 0
     assert 0 < rec["adapter_bytes"] < 200_000  # the adapter, not the model
     prov = rec["provenance"]

@@ -2,8 +2,9 @@
 
 Scores grade a method against a reference that does not depend on which other methods were run: accuracy
 from a constant predictor's value to 1, OOD balanced accuracy from 1/K, parameters on a log scale up to the
-base model, and costs as a ratio to the cheapest method. Two methods inside each other's
-noise therefore get nearly equal scores (min-max across methods used to stretch any spread to 0-1).
+base model, and costs on a log scale around a fixed reference (full fine-tuning's own cost in the trial's
+setup for FLOPs and memory, a stated constant for wall times), never the cheapest method measured: adding or
+removing a method changes no other method's score. Two methods inside each other's noise score nearly alike.
 
 A metric counts in a dimension only when every method that has the dimension measured it; a dimension
 nobody measured stays missing (NaN) and is never filled in. `weighted_scores` then leaves a dimension out
@@ -30,6 +31,8 @@ from peftbench.analysis.curves import (
     matched_curves,
     study_records,
 )
+from peftbench.analysis.timing_trust import RULE as TIMING_RULE
+from peftbench.analysis.timing_trust import clean_timings, merge_agrees, timing_notes
 from peftbench.stats.predictions import decode
 
 
@@ -42,17 +45,17 @@ class Metric:
 
 DIMENSIONS: dict[str, tuple[Metric, ...]] = {
     "parameter_efficiency": (Metric("trainable_params", "min", "log_params"),),
-    "computational_efficiency": (Metric("train_seconds", "min", "best_over_value"),
-                                 Metric("train_memory_mb", "min", "best_over_value"),
-                                 Metric("flops_per_step", "min", "best_over_value")),
+    "computational_efficiency": (Metric("train_seconds", "min", "log_seconds"),
+                                 Metric("train_memory_mb", "min", "log_full_memory"),
+                                 Metric("flops_per_step", "min", "log_full_flops")),
     "performance": (Metric("val_accuracy", "max", "above_chance"), Metric("val_f1", "max", "f1_above_chance")),
     # The robustness drop is not here: its rows are the first test rows (reported only, REPORTED_ONLY).
     "generalization": (Metric("ood_balanced_accuracy", "max", "balanced_above_chance"),
                        Metric("forgetting", "min", "forgetting_nats")),
     "data_efficiency": (Metric("val_accuracy_at_smallest_size", "max", "above_chance"),
                         Metric("val_normalized_auc", "max", "above_chance")),
-    "inference_efficiency": (Metric("deployed_latency_ms", "min", "best_over_value"),
-                             Metric("deployed_throughput_per_s", "max", "value_over_best"),
+    "inference_efficiency": (Metric("deployed_latency_ms", "min", "log_latency"),
+                             Metric("deployed_throughput_per_s", "max", "log_throughput"),
                              Metric("adapter_bytes", "min", "log_bytes")),
 }
 DIMENSION_NAMES: tuple[str, ...] = tuple(DIMENSIONS)
@@ -66,6 +69,31 @@ GENERALIZATION_CHOICE = ("kept in the choice: OOD balanced accuracy (a separate 
 
 # Decoders: general-text cross-entropy up by ln 2 nats per token (its perplexity doubled) scores 0
 FORGETTING_ZERO_NATS = float(np.log(2.0))
+# Costs: score = 0.5 - log2(value / reference) / COST_OCTAVES (throughput: + log2), clipped to [0, 1]. Each
+# doubling of a cost takes COST_STEP off (1/20 = 0.05), wherever the reference sits: differences between two
+# methods depend only on their ratio, so the reference places the midpoint and nothing else (unless a value
+# is more than 2^10 = 1024 times off it and clips). 0.05 per doubling is close to what a doubling of trainable
+# parameters moves parameter efficiency (1/log2(110M) = 0.037 for a BERT-base).
+COST_OCTAVES = 20.0
+COST_STEP = 1.0 / COST_OCTAVES
+# Full fine-tuning's training state per base parameter: fp32 weight, gradient and two Adam moments.
+FULL_FT_BYTES_PER_PARAM = 16.0
+# Wall times have no figure in the setup to anchor on (they depend on the machine): stated constants.
+TRAIN_SECONDS_REF = 600.0
+LATENCY_MS_REF = 10.0
+THROUGHPUT_PER_S_REF = 100.0
+# scale -> (reference: a scale_refs column or a constant, higher is better)
+COST_SCALES = {"log_full_flops": ("full_ft_flops", False), "log_full_memory": ("full_ft_memory_mb", False),
+               "log_seconds": (TRAIN_SECONDS_REF, False), "log_latency": (LATENCY_MS_REF, False),
+               "log_throughput": (THROUGHPUT_PER_S_REF, True)}
+COST_REFERENCE = (f"each cost is scored against a fixed reference, never against the other methods run: 0.5 at "
+                  "full fine-tuning's own cost in the trial's setup, derived, not measured (FLOPs: 6 x "
+                  "base_params x the batch's tokens; training memory: 16 bytes x base_params), or at a stated "
+                  f"constant for wall times ({TRAIN_SECONDS_REF:g} s training, {LATENCY_MS_REF:g} ms latency, "
+                  f"{THROUGHPUT_PER_S_REF:g} rows or tokens/s throughput); each doubling moves the score by "
+                  f"{1 / COST_OCTAVES:g}, so two methods' difference depends only on their ratio, and adding or "
+                  "removing a method changes no other method's score")
+_COST = f"clipped to [0, 1]: each doubling moves the score by {COST_STEP:g}, whoever else was run"
 SCALE_NOTES = {
     "above_chance": "(value - c) / (1 - c), c = val_majority_rate (what predicting the most common class "
                     "scores; older trials without it: the majority share of the stored validation labels), "
@@ -79,8 +107,16 @@ SCALE_NOTES = {
     "log_params": "1 - log(value) / log(base-model parameters): 1 parameter = 1, the whole model = 0",
     "log_bytes": "1 - log(value) / log(base-model bytes, base_params x 4): 1 byte = 1, the whole fp32 "
                  "model = 0",
-    "best_over_value": "cheapest measured / value (a ratio: twice the cost of the cheapest = 0.5)",
-    "value_over_best": "value / highest measured (half the best throughput = 0.5)",
+    "log_full_flops": "0.5 - log2(value / (6 x base_params x flops_batch_tokens)) / 20, the reference being "
+                      "full fine-tuning's FLOPs for the same batch (6 per parameter per token: forward 2, "
+                      f"backward 4); {_COST}",
+    "log_full_memory": "0.5 - log2(value / (16 bytes x base_params)) / 20, the reference being full fine-"
+                       "tuning's fp32 training state (weights, gradients, two Adam moments; activations not "
+                       f"counted); {_COST}",
+    "log_seconds": f"0.5 - log2(value / {TRAIN_SECONDS_REF:g} s) / 20 (a stated constant: wall time depends on "
+                   f"the machine, which no setup figure gives); {_COST}",
+    "log_latency": f"0.5 - log2(value / {LATENCY_MS_REF:g} ms) / 20 (a stated constant); {_COST}",
+    "log_throughput": f"0.5 + log2(value / {THROUGHPUT_PER_S_REF:g} per s) / 20 (a stated constant); {_COST}",
 }
 
 # Columns that identify a trial rather than measure it: never averaged.
@@ -112,13 +148,14 @@ def scoring_notes() -> dict[str, str]:
                            "accuracy per training-set size (its test rows are reported only); "
                            f"{notes('data_efficiency')}; mean of the two",
         "inference_efficiency": "latency and throughput of the deployed form (merged when the method can "
-                                f"merge); {notes('inference_efficiency')}; mean of the three",
+                                "merge and the merged outputs match the unmerged ones); "
+                                f"{notes('inference_efficiency')}; mean of the three",
     }
 
 
 COUNTING_RULE = ("A metric counts in a dimension only when every method with that dimension measured it, and a "
                  "weighted dimension counts only when every ranked method has it; otherwise it is left out "
-                 "for all of them, with a note naming who lacks it.")
+                 "for all of them, with a note naming who lacks it. Timings: " + TIMING_RULE + ".")
 
 
 def memory_metric(records: pd.DataFrame) -> str:
@@ -140,16 +177,19 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _deployed(records: pd.DataFrame, plain: str, merged: str) -> pd.Series:
-    """The merged measurement where the method can merge and it was measured, else the plain one."""
+    """The merged measurement where the method can merge, it was measured and the merged model's outputs
+    match the unmerged model's (timing_trust.merge_agrees), else the plain one."""
     can_merge = records["can_merge"].fillna(False).astype(bool) if "can_merge" in records else False
     merged_values = _numeric(records, merged)
-    return merged_values.where(can_merge & merged_values.notna(), _numeric(records, plain))
+    counts = can_merge & merged_values.notna() & merge_agrees(records)
+    return merged_values.where(counts, _numeric(records, plain))
 
 
 def method_means(records: pd.DataFrame) -> pd.DataFrame:
     """One row per method (first-seen order): the mean over its trials of every numeric measurement,
-    plus train_memory_mb, deployed_latency_ms and deployed_throughput_per_s."""
-    frame = records.copy()
+    plus train_memory_mb, deployed_latency_ms and deployed_throughput_per_s. Contended timings are left out
+    (timing_trust.clean_timings): the mean is over the method's clean trials, NaN where it has none."""
+    frame = clean_timings(records)
     frame["train_memory_mb"] = _numeric(frame, memory_metric(frame))
     frame["deployed_latency_ms"] = _deployed(frame, "latency_p50_ms", "merged_latency_p50_ms")
     frame["deployed_throughput_per_s"] = _deployed(frame, "throughput_per_s", "merged_throughput_per_s")
@@ -189,7 +229,8 @@ def _label_facts(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def scale_refs(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
-    """Per method, the fixed reference points of the scales: chance accuracy and F1, OOD chance, base size.
+    """Per method, the fixed reference points of the scales: chance accuracy and F1, OOD chance, base size,
+    full fine-tuning's FLOPs per step and training-state memory in the method's own setup.
 
     Chance accuracy is val_majority_rate; without it, the stored validation labels' majority share; without
     labels, 0 (the raw value). Classes default to 2 when no labels were stored."""
@@ -197,16 +238,14 @@ def scale_refs(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
     p = _numeric(means, "val_majority_rate").fillna(facts["val_majority"])
     classes = facts["classes"].fillna(2.0).clip(lower=2.0)
     ood_classes = facts["ood_classes"].fillna(classes).clip(lower=2.0)
-    base = _numeric(means, "base_params")
-    largest = _numeric(means, "trainable_params").max()
-    base = base.fillna(largest if pd.notna(largest) else np.nan)
-    base_bytes = base * 4.0
-    largest_bytes = _numeric(means, "adapter_bytes").max()
-    if pd.notna(largest_bytes):
-        base_bytes = base_bytes.fillna(largest_bytes).clip(lower=largest_bytes)
+    # Every reference is the method's own (its setup's) figure, never another method's.
+    base = _numeric(means, "base_params").fillna(_numeric(means, "total_params"))
+    base_bytes = (base * 4.0).clip(lower=_numeric(means, "adapter_bytes"))
+    full_flops = 6.0 * base * _numeric(means, "flops_batch_tokens")
+    full_memory = FULL_FT_BYTES_PER_PARAM * base / 2.0 ** 20
     return pd.DataFrame({"chance_accuracy": p.fillna(0.0), "chance_f1": (2 * p / ((1 + p) * classes)).fillna(0.0),
-                         "chance_balanced": 1.0 / ood_classes, "base_params": base, "base_bytes": base_bytes},
-                        index=means.index)
+                         "chance_balanced": 1.0 / ood_classes, "base_params": base, "base_bytes": base_bytes,
+                         "full_ft_flops": full_flops, "full_ft_memory_mb": full_memory}, index=means.index)
 
 
 def _above(values: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -222,7 +261,8 @@ def _log_share(values: np.ndarray, top: np.ndarray) -> np.ndarray:
 def scale_values(metric: Metric, values: np.ndarray, refs: Mapping[str, np.ndarray]) -> np.ndarray:
     """Scores in [0, 1] (NaN where unmeasured) for values of shape (..., methods); refs per method.
 
-    Vectorised so the bootstrap can score every resample at once; "best" is taken over the last axis."""
+    Vectorised so the bootstrap can score every resample at once. No scale looks across methods (axis -1):
+    a method's score is a function of its own value and its own references only."""
     v = np.asarray(values, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         if metric.scale == "above_chance":
@@ -237,13 +277,11 @@ def scale_values(metric: Metric, values: np.ndarray, refs: Mapping[str, np.ndarr
             return _log_share(v, refs["base_params"])
         if metric.scale == "log_bytes":
             return _log_share(v, refs["base_bytes"])
-        positive = np.where(v > 0, v, np.nan)
-        if metric.scale == "best_over_value":
-            best = np.nanmin(positive, axis=-1, keepdims=True) if np.isfinite(positive).any() else np.nan
-            return np.clip(best / positive, 0.0, 1.0)
-        if metric.scale == "value_over_best":
-            best = np.nanmax(positive, axis=-1, keepdims=True) if np.isfinite(positive).any() else np.nan
-            return np.clip(positive / best, 0.0, 1.0)
+        if metric.scale in COST_SCALES:
+            ref, higher_better = COST_SCALES[metric.scale]
+            ref = refs[ref] if isinstance(ref, str) else ref
+            octaves = np.log2(np.where(v > 0, v, np.nan) / np.where(np.asarray(ref) > 0, ref, np.nan))
+            return np.clip(0.5 + (octaves if higher_better else -octaves) * COST_STEP, 0.0, 1.0)
     raise ValueError(f"unknown scale {metric.scale!r}")
 
 
@@ -266,13 +304,15 @@ def combine(values: Mapping[str, np.ndarray], refs: Mapping[str, np.ndarray],
 @dataclass(frozen=True)
 class DimensionScores:
     """scores: methods x six dimensions (NaN = not measured); metrics_used: which columns fed each;
-    left_out: metric -> the methods that lack it (measured for only some, so left out for all)."""
+    left_out: metric -> the methods that lack it (measured for only some, so left out for all; a value whose
+    scale reference is missing, e.g. FLOPs without flops_batch_tokens, counts as lacking)."""
 
     scores: pd.DataFrame
     metrics_used: dict[str, list[str]]
     means: pd.DataFrame
     refs: pd.DataFrame = field(default_factory=pd.DataFrame)
     left_out: dict[str, list[str]] = field(default_factory=dict)
+    timing_notes: dict[str, list[str]] = field(default_factory=dict)  # method -> timings left out, and why
 
     def missing(self) -> dict[str, list[str]]:
         """Dimension -> methods without a score for it (only dimensions with any missing)."""
@@ -288,23 +328,28 @@ def dimension_scores(records: pd.DataFrame, all_records: pd.DataFrame | None = N
     curves = matched_curves(data_efficiency_summary(de_rows), de_rows, records)
     means = means.join(curves[["val_accuracy_at_smallest_size", "val_normalized_auc"]], how="left")
     refs = scale_refs(records, means)
+    scorable = means.copy()
+    for metric in METRICS.values():
+        ref = COST_SCALES.get(metric.scale, (None,))[0]
+        if isinstance(ref, str) and metric.column in scorable:
+            scorable[metric.column] = scorable[metric.column].where(refs[ref].notna())
     used: dict[str, list[str]] = {}
     left_out: dict[str, list[str]] = {}
     for dim, metrics in DIMENSIONS.items():
-        present = [m.column for m in metrics if m.column in means and means[m.column].notna().any()]
-        having = means[present].notna().any(axis=1) if present else pd.Series(False, index=means.index)
+        present = [m.column for m in metrics if m.column in scorable and scorable[m.column].notna().any()]
+        having = scorable[present].notna().any(axis=1) if present else pd.Series(False, index=means.index)
         used[dim] = []
         for col in present:
-            lacking = list(means.index[having & means[col].isna()])
+            lacking = list(means.index[having & scorable[col].isna()])
             if lacking:
                 left_out[col] = lacking
             else:
                 used[dim].append(col)
-    values = {c: _numeric(means, c).to_numpy() for cs in used.values() for c in cs}
+    values = {c: _numeric(scorable, c).to_numpy() for cs in used.values() for c in cs}
     ref_arrays = {c: refs[c].to_numpy(float) for c in refs}
     matrix = combine(values, ref_arrays, used, (len(means),))
     scores = pd.DataFrame(matrix, index=means.index, columns=list(DIMENSION_NAMES), dtype=float)
-    return DimensionScores(scores, used, means, refs, left_out)
+    return DimensionScores(scores, used, means, refs, left_out, timing_notes(records))
 
 
 def counted_dimensions(scores: pd.DataFrame, weights: Mapping[str, float]) -> list[str]:

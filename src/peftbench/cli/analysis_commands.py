@@ -274,6 +274,11 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DB_OPTION,
                   "P(on front)", highlight=False)
     for note in sel.notes:
         console.print(f"note: {escape(note)}", highlight=False)
+    from peftbench.analysis.timing_trust import TIMING_FLAGS, timing_notes
+
+    if any(o.metric in TIMING_FLAGS or o.metric.startswith("deployed_") for o in objs):
+        for note in (n for lines in timing_notes(selected).values() for n in lines):
+            console.print(f"note: {escape(note)}", highlight=False)
     dropped = [m for m in means.index if m not in table.index]
     if dropped:
         console.print(f"note: left out, an objective was not measured: {escape(', '.join(dropped))}",

@@ -23,7 +23,8 @@ DIMENSIONS = [
         ("load_avg_start / _end, other_cores_busy, timing_contended, timing_note", "1-minute load average "
          "before and after training, and the mean cores other processes kept busy meanwhile (/proc/stat "
          "busy time less this process's); a timing taken while other work loaded the machine is flagged "
-         "(timing_contended) with a note, not hidden and not stored as if clean"),
+         "(timing_contended) with a note, not hidden and not stored as if clean; scores, limits and fronts "
+         "leave a contended timing out"),
         ("peak_rss_net_mb", "THE training-memory figure on CPU: peak_rss_mb - baseline_rss_mb, what training "
          "itself added; --max-memory-mb and the scores use it"),
         ("peak_rss_mb, baseline_rss_mb", "kernel RSS high-water mark (VmHWM) of the trial's own fresh process "
@@ -87,13 +88,18 @@ DIMENSIONS = [
         ("throughput_per_s", "examples/s at batch 32 after one warm-up batch"),
         ("inference_peak_rss_mb", "RSS high-water mark during inference, reset (clear_refs) after training"),
         ("merged_latency_*, merged_throughput_per_s", "the same after merge_and_unload (LoRA family, IA3); "
-         "merge_max_logit_diff checks the merged model agrees"),
+         "they are the deployed figures only when merge_max_logit_diff <= 1e-3 x max(1, merge_logit_scale) "
+         "(a merge's float32 rounding stays far below that), else the unmerged ones count"),
+        ("inference_timing_contended, merged_timing_contended", "the load average and the cores other "
+         "processes kept busy around the latency/throughput (TTFT/decode) timing, each with its note; a "
+         "contended timing is left out of scores, limits and fronts, never scored as clean"),
         ("ttft_p50_ms (--task generate)", "time to first token: prefill + one greedy token at batch 1 over real "
          "test prompts after 3 warm-up calls (latency_p50_ms holds it for decoders), with its IQR"),
         ("decode_tokens_per_s_batch1 / _batched", "new tokens per second generating exactly 16 tokens (eos "
          "ignored) at batch 1 and batch 16, prefill included (throughput_per_s holds the batched figure)"),
         ("merge_same_greedy", "after merge_and_unload, greedy outputs on 32 test prompts are the unmerged "
-         "model's token for token (merge_rows_differing counts any that are not)"),
+         "model's token for token (merge_rows_differing counts any that are not); the merged TTFT and decode "
+         "figures count only when they are"),
     ]),
 ]
 
@@ -107,12 +113,13 @@ def dimensions_text() -> Table:
         for i, (m, how) in enumerate(metrics):
             t.add_row(dim if i == 0 else "", m, how)
     try:
-        from peftbench.analysis.scores import COUNTING_RULE, GENERALIZATION_CHOICE, scoring_notes
+        from peftbench.analysis.scores import COST_REFERENCE, COUNTING_RULE, GENERALIZATION_CHOICE, scoring_notes
     except ImportError:
         return t
     for dim, note in scoring_notes().items():
         t.add_row(dim, "score", note)
     t.add_row("all scores", "what counts", COUNTING_RULE)
+    t.add_row("cost scores", "fixed reference", COST_REFERENCE)
     t.add_row("all choices", "which split", "every score, limit, P(best), tied set, Pareto front and sweep advice "
               "reads validation-side figures: the validation split, the OOD set, the general-text sample, "
               "costs. The test split is read once per trial and only reported: `recommend` prints the winner's "

@@ -1,13 +1,17 @@
-"""Inference speed: batch-1 latency percentiles and batch-32 throughput, after warm-up."""
+"""Inference speed: batch-1 latency percentiles and batch-32 throughput, after warm-up, and whether other
+work shared the machine while they were timed (`timed_cleanly`)."""
 
 from __future__ import annotations
 
+import os
 import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from peftbench.data.prepared import TokenizedSet
+from peftbench.measure.machine_load import LoadProbe, available_cores, contention_note, load_reasons
 
 
 def _sync(device: torch.device) -> None:
@@ -56,3 +60,17 @@ def throughput_per_s(model, data: TokenizedSet, batches: int, device: torch.devi
         model(**batch)
     _sync(device)
     return batches * batch_size / (time.perf_counter() - t0)
+
+
+def timed_cleanly(measure: Callable[[], dict[str, Any]], device: torch.device, prefix: str) -> dict[str, Any]:
+    """Run `measure` (the timings) and add `<prefix>_timing_contended`, `<prefix>_timing_note` and
+    `<prefix>_other_cores_busy`: the load average and the cores other processes kept busy meanwhile
+    (measure/machine_load.py). On CPU only, as for training time; the CPU-share test training uses is left
+    out, since batch-1 inference need not keep every thread busy."""
+    load_before, probe = os.getloadavg()[0], LoadProbe.start()
+    figures = dict(measure())
+    others = probe.other_cores()
+    reasons = load_reasons(load_before, os.getloadavg()[0], others, available_cores()) if device.type == "cpu" else []
+    figures.update({f"{prefix}_timing_contended": bool(reasons), f"{prefix}_timing_note": contention_note(reasons),
+                    f"{prefix}_other_cores_busy": others})
+    return figures

@@ -55,3 +55,25 @@ class LoadProbe:
             return None
         others = (busy - self.busy) - (time.process_time() - self.own)
         return max(others, 0.0) / wall
+
+
+# Thresholds for flagging a CPU timing as contended (trial/measure_training.py, measure/inference.py).
+CONTENDED_UTILISATION = 0.6
+CONTENDED_EXTRA_LOAD = 1.0
+CONTENDED_OTHER_CORES = 0.25  # a quiet machine's background (this session's shell, logging) stays near 0.05
+
+
+def load_reasons(load_before: float, load_after: float, other_cores: float | None, cores: int) -> list[str]:
+    """Why a span of work on `cores` CPU cores was contended: a load average above the cores (this process
+    accounts for up to all of them) plus CONTENDED_EXTRA_LOAD, or other processes keeping more than
+    CONTENDED_OTHER_CORES busy (LoadProbe). Empty when it was not."""
+    reasons = []
+    if max(load_before, load_after) > cores + CONTENDED_EXTRA_LOAD:
+        reasons.append(f"load average {max(load_before, load_after):.1f} on {cores} cores")
+    if other_cores is not None and other_cores > CONTENDED_OTHER_CORES:
+        reasons.append(f"other processes kept {other_cores:.1f} of {cores} cores busy")
+    return reasons
+
+
+def contention_note(reasons: list[str]) -> str | None:
+    return "other work shared the machine: " + "; ".join(reasons) if reasons else None

@@ -109,7 +109,8 @@ COMPUTE = [
     _f("load_avg_start", "-", "none", "1-min load average before training"),
     _f("load_avg_end", "-", "none", "after training"),
     _f("other_cores_busy", "cores", "train", "cores other processes kept busy while training"),
-    _f("timing_contended", "-", "none", "the timing was taken while other work shared the machine"),
+    _f("timing_contended", "-", "none", "train_seconds was taken while other work shared the machine: left "
+       "out of every score"),
     _f("timing_note", "-", "none", "why it was flagged"),
     _f("eval_seconds", "s", "none", "evaluation wall time"),
     _f("inference_seconds", "s", "none", "inference measurements' wall time"),
@@ -166,6 +167,15 @@ INFERENCE = [
     _f("merged_latency_<p>_ms", "ms", "test", "the merged model's latency percentiles (classify)"),
     _f("merged_throughput_per_s", "rows/s", "test", "the merged model's throughput (classify)"),
     _f("merge_max_logit_diff", "logits", "test", "largest logit difference merged vs unmerged (16 rows)"),
+    _f("merge_logit_scale", "logits", "test", "largest |logit| of the unmerged model on those rows: the merged "
+       "figures count when merge_max_logit_diff <= 1e-3 x max(1, this)"),
+    _f("inference_timing_contended", "-", "none", "latency/throughput (TTFT/decode) were timed while other work "
+       "shared the machine (CPU only): left out of every score"),
+    _f("inference_timing_note", "-", "none", "why they were flagged"),
+    _f("inference_other_cores_busy", "cores", "test", "cores other processes kept busy while they were timed"),
+    _f("merged_timing_contended", "-", "none", "the same for the merged model's timings"),
+    _f("merged_timing_note", "-", "none", "why they were flagged"),
+    _f("merged_other_cores_busy", "cores", "test", "cores other processes kept busy meanwhile"),
     _f("merge_error", "-", "none", "why the merged figures are missing"),
 ]
 DECODER = [

@@ -12,7 +12,15 @@ import torch
 from peftbench.config.spec import TrialSpec
 from peftbench.measure import flops as fl
 from peftbench.measure import memory, params
-from peftbench.measure.machine_load import LoadProbe, available_cores
+from peftbench.measure.machine_load import (
+    CONTENDED_EXTRA_LOAD,  # noqa: F401 - the thresholds' old home
+    CONTENDED_OTHER_CORES,  # noqa: F401
+    CONTENDED_UTILISATION,
+    LoadProbe,
+    available_cores,
+    contention_note,
+    load_reasons,
+)
 from peftbench.trial.train import train
 
 Progress = Callable[[dict[str, Any]], None]
@@ -93,21 +101,10 @@ def timing_load(result, device: torch.device, load_before: float,
     if utilisation < CONTENDED_UTILISATION:
         reasons.append(f"CPU time {result.cpu_seconds:.0f} s over {result.seconds:.0f} s x {threads} threads "
                        f"({utilisation:.0%})")
-    # this trial's own threads account for up to `threads` of the load average
-    if max(load_before, load_after) > cores + CONTENDED_EXTRA_LOAD:
-        reasons.append(f"load average {max(load_before, load_after):.1f} on {cores} cores")
-    if other_cores is not None and other_cores > CONTENDED_OTHER_CORES:
-        reasons.append(f"other processes kept {other_cores:.1f} of {cores} cores busy")
+    reasons += load_reasons(load_before, load_after, other_cores, cores)
     if reasons:
-        out.update(timing_contended=True, timing_note="other work shared the machine: " + "; ".join(reasons))
+        out.update(timing_contended=True, timing_note=contention_note(reasons))
     return out
-
-
-# Thresholds for flagging a CPU timing as contended (see timing_load).
-CONTENDED_UTILISATION = 0.6
-CONTENDED_EXTRA_LOAD = 1.0
-CONTENDED_OTHER_CORES = 0.25  # a quiet machine's background (this session's shell, logging) stays near 0.05
-
 
 
 

@@ -82,9 +82,12 @@ class ClassifyTask(Task):
     def measure_inference(self, model, spec, data, device, record) -> None:
         from peftbench.measure import inference
 
-        record.update(inference.latency_ms(model, data.test, spec.train.latency_runs, device, data.pad_token_id))
-        record["throughput_per_s"] = inference.throughput_per_s(model, data.test, spec.train.throughput_batches,
-                                                                device, data.pad_token_id)
+        def measure() -> dict[str, Any]:
+            lat = inference.latency_ms(model, data.test, spec.train.latency_runs, device, data.pad_token_id)
+            return {**lat, "throughput_per_s": inference.throughput_per_s(
+                model, data.test, spec.train.throughput_batches, device, data.pad_token_id)}
+
+        record.update(inference.timed_cleanly(measure, device, "inference"))
 
     def merged(self, model, data, spec, device) -> dict[str, Any]:
         from peftbench.tasks.classify.merged import merged_measurements

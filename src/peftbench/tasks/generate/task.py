@@ -95,8 +95,11 @@ class GenerateTask(Task):
     def measure_inference(self, model, spec, data, device, record) -> None:
         from peftbench.tasks.generate.speed import generation_speed
 
-        record.update(generation_speed(model, data.test, device, data.pad_token_id, runs=spec.train.latency_runs,
-                                       new_tokens=DECODE_TOKENS, repeats=DECODE_REPEATS))
+        from peftbench.measure.inference import timed_cleanly
+
+        record.update(timed_cleanly(lambda: generation_speed(model, data.test, device, data.pad_token_id,
+                                                             runs=spec.train.latency_runs, new_tokens=DECODE_TOKENS,
+                                                             repeats=DECODE_REPEATS), device, "inference"))
 
     def merged(self, model, data, spec, device) -> dict[str, Any]:
         """Merge the adapter into the base weights; its greedy outputs must be the unmerged model's, token for
@@ -110,7 +113,11 @@ class GenerateTask(Task):
         merged = model.merge_and_unload()
         after = generate_ids(merged, probe, *args)
         same = compare_greedy(before, after)
-        speed = generation_speed(merged, data.test, device, data.pad_token_id, runs=spec.train.latency_runs,
-                                 new_tokens=DECODE_TOKENS, repeats=DECODE_REPEATS)
+        from peftbench.measure.inference import timed_cleanly
+
+        speed = timed_cleanly(lambda: generation_speed(merged, data.test, device, data.pad_token_id,
+                                                       runs=spec.train.latency_runs, new_tokens=DECODE_TOKENS,
+                                                       repeats=DECODE_REPEATS), device, "merged")
+        flags = {k: speed.pop(k) for k in list(speed) if k.startswith("merged_")}
         return {"merge_same_greedy": same["identical"], "merge_rows_differing": same["rows_differing"],
-                "merge_probe_rows": same["rows"], **{f"merged_{k}": v for k, v in speed.items()}}
+                "merge_probe_rows": same["rows"], **{f"merged_{k}": v for k, v in speed.items()}, **flags}

@@ -1,0 +1,88 @@
+"""Which timings a choice may read: a timing measured while other work shared the machine is left out (not
+averaged in as if clean), and a merged figure counts only when the merged model gives the unmerged model's
+outputs (otherwise the unmerged figure is the deployed one).
+
+Left out rather than marked: a figure known to be distorted would still move the ranking, whatever its mark.
+A method's clean seeds still count; a method with no clean figure lacks the metric, so the counting rule
+(scores.COUNTING_RULE) leaves it out for every candidate, with a note naming who and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# timing column -> the record's flag saying it was contended (measure/machine_load.py)
+TIMING_FLAGS = {
+    "train_seconds": "timing_contended",
+    "latency_p50_ms": "inference_timing_contended",
+    "throughput_per_s": "inference_timing_contended",
+    "merged_latency_p50_ms": "merged_timing_contended",
+    "merged_throughput_per_s": "merged_timing_contended",
+}
+# Classifiers: a merged model agrees when its largest logit difference on the probe rows is within this share
+# of the logits' scale (max |logit|, at least 1). Merging re-associates W x + B(A x) into (W + BA) x: in
+# float32 (eps 1.2e-7) that is rounding of a few ulps per sum, growing with depth and width (tests/test_trial.py
+# bounds the tiny model's under 1e-4 absolute); a merge that changes the model (a 4-bit base re-quantised, a
+# wrong scaling) moves logits by 1e-2 and more. 1e-3 of the scale sits between, with room on both sides.
+MERGE_LOGIT_TOLERANCE = 1e-3
+RULE = ("contended timings are left out of every score, limit and front (a method's clean seeds still count; a "
+        "method with none lacks the metric, so it is left out for all, with a note); a merged figure counts "
+        f"only when the merged model agrees (classifiers: merge_max_logit_diff <= {MERGE_LOGIT_TOLERANCE:g} x "
+        "max(1, merge_logit_scale), the unmerged logits' largest magnitude; generate: merge_same_greedy, "
+        "identical greedy tokens), else the unmerged figure is the deployed one")
+
+
+def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame[column].map(lambda v: _is_flag(v) and bool(v))
+
+
+def _is_flag(v) -> bool:
+    """A stored yes/no: a bool, or 0/1 as a store may read it back (never NaN or None)."""
+    return isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, float, np.integer, np.floating))
+                                               and not pd.isna(v) and v in (0, 1))
+
+
+def merge_agrees(frame: pd.DataFrame) -> pd.Series:
+    """Per trial: the merged model's outputs were checked and match (False where unchecked or different)."""
+    greedy = frame["merge_same_greedy"] if "merge_same_greedy" in frame else pd.Series(None, index=frame.index)
+    diff = pd.to_numeric(frame.get("merge_max_logit_diff", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    scale = pd.to_numeric(frame.get("merge_logit_scale", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    within = diff <= MERGE_LOGIT_TOLERANCE * scale.fillna(1.0).clip(lower=1.0)
+    checked = greedy.map(_is_flag)
+    return _flag(frame, "merge_same_greedy").where(checked, within).astype(bool)
+
+
+def clean_timings(records: pd.DataFrame) -> pd.DataFrame:
+    """The records with every contended timing set to NaN (a copy)."""
+    frame = records.copy()
+    for column, flag in TIMING_FLAGS.items():
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").where(~_flag(frame, flag))
+    return frame
+
+
+def timing_notes(records: pd.DataFrame) -> dict[str, list[str]]:
+    """Method -> one line per timing left out for contention, and one if its merge did not agree."""
+    notes: dict[str, list[str]] = {}
+    for column, flag in TIMING_FLAGS.items():
+        if column not in records or flag not in records:
+            continue
+        for method, grp in records.groupby("method", sort=False):
+            hit = _flag(grp, flag) & pd.to_numeric(grp[column], errors="coerce").notna()
+            if hit.any():
+                why = next((str(n) for n in grp.get(flag.replace("contended", "note"), pd.Series(dtype=object))
+                            [hit] if isinstance(n, str)), "")
+                notes.setdefault(str(method), []).append(f"{column} of {method} left out in {int(hit.sum())}/{len(grp)} trial(s): measured "
+                             f"while other work shared the machine" + (f" ({why})" if why else ""))
+    if "can_merge" in records:
+        mergeable = records["can_merge"].fillna(False).astype(bool)
+        merged = pd.to_numeric(records.get("merged_latency_p50_ms", pd.Series(np.nan, index=records.index)),
+                               errors="coerce").notna()
+        bad = mergeable & merged & ~merge_agrees(records)
+        for method in dict.fromkeys(records.loc[bad, "method"]):
+            notes.setdefault(str(method), []).append(f"{method}: the merged model's outputs do not match the unmerged model's (or were not "
+                         "checked), so its deployed latency and throughput are the unmerged figures")
+    return notes
