@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.analysis.curves import DATA_EFFICIENCY_STUDY, data_efficiency_summary, study_records
+from peftbench.analysis.timing_noise import SIDE_LATENCY, SIDE_THROUGHPUT, side_by_side_usable
 from peftbench.stats.predictions import decode
 
 
@@ -134,8 +135,12 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce").astype(float)
 
 
-def _deployed(records: pd.DataFrame, plain: str, merged: str) -> pd.Series:
-    """The merged measurement where the method can merge and it was measured, else the plain one."""
+def _deployed(records: pd.DataFrame, plain: str, merged: str, side: str) -> pd.Series:
+    """The side-by-side pass's figure when every trial has one from one pass (all methods timed at the same
+    moments: analysis/timing_noise.py); else the merged measurement where the method can merge and it was
+    measured, else the plain one."""
+    if side_by_side_usable(records):
+        return _numeric(records, side)
     can_merge = records["can_merge"].fillna(False).astype(bool) if "can_merge" in records else False
     merged_values = _numeric(records, merged)
     return merged_values.where(can_merge & merged_values.notna(), _numeric(records, plain))
@@ -146,8 +151,9 @@ def method_means(records: pd.DataFrame) -> pd.DataFrame:
     plus train_memory_mb, deployed_latency_ms and deployed_throughput_per_s."""
     frame = records.copy()
     frame["train_memory_mb"] = _numeric(frame, memory_metric(frame))
-    frame["deployed_latency_ms"] = _deployed(frame, "latency_p50_ms", "merged_latency_p50_ms")
-    frame["deployed_throughput_per_s"] = _deployed(frame, "throughput_per_s", "merged_throughput_per_s")
+    frame["deployed_latency_ms"] = _deployed(frame, "latency_p50_ms", "merged_latency_p50_ms", SIDE_LATENCY)
+    frame["deployed_throughput_per_s"] = _deployed(frame, "throughput_per_s", "merged_throughput_per_s",
+                                                   SIDE_THROUGHPUT)
     columns = {}
     for col in frame.columns:
         if col in IDENTITY_COLUMNS:

@@ -19,6 +19,7 @@ import pandas as pd
 from peftbench.config.setup import setup_key, setup_label
 from peftbench.errors import PeftbenchError
 from peftbench.store.migrate import TO_VERSION, migrate
+from peftbench.store.side_by_side import attach as attach_side_by_side
 from peftbench.store.tables import SCHEMA
 
 SCHEMA_VERSION = TO_VERSION  # 3: records at record version 3 (record/migrate.py)
@@ -228,11 +229,12 @@ class Store:
             base["setup"] = setup_key(spec, rec)
             base["setup_label"] = setup_label(spec, rec)
             out.append({**rec, **base})
+        frame = attach_side_by_side(self.conn, pd.DataFrame(out))  # the side-by-side pass's figures, if any
         if not roles:
-            return pd.DataFrame(out)
+            return frame
         from peftbench.tasks import reading_view
 
-        return reading_view(pd.DataFrame(out))
+        return reading_view(frame)
 
     def history(self, trial_id: str | None = None) -> list[dict[str, Any]]:
         """Records that a --force re-run replaced, oldest first."""
