@@ -13,8 +13,8 @@ drift, the spread of one figure between trials, is measured in the store, in thi
   trials: the seeds of a configuration, and every trial whose deployed graph is the bare base model (Full,
   BitFit, and each method whose figures are merged);
 - train time and memory: the spread over the seeds of each configuration. Without seeds nothing repeats a
-  training run, so train time takes the machine's drift measured above (throughput's: batches, like
-  training steps; else latency's), stated as borrowed;
+  training run, so train time takes the machine's drift measured above (the larger of latency's and
+  throughput's: either one may happen to repeat closely), stated as borrowed;
 - where nothing can be measured: a stated prior, TIMING_PRIOR or MEMORY_PRIOR, never zero.
 repeats, within a trial: a latency's interquartile range over its calls gives the standard error of its
 median (normal approximation), taking the fewest calls a trial may make (the record does not keep its count).
@@ -175,7 +175,8 @@ def measure_drift(records: pd.DataFrame) -> dict[str, Drift]:
         "throughput", TIMING_PRIOR, "prior: no deployed graph was timed in two trials here")
     train = _seed_drift(records, "train time", _num(records, "train_seconds"))
     if train is None:
-        machine = next((d for d in (throughput, latency) if d.source.startswith("measured")), None)
+        measured = [d for d in (throughput, latency) if d.source.startswith("measured")]
+        machine = max(measured, key=lambda d: d.sigma) if measured else None
         train = (Drift("train time", machine.sigma, f"borrowed: no configuration has two seeds, so the "
                        f"machine's drift between trials measured on {machine.kind}")
                  if machine else Drift("train time", TIMING_PRIOR, "prior: no seeds and no repeated graph"))
