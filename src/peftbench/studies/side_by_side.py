@@ -21,9 +21,10 @@ from peftbench.config.spec import TrialSpec
 from peftbench.store.db import Store
 from peftbench.store.side_by_side import PassRow, latest_rows, save_pass
 
-# A default study (latency_runs 30) gets 6 rounds of 5 batch-1 calls and one batch of 32 per model, about
-# 15 s of timing for 12 MiniLM-L6 methods on 2 cores; --preset quick (20) 4 rounds, the tests (5) 3 x 1.
-MIN_ROUNDS, MAX_ROUNDS, CALLS = 3, 6, 5
+# A default study (latency_runs 30) gets 5 rounds of 4 batch-1 calls and one batch of 32 per model: for 12
+# MiniLM-L6 methods on 2 idle cores about 12 x 5 x (4 x 20 ms + ~250 ms) = 20 s, plus ~6 s to build the 12
+# forms (measured); --preset quick (20) 5 x 4 as well, the tests (latency_runs 5) 3 rounds of 1 call.
+MIN_ROUNDS, MAX_ROUNDS, CALLS = 3, 5, 4
 BATCH_ROWS = 32
 MEMORY_SHARE = 0.4  # the pass holds every form at once: it is skipped when they would take more of the free memory
 
