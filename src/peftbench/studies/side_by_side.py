@@ -55,16 +55,17 @@ def _form_key(spec: TrialSpec, merged: bool) -> str:
 
 
 def covered_trials(store: Store, specs: list[TrialSpec]) -> list[tuple[TrialSpec, dict]]:
-    """Finished trials of the specs' studies in the specs' setup (same model and data spec), from the store."""
+    """Finished trials of the specs' studies in the specs' setup (same model and data spec) that measured a
+    latency of their own (figures the pass's would stand in for), from the store."""
     studies = {s.study for s in specs}
     model, data = specs[0].model, specs[0].data
     out = []
     for row in store.rows(statuses=("ok",)):
         if row["study"] not in studies or not row["record_json"]:
             continue
-        spec = TrialSpec.from_dict(json.loads(row["spec_json"]))
-        if spec.model == model and spec.data == data:
-            out.append((spec, json.loads(row["record_json"])))
+        spec, record = TrialSpec.from_dict(json.loads(row["spec_json"])), json.loads(row["record_json"])
+        if spec.model == model and spec.data == data and record.get("latency_p50_ms") is not None:
+            out.append((spec, record))
     return out
 
 
