@@ -469,7 +469,10 @@ def test_paired_bootstrap_is_centred_on_the_stored_figures_and_repeatable():
     stored = records.groupby("method", sort=False)[["val_accuracy", "val_f1", "ood_balanced_accuracy"]].mean()
     for metric, tol in (("val_accuracy", .005), ("val_f1", .005), ("ood_balanced_accuracy", .01)):
         assert np.abs(a.values[metric].mean(axis=0) - stored.loc[methods, metric].to_numpy()).max() < tol
-    assert set(a.values) == {"val_accuracy", "val_f1", "ood_accuracy", "ood_balanced_accuracy"}  # never test
+    from peftbench.analysis.timing_noise import KINDS
+
+    costs = {c for cols in KINDS.values() for c in cols}  # timings and memory vary by their own noise
+    assert set(a.values) - costs == {"val_accuracy", "val_f1", "ood_accuracy", "ood_balanced_accuracy"}  # never test
     spread = a.values["val_accuracy"].std(axis=0)
     assert ((spread > .008) & (spread < .025)).all()  # about sqrt(p(1-p)/500), plus the seeds
 

@@ -1,12 +1,14 @@
-"""How sure a ranking is: a paired bootstrap over the rows the choice reads, recomputing every score per
-resample.
+"""How sure a ranking is: a paired bootstrap over the rows the choice reads and the noise of every cost,
+recomputing every score per resample.
 
 A ranking is a choice, so it reads the validation split, never the test split (which is only reported,
 beside the choice: analysis/held_out.py). Each resample draws validation row indices once and applies them
 to every method (paired: all methods were evaluated on the same rows, so a hard row is hard for all of
 them); OOD rows are drawn the same way. A method with several seeds also has its seeds resampled.
 Validation accuracy, validation macro F1 and OOD (balanced) accuracy are recomputed from the stored per-row
-predictions; every other measurement (time, memory, size) stays at its mean. Then the dimension scores, the
+predictions. Every time, memory, latency and throughput varies by its own measured noise (repeats within a
+trial, drift between trials, or the side-by-side pass's paired rounds: analysis/timing_noise.py), so a cost
+edge inside the noise is a tie; counts (FLOPs, parameters, bytes) stay fixed. Then the dimension scores, the
 weighted score and the top method follow per resample.
 
 - P(best): the share of resamples in which a method has the highest weighted score (ties split).
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from peftbench.analysis.scores import DimensionScores, combine
+from peftbench.analysis.scores import DimensionScores, combine, method_means
+from peftbench.analysis.timing_noise import TimingNoise, cost_draws
 from peftbench.stats.predictions import decode
 
 RESAMPLES = 500
@@ -40,6 +43,7 @@ class Resampled:
     values: dict[str, np.ndarray]  # metric -> (resamples, methods); NaN where a method did not measure it
     resamples: int
     without_predictions: list[str] = field(default_factory=list)  # methods kept at their stored means
+    timing: TimingNoise | None = None  # the costs' noise: what drift was used, and from what
 
 
 def _codes(record: Mapping, key: str) -> np.ndarray:
@@ -154,7 +158,11 @@ def resample_metrics(records: pd.DataFrame, methods: list[str], resamples: int =
         any_predictions |= any(t is not None for t in per_trial)
     if not any_predictions:
         return None
-    return Resampled(list(methods), values, resamples, without)
+    # costs from a stream of their own: the row draws above stay what they were
+    costs, timing = cost_draws(records, method_means(records), list(methods), resamples,
+                               np.random.default_rng([seed, 1]))
+    values.update(costs)
+    return Resampled(list(methods), values, resamples, without, timing)
 
 
 def bootstrap_dimension_scores(dims: DimensionScores, resampled: Resampled) -> np.ndarray:
@@ -202,7 +210,7 @@ def ranking_confidence(boot: np.ndarray, methods: list[str], candidates: list[st
 
 def front_probability(points: pd.DataFrame, objectives, resampled: Resampled | None) -> pd.Series:
     """Per row of `points` (methods with every objective measured): the share of resamples in which it is
-    on the Pareto front. Objectives that are not resampled stay at their means."""
+    on the Pareto front. Costs vary by their noise (timing_noise.py); counts stay at their means."""
     methods = list(points.index)
     signs = np.array([1.0 if o.direction == "max" else -1.0 for o in objectives])
     if resampled is None:

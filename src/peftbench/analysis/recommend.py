@@ -44,6 +44,7 @@ from peftbench.analysis.scores import (
     weighted_scores,
 )
 from peftbench.analysis.selection import select_records
+from peftbench.analysis.timing_noise import side_by_side_usable
 from peftbench.analysis.timing_trust import RULE as TIMING_RULE
 from peftbench.analysis.topsis import topsis
 from peftbench.errors import PeftbenchError
@@ -106,6 +107,9 @@ class Recommendation:
     setup_label: str | None = None
     resamples: int = 0  # bootstrap resamples behind ranking["p_best"]; 0 = no per-row predictions
     held_out: HeldOut | None = None  # the winner's test figures, reported beside the choice, never chosen on
+    # The costs' noise behind P(best) and the tied set: per kind of cost, its drift and what it was measured
+    # from (analysis/timing_noise.py), and the side-by-side pass when inference reads it. Empty: no bootstrap.
+    drift: list[str] = field(default_factory=list)
 
     @property
     def top(self) -> str | None:
@@ -129,6 +133,8 @@ def metric_label(column: str, records: pd.DataFrame) -> str:
     if column == "train_memory_mb":
         return memory_metric(records)
     if column == "deployed_latency_ms":
+        if side_by_side_usable(records):
+            return "side_latency_p50_ms (the side-by-side pass)"
         return "latency_p50_ms (merged when mergeable)"
     return column
 
@@ -270,9 +276,11 @@ def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits()
         rec.ranking["p_best"] = conf.p_best
         rec.tied = conf.tied
         rec.resamples = conf.resamples
+        rec.drift = prep.resampled.timing.lines() if prep.resampled.timing is not None else []
         rec.notes.append(f"P(best): share of {conf.resamples} paired bootstrap resamples of the validation (and "
-                         f"OOD) rows (seeds resampled too) in which the method scores highest; tied with the "
-                         f"winner: scores at least as high in >= {TIE_SHARE:.0%} of them")
+                         f"OOD) rows (seeds resampled too), every time, memory and speed drawn with its own "
+                         f"noise, in which the method scores highest; tied with the winner: scores at least as "
+                         f"high in >= {TIE_SHARE:.0%} of them")
     elif rec.top is not None:
         rec.tied = [rec.top]
         if not counted:

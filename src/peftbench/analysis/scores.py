@@ -31,6 +31,7 @@ from peftbench.analysis.curves import (
     matched_curves,
     study_records,
 )
+from peftbench.analysis.timing_noise import SIDE_LATENCY, SIDE_THROUGHPUT, side_by_side_usable
 from peftbench.analysis.timing_trust import RULE as TIMING_RULE
 from peftbench.analysis.timing_trust import clean_timings, merge_agrees, timing_notes
 from peftbench.stats.predictions import decode
@@ -176,9 +177,13 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce").astype(float)
 
 
-def _deployed(records: pd.DataFrame, plain: str, merged: str) -> pd.Series:
-    """The merged measurement where the method can merge, it was measured and the merged model's outputs
-    match the unmerged model's (timing_trust.merge_agrees), else the plain one."""
+def _deployed(records: pd.DataFrame, plain: str, merged: str, side: str) -> pd.Series:
+    """The side-by-side pass's figure when every trial has one from one pass (all methods timed at the same
+    moments: analysis/timing_noise.py); else the merged measurement where the method can merge, it was
+    measured and the merged model's outputs match the unmerged model's (timing_trust.merge_agrees), else the
+    plain one."""
+    if side_by_side_usable(records):
+        return _numeric(records, side)
     can_merge = records["can_merge"].fillna(False).astype(bool) if "can_merge" in records else False
     merged_values = _numeric(records, merged)
     counts = can_merge & merged_values.notna() & merge_agrees(records)
@@ -191,8 +196,9 @@ def method_means(records: pd.DataFrame) -> pd.DataFrame:
     (timing_trust.clean_timings): the mean is over the method's clean trials, NaN where it has none."""
     frame = clean_timings(records)
     frame["train_memory_mb"] = _numeric(frame, memory_metric(frame))
-    frame["deployed_latency_ms"] = _deployed(frame, "latency_p50_ms", "merged_latency_p50_ms")
-    frame["deployed_throughput_per_s"] = _deployed(frame, "throughput_per_s", "merged_throughput_per_s")
+    frame["deployed_latency_ms"] = _deployed(frame, "latency_p50_ms", "merged_latency_p50_ms", SIDE_LATENCY)
+    frame["deployed_throughput_per_s"] = _deployed(frame, "throughput_per_s", "merged_throughput_per_s",
+                                                   SIDE_THROUGHPUT)
     columns = {}
     for col in frame.columns:
         if col in IDENTITY_COLUMNS:

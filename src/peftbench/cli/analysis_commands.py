@@ -143,6 +143,12 @@ RADAR_OPT = typer.Option(None, "--radar-methods", help="methods on the radar cha
                          "PrefixTuning-len32, BitFit, AdaLoRA)")
 
 
+def print_drift(lines: list[str]) -> None:
+    """The costs' noise that P(best), the tied set and P(on front) used, one line per kind of cost."""
+    for line in lines:
+        console.print(f"timing noise: {escape(line)}", highlight=False)
+
+
 def _tied_text(rec) -> str:
     others = [m for m in rec.tied if m != rec.top]
     return ", ".join(others) if others else "none"
@@ -199,6 +205,7 @@ def recommend(
     if all_scenarios:
         recs = {name: rank(prep, scenario_weights(name), limits, use_topsis) for name in SCENARIOS}
         console.print(scenarios_table(recs, f"Recommendation per scenario - {where} of {escape(str(db_path))}"))
+        print_drift(list(dict.fromkeys(line for rec in recs.values() for line in rec.drift)))
         for note in dict.fromkeys(n for rec in recs.values() for n in rec.notes):
             console.print(f"note: {escape(note)}", highlight=False)
         return
@@ -208,6 +215,7 @@ def recommend(
     if len(rec.ranking):
         console.print(ranking_table(rec, f"Recommendation for {source} - {where} of {escape(str(db_path))}"))
     console.print(f"weights: {shown}", highlight=False)
+    print_drift(rec.drift)
     if rec.excluded:
         console.print(exclusions_table(rec))
     for note in rec.notes:
@@ -269,9 +277,11 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DB_OPTION,
             console.print(f"note: {o.asked} is read on validation ({o.metric}): a front is a choice, and the "
                           "test split only reports", highlight=False)
     console.print(f"note: P(on front) is the share of {RESAMPLES} paired bootstrap resamples of the validation "
-                  "and OOD rows in which the method is on the front (only validation accuracy and F1 and the OOD "
-                  "figures vary)" if resampled is not None else "note: no per-row predictions stored: no "
-                  "P(on front)", highlight=False)
+                  "and OOD rows, every time, memory and speed drawn with its own noise, in which the method is on "
+                  "the front (counts such as parameters and FLOPs stay fixed)" if resampled is not None else
+                  "note: no per-row predictions stored: no P(on front)", highlight=False)
+    if resampled is not None and resampled.timing is not None:
+        print_drift(resampled.timing.lines())
     for note in sel.notes:
         console.print(f"note: {escape(note)}", highlight=False)
     from peftbench.analysis.timing_trust import TIMING_FLAGS, timing_notes

@@ -40,5 +40,5 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
         err_console.print(budget, highlight=False, markup=False)
     run_trials(specs, db_path, executor, force=options["force"], retry_failed=options["retry_failed"],
                retries=pick(options["retries"], cfg, "retries", 0), display=StudyDisplay(err_console),
-               trackers=trackers)
+               trackers=trackers, side_by_side=not options.get("no_side_by_side"))
     return db_path

@@ -177,6 +177,19 @@ INFERENCE = [
     _f("merged_timing_note", "-", "none", "why they were flagged"),
     _f("merged_other_cores_busy", "cores", "test", "cores other processes kept busy meanwhile"),
     _f("merge_error", "-", "none", "why the merged figures are missing"),
+    # From the store's side_by_side table (studies/side_by_side.py), joined to the record when read: every
+    # deployed model of a setup timed round robin in one process after the trials, so figures compared
+    # between methods are taken at the same moments. The decision layer prefers them (analysis/timing_noise.py).
+    _f("side_pass", "-", "none", "the side-by-side pass that timed the trial's deployed model (latest)"),
+    _f("side_form", "-", "none", "the form it timed: merged (the trial's figures are merged) or as trained"),
+    _f("side_rounds", "count", "none", "round-robin rounds of the pass"),
+    _f("side_latency_p50_ms", "ms", "test", "batch-1 latency in the pass, median over every call"),
+    _f("side_latency_p25_ms", "ms", "test", "25th percentile"),
+    _f("side_latency_p75_ms", "ms", "test", "75th percentile"),
+    _f("side_throughput_per_s", "rows/s", "test", "batch throughput in the pass (rows x rounds / seconds)"),
+    _f("side_latency_rounds", "ms", "test", "JSON rounds x calls: every batch-1 latency, per round"),
+    _f("side_batch_seconds", "s", "test", "JSON per round: one batch's seconds"),
+    _f("side_batch_rows", "rows", "none", "rows of that batch (32, or the test split when smaller)"),
 ]
 DECODER = [
     _f("exact_match", "fraction", "test", "normalised exact match of greedy answers (generate's headline)"),

@@ -20,6 +20,7 @@ from peftbench.config.identity import config_key, configuration, label_configura
 from peftbench.config.setup import setup_key, setup_label
 from peftbench.errors import PeftbenchError
 from peftbench.store.migrate import TO_VERSION, migrate
+from peftbench.store.side_by_side import attach as attach_side_by_side
 from peftbench.store.tables import SCHEMA
 
 SCHEMA_VERSION = TO_VERSION  # 3: records at record version 3 (record/migrate.py)
@@ -237,7 +238,7 @@ class Store:
             base["config"] = config_key(base["configuration"])
             base["method_name"] = r["method"]
             out.append({**rec, **base})
-        frame = pd.DataFrame(out)
+        frame = attach_side_by_side(self.conn, pd.DataFrame(out))  # the side-by-side pass's figures, if any
         if len(frame):
             candidate = frame["configuration"].map(lambda c: "tune_group" in c)
             frame = label_configurations(frame, only=~candidate)

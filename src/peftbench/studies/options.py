@@ -105,6 +105,8 @@ EXECUTION_OPTIONS = (
     Opt("retries", int, "retry failed trials up to K times (default 0)"),
     Opt("force", bool, "re-run trials that are already in the store", default=False),
     Opt("retry_failed", bool, "re-run only the trials stored as failed", default=False),
+    Opt("no_side_by_side", bool, "skip the pass after the trials that times every method's deployed model "
+        "side by side (round robin, one process) for the inference figures rankings compare", default=False),
     Opt("tune", bool, "tune each method's learning rate on validation (3 candidates, successive "
         "halving through Optuna); every candidate is stored, the table reports the chosen one",
         flag="--tune/--no-tune"),

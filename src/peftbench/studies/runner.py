@@ -67,9 +67,11 @@ class _Interrupts:
 
 
 def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
-               retry_failed: bool = False, retries: int = 0, display=None, trackers=None) -> RunSummary:
+               retry_failed: bool = False, retries: int = 0, display=None, trackers=None,
+               side_by_side: bool = True) -> RunSummary:
     """`trackers`: objects whose log(spec, record, status) is called after each stored outcome
-    (peftbench.tracking); a tracker that fails warns once and the study goes on."""
+    (peftbench.tracking); a tracker that fails warns once and the study goes on. `side_by_side`: after the
+    trials, time every deployed model of each setup interleaved (studies/side_by_side.py)."""
     if not specs:
         raise PeftbenchError("nothing to run: the study has no trials")
     if retries < 0:
@@ -84,7 +86,7 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
     store = Store(db)
     try:
         summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display,
-                                               _Trackers(trackers or []))
+                                               _Trackers(trackers or []), side_by_side)
     except BaseException:
         store.discard_if_unused()  # a study that could not start leaves no store behind
         raise
@@ -95,7 +97,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
 
 
 def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
-                    retries: int, display, trackers: _Trackers) -> tuple[RunSummary, bool]:
+                    retries: int, display, trackers: _Trackers,
+                    side_by_side: bool = True) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
     statuses = store.statuses(ids)
@@ -110,11 +113,13 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     groups: dict[Any, list[TrialSpec]] = defaultdict(list)
     for s in to_run:
         groups[(s.model, s.data)].append(s)
+    prepared: dict[Any, Any] = {}
     with _Interrupts(executor) as interrupts:
         for (model, data_spec), group in groups.items():
             if interrupts.count:
                 break
-            data = prepare_study_data(data_spec, model, max(s.train.train_size for s in group))
+            data = prepared[(model, data_spec)] = prepare_study_data(data_spec, model,
+                                                                     max(s.train.train_size for s in group))
             for note in data.notes:
                 print(f"data: {note}", file=sys.stderr)
             attempt, queue = 0, group
@@ -135,7 +140,26 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
                 queue = failed_now
     if display is not None:
         display.end(summary)
+    if side_by_side and not interrupts.count:
+        _side_by_side(store, specs, prepared)
     return summary, bool(interrupts.count)
+
+
+def _side_by_side(store: Store, specs: list[TrialSpec], prepared: dict) -> None:
+    """One side-by-side inference pass per setup whose finished trials no single pass covers yet (data is
+    prepared again only for a setup none of whose trials ran now)."""
+    from peftbench.studies.side_by_side import after_trials
+
+    setups: dict[Any, list[TrialSpec]] = defaultdict(list)
+    for s in specs:
+        setups[(s.model, s.data)].append(s)
+    for (model, data_spec), group in setups.items():
+        if (model, data_spec) in prepared:
+            data = prepared[(model, data_spec)]
+        else:  # called only when a pass is needed
+            def data(d=data_spec, m=model, g=group):
+                return prepare_study_data(d, m, max(s.train.train_size for s in g))
+        after_trials(store, group, data)
 
 
 def prepare_study_data(spec, model: str, max_train_size: int):

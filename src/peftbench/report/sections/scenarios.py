@@ -11,10 +11,15 @@ from peftbench.report.page import Page, esc, num, table_html
 def scenarios_section(page: Page, prep: Prepared) -> None:
     page.add("<h2>Recommendations for the five scenarios</h2><p class='muted'>Weights: the seed "
              "notebook's 0-10 ratings, normalised. No hard limits; use <code>peftbench recommend</code> to "
-             f"add them. P(best): share of {RESAMPLES} paired bootstrap resamples of the evaluated rows in "
+             f"add them. P(best): share of {RESAMPLES} paired bootstrap resamples of the validation rows, every "
+             "cost drawn with its own noise, in "
              "which the method scores highest; tied: scores at least as high as the winner in &ge; "
              f"{TIE_SHARE:.0%} of them.</p>")
     recs = {name: rank(prep, scenario_weights(name)) for name in SCENARIOS}
+    drift = list(dict.fromkeys(line for rec in recs.values() for line in rec.drift))
+    if drift:
+        page.add("<p class='muted'>Timing noise in P(best) and the tied set (every cost drawn with its own "
+                 "noise per resample):</p><ul>" + "".join(f"<li>{esc(line)}</li>" for line in drift) + "</ul>")
     for note in dict.fromkeys(n for rec in recs.values() for n in rec.notes):
         page.add(f"<p class='note'>{esc(note)}</p>")
     for name, rec in recs.items():

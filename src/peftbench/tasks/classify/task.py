@@ -89,6 +89,13 @@ class ClassifyTask(Task):
 
         record.update(inference.timed_cleanly(measure, device, "inference"))
 
+    def deployed_form(self, spec, data, device, merged: bool) -> nn.Module:
+        """The trial's deployed model rebuilt from its spec, for the side-by-side pass (deployed.py says why
+        untrained values time the same)."""
+        from peftbench.tasks.classify.deployed import deployed_form
+
+        return deployed_form(spec, data, device, merged)
+
     def merged(self, model, data, spec, device) -> dict[str, Any]:
         from peftbench.tasks.classify.merged import merged_measurements
 
