@@ -141,6 +141,11 @@ def build_on_meta(source: ModelSource, spec: MethodSpec, ctx: BuildContext, chec
         base = apply_gpu_options(base, TrainSpec(gradient_checkpointing=True))
     base_params, heads = base_parameter_count(base)
     model = build_model(base, spec, ctx)
+    for name, p in model.named_parameters():
+        # peft re-creates AdaLoRA's fixed rank counter when it moves the adapter to the meta device, and the
+        # copy comes back trainable; on a real base it stays frozen (peft's own update_layer sets that)
+        if ".ranknum." in name:
+            p.requires_grad_(False)
     counts = count_parameters(model, base_params, heads)
     return MetaBuild(model, counts, heads)
 
