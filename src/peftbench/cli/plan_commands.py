@@ -26,7 +26,7 @@ def plan(gpu_memory: str | None = typer.Option(None, "--gpu-memory", help="devic
          *, options: dict[str, Any]) -> None:
     """Predict each method's parameters, memory, time and size without training anything."""
     from peftbench.plan.assemble import make_plan
-    from peftbench.plan.request import request_from
+    from peftbench.cli.plan_request import request_from
 
     if format_ not in ("table", "json"):
         raise PeftbenchError(f"--format must be table or json, got {format_!r}")

@@ -1,4 +1,4 @@
-"""A PlanRequest from the options `run` takes (studies/options.py), read with the same precedence, plus the
+"""`peftbench plan`'s PlanRequest from the options `run` takes (studies/options.py), read with the same precedence, plus
 plan's own: the device to plan for, its memory and peak figures."""
 
 from __future__ import annotations
