@@ -5,7 +5,6 @@ the model has a tokenizer; else every row at --max-length)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,4 +200,4 @@ def _step_time(source, spec, ctx, shapes, req, rep_trace, peak_trace, probe) -> 
     return timing.StepTime(seconds, "roofline" if seconds is not None else "none", note)
 
 
-__all__ = ["PlanRequest", "make_plan", "dataclasses"]
+__all__ = ["PlanRequest", "make_plan"]
