@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 DEFAULT_METHODS = ["Full", "LoRA-r8", "BitFit", "PrefixTuning-len16"]
 # Longest first. Each script runs one torch thread in --smoke, so two at a time use two cores; most of each
 # run is importing torch/transformers/peft (again in the runner's forkserver), not the tiny work itself.
-ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "seed_widening",
+ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "plan_accuracy", "seed_widening",
                    "distance_to_limit"]
 DECODER_SCRIPTS = ["decoder_templates", "generate_eval_cost"]
 
@@ -169,3 +169,16 @@ def test_generate_eval_cost(bench):
     assert all(non_negative(p["seconds"]) for p in fig["parts"])
     assert fig["total_seconds"] == pytest.approx(sum(p["seconds"] for p in fig["parts"]))
     assert positive(fig["total_seconds"])
+
+
+def test_plan_accuracy(bench):
+    stdout, fig = bench("plan_accuracy")
+    assert "Plan vs measured" in stdout and "memory |error| median" in stdout
+    assert [(r["shape"], r["method"]) for r in fig["rows"]] == [
+        ("encoder", "Full"), ("encoder", "LoRA-r8"), ("long", "Full"), ("long", "LoRA-r8")]
+    for r in fig["rows"]:
+        assert r["status"] == "ok" and r["params_exact"] is True
+        assert positive(r["memory_pred_mb"]) and positive(r["memory_meas_mb"])
+        assert positive(r["time_pred_s"]) and positive(r["time_meas_s"])
+        assert isinstance(r["memory_err_pct"], float) and isinstance(r["time_err_pct"], float)
+    assert fig["summary"]["params_exact"] is True and positive(fig["summary"]["memory_worst_abs_err_pct"])

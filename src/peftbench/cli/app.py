@@ -7,13 +7,13 @@ import sys
 
 import typer
 
-from peftbench.cli import analysis_commands, info_commands, run_commands, store_commands
+from peftbench.cli import analysis_commands, info_commands, plan_commands, run_commands, store_commands
 from peftbench.cli.console import err_console
 from peftbench.errors import PeftbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure PEFT methods on your model and data, and choose one by the numbers.")
-for _commands in (run_commands, store_commands, info_commands, analysis_commands):
+for _commands in (run_commands, plan_commands, store_commands, info_commands, analysis_commands):
     _commands.register(app)
 
 

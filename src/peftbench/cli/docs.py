@@ -104,6 +104,24 @@ DIMENSIONS = [
 ]
 
 
+# `peftbench plan`: what its predictions count and what they leave out.
+PLAN_NOTES = [
+    ("parameters", "exact: the model built from its config on the meta device, the method applied by the same "
+     "builders a trial uses, counted as a trial counts them (a config-only folder's pooler is taken as trained)"),
+    ("training memory", "one AdamW step traced under FakeTensorMode (no memory allocated): the peak of live tensor "
+     "bytes, split into weights, gradients, optimizer states (2 fp32 per trained parameter), activations (saved "
+     "tensors and temporaries) and 4-bit state (NF4: half a byte a weight + an fp32 absmax per 64), at the "
+     "trial's largest batch; CPU adds the allocator's share (activations x 1.47 + 55 MiB, fitted on "
+     "bench/plan_accuracy.py's trials) to predict peak_rss_net_mb. Not counted: the CUDA context and allocator "
+     "cache (reserved above allocated), attention kernels' internal workspaces, cuBLAS/oneDNN scratch, other "
+     "processes"),
+    ("training time", "FLOPs of every step (traced; per row a*s + b*s^2 through two traced shapes) times the "
+     "seconds per FLOP of real steps of the model (random weights, full depth, or depth 1 and 2 extrapolated) "
+     "on this machine, cached per machine, shape, method and batch, re-measured when a GEMM probe drifts 25%; "
+     "for a device not here, a roofline (--device-tflops, --device-bandwidth). Evaluation time not counted"),
+]
+
+
 def dimensions_text() -> Table:
     t = Table(title="The six dimensions and how peftbench measures them", show_lines=True)
     t.add_column("dimension")
@@ -125,6 +143,8 @@ def dimensions_text() -> Table:
               "costs. The test split is read once per trial and only reported: `recommend` prints the winner's "
               "test accuracy and F1 with 95% intervals beside it")
     t.add_row("generalization", "in the choice", GENERALIZATION_CHOICE)
+    for metric, how in PLAN_NOTES:
+        t.add_row("plan (predicted)", metric, how)
     t.add_row("rankings", "P(best), tied", "paired bootstrap over the validation (and OOD) rows (500 resamples, "
               "seeds resampled too): P(best) = share of resamples a method scores highest; tied with the winner "
               "= scores at least as high in >= 5% of them")

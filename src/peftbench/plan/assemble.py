@@ -1,0 +1,203 @@
+"""One plan: for each method, the exact parameter accounting, the predicted training memory (and whether it
+fits), the predicted time per step and per trial, inference memory, adapter size and mergeability, on the
+batch shapes the trial itself would train on (its data read and batched as trial/train.py batches it, when
+the model has a tokenizer; else every row at --max-length)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from peftbench.config.spec import DataSpec, MethodSpec, TrainSpec
+from peftbench.errors import PeftbenchError
+from peftbench.methods import BuildContext, family
+from peftbench.plan import memory as mem
+from peftbench.plan import timing
+from peftbench.plan.meta_model import ModelSource, build_on_meta, config_summary, model_source
+from peftbench.plan.trace import fake_copy, trace_inference, trace_train_step
+
+INFERENCE_BATCH = 32  # the throughput pass's batch (measure/inference.py)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    model: str
+    data: DataSpec
+    train: TrainSpec
+    methods: list[MethodSpec]
+    device: str = "cpu"  # where the trials would run: cpu | cuda
+    gpu_memory_mb: float | None = None
+    device_tflops: float | None = None
+    device_bandwidth_gbs: float | None = None
+    calibrate: bool = True
+
+
+@dataclass
+class Shapes:
+    """The (batch, length) of every training step of one trial, all epochs, in order."""
+
+    steps: list[tuple[int, int]]
+    source: str  # how they were found
+    num_labels: int
+    eval_length: int
+    representative: tuple[int, int] = (0, 0)
+    peak: tuple[int, int] = (0, 0)
+    notes: list[str] = field(default_factory=list)
+
+
+def step_shapes(req: PlanRequest) -> Shapes:
+    """Batch shapes as the trial would see them: the task's prepared data, the first train_size rows of the
+    training pool, length-bucketed batches drawn by the trial's own seeded generator (seed 0)."""
+    from peftbench.data.prepared import train_batches
+    from peftbench.tasks import task_of
+
+    spec = req.train
+    try:
+        data = task_of(req.data).prepare_data(req.data, req.model, spec.train_size)
+    except PeftbenchError as exc:
+        n = spec.train_size
+        full = [(spec.batch_size, req.data.max_length)] * (n // spec.batch_size)
+        if n % spec.batch_size:
+            full.append((n % spec.batch_size, req.data.max_length))
+        shapes = Shapes(full * spec.epochs, f"no data read ({exc}): every row taken at --max-length "
+                        f"{req.data.max_length} tokens, an upper bound", 2, req.data.max_length)
+        return _mark(shapes)
+    train_set = data.train_pool.take(spec.train_size)
+    rng = np.random.default_rng(0)
+    steps = [tuple(b["input_ids"].shape) for _ in range(spec.epochs)
+             for b in train_batches(train_set, spec.batch_size, rng, data.pad_token_id)]
+    order = np.argsort(train_set.lengths, kind="stable")
+    mid = max(0, len(order) // 2 - spec.batch_size // 2)
+    rep_len = int(train_set.lengths[order[mid:mid + spec.batch_size]].max())
+    shapes = Shapes(steps, f"the trial's own batches: {len(train_set)} rows of {req.data.source!r}, "
+                    f"length-bucketed", data.num_labels, int(np.max(data.test.lengths)))
+    shapes.representative = (min(spec.batch_size, len(train_set)), rep_len)
+    return _mark(shapes)
+
+
+def _mark(shapes: Shapes) -> Shapes:
+    shapes.peak = max(shapes.steps, key=lambda bs: (bs[0] * bs[1], bs[1]))
+    if shapes.representative == (0, 0):
+        shapes.representative = shapes.peak
+    return shapes
+
+
+def check_request(req: PlanRequest) -> None:
+    if req.device not in ("cpu", "cuda"):
+        raise PeftbenchError(f"--device must be cpu or cuda for a plan, got {req.device!r}")
+    if req.train.load_in_4bit and req.device == "cpu":
+        raise PeftbenchError("--load-in-4bit needs --device cuda (bitsandbytes stores 4-bit weights on a GPU)")
+    for spec in req.methods:
+        if req.train.load_in_4bit and spec.family == "full":
+            raise PeftbenchError("full: a 4-bit base cannot be fine-tuned in full; use a PEFT method or leave "
+                                 "out --load-in-4bit")
+
+
+def make_plan(req: PlanRequest) -> dict[str, Any]:
+    """The whole plan as plain data (the JSON output; the table prints the same fields)."""
+    from peftbench.tasks import task_of
+
+    check_request(req)
+    source = model_source(req.model)
+    task = task_of(req.data)
+    shapes = step_shapes(req)
+    causal = task.peft_task_type == "CAUSAL_LM"
+    decoder = _is_decoder(source)
+    ctx = BuildContext(total_steps=len(shapes.steps), num_labels=shapes.num_labels,
+                       task_type=task.peft_task_type, decoder=decoder)
+    probe = timing.probe_gflops() if req.device == "cpu" or torch.cuda.is_available() else None
+    rows = [plan_method(source, spec, ctx, shapes, req, causal, probe) for spec in req.methods]
+    timed = [r["time"]["trial_s"] for r in rows if r["time"]["trial_s"] is not None]
+    return {"model": req.model, "shape": config_summary(source), "device": req.device,
+            "task": task.name, "batches": {"steps": len(shapes.steps), "peak_shape": list(shapes.peak),
+                                           "representative_shape": list(shapes.representative),
+                                           "from": shapes.source},
+            "units": UNITS, "methods": rows,
+            "total_train_s": sum(timed) if len(timed) == len(rows) else None,
+            "probe_gflops": probe}
+
+
+UNITS = {"params": "parameters (count)", "memory": "MiB (2^20 bytes)", "time": "seconds",
+         "adapter_bytes": "bytes", "flops": "FLOPs (forward + backward)"}
+
+
+def _is_decoder(source: ModelSource) -> bool:
+    from peftbench.models.loading import _config_is_decoder
+
+    return _config_is_decoder(source.config)
+
+
+def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes: Shapes, req: PlanRequest,
+                causal: bool, probe: float | None) -> dict[str, Any]:
+    from peftbench.measure.params import saved_parameter_count
+
+    ckpt, bf16 = req.train.gradient_checkpointing, req.train.bf16 or req.train.load_in_4bit
+    build = build_on_meta(source, spec, ctx, ckpt)
+    quantized = mem.quantized_params(build.model) if req.train.load_in_4bit else 0
+    model, mode = fake_copy(build.model)
+    with mode:
+        saved = saved_parameter_count(model)
+    (pb, ps), (rb, rs) = shapes.peak, shapes.representative
+    peak_trace = trace_train_step(model, mode, pb, ps, causal, bf16)
+    rep_trace = peak_trace if (rb, rs) == (pb, ps) else trace_train_step(model, mode, rb, rs, causal, bf16)
+    plan = mem.memory_plan(peak_trace, req.device, quantized)
+    if req.gpu_memory_mb is not None:
+        other_b = max(1, pb // 2) if pb > 1 else 2
+        other = mem.memory_plan(trace_train_step(model, mode, other_b, ps, causal, bf16), req.device, quantized)
+        plan = mem.with_limit(plan, req.gpu_memory_mb, pb, other, other_b)
+    train_flops = _train_flops(shapes.steps, peak_trace, rep_trace)
+    step_time = _step_time(source, spec, ctx, shapes, req, rep_trace, peak_trace, probe)
+    trial_s = None if step_time.seconds is None else step_time.seconds * train_flops / max(rep_trace.flops, 1)
+    inference = plan.weights_mb + plan.quant_state_mb + trace_inference(
+        model, mode, INFERENCE_BATCH, shapes.eval_length, causal) / mem.MB
+    param_bytes = 4
+    return {"method": spec.name, "family": spec.family,
+            "params": {k: build.counts[k] for k in ("trainable_params", "head_params", "adapter_params",
+                                                    "total_params", "base_params")} | {"saved_params": saved},
+            "memory": plan.as_dict(),
+            "time": {"step_s": None if trial_s is None else trial_s / len(shapes.steps), "trial_s": trial_s,
+                     "steps": len(shapes.steps), "how": step_time.how, "note": step_time.note},
+            "flops": {"peak_step": peak_trace.flops, "representative_step": rep_trace.flops,
+                      "train": train_flops},
+            "inference_mb": round(inference, 1), "adapter_bytes": saved * param_bytes,
+            "can_merge": family(spec.family).can_merge}
+
+
+def _train_flops(steps: list[tuple[int, int]], a, b) -> float:
+    """FLOPs of every step from two traced shapes: per row alpha*s + beta*s^2 (linear layers, attention),
+    fitted exactly through both (beta = 0 when they share a length or the fit says less)."""
+    fa, fb = a.flops / a.batch_size, b.flops / b.batch_size
+    if a.seq_len == b.seq_len:
+        alpha, beta = fa / a.seq_len, 0.0
+    else:
+        m = np.array([[a.seq_len, a.seq_len**2], [b.seq_len, b.seq_len**2]], dtype=float)
+        alpha, beta = np.linalg.solve(m, [fa, fb])
+        if beta < 0 or alpha < 0:
+            alpha, beta = fa / a.seq_len, 0.0
+    return float(sum(n * (alpha * s + beta * s * s) for n, s in steps))
+
+
+def _step_time(source, spec, ctx, shapes, req, rep_trace, peak_trace, probe) -> timing.StepTime:
+    """Seconds of the representative step: calibrated on this machine when the trials would run here, else
+    (or for a copy too big to train here) a roofline estimate from peak figures."""
+    here = req.device == "cpu" or torch.cuda.is_available()
+    if here and req.calibrate:
+        from peftbench.plan.calibrate import calibrated_step_seconds
+
+        seconds = calibrated_step_seconds(source, spec, ctx, shapes.representative, req, probe)
+        if seconds is not None:
+            return timing.StepTime(seconds, "calibrated")
+    tflops = req.device_tflops or (probe * 0.5 / 1000 if here and probe else None)
+    moved = 3 * peak_trace.split_bytes.get("weights", 0) + 2 * peak_trace.split_bytes.get("activations", 0)
+    seconds = timing.roofline_seconds(rep_trace.flops, moved, tflops, req.device_bandwidth_gbs)
+    note = ("roofline estimate: FLOPs over --device-tflops" + (" and bytes over --device-bandwidth"
+            if req.device_bandwidth_gbs else "")) if req.device_tflops else (
+        "roofline estimate: half this machine's measured GEMM rate" if seconds is not None else
+        "no time: the device is not here; give --device-tflops (and --device-bandwidth) for a roofline estimate")
+    return timing.StepTime(seconds, "roofline" if seconds is not None else "none", note)
+
+
+__all__ = ["PlanRequest", "make_plan"]

@@ -1,0 +1,174 @@
+"""Training steps traced under FakeTensorMode: every tensor has its shape and dtype but no memory, so a 3B
+model's step costs seconds and no gigabytes. A dispatch mode follows each storage from its creation to its
+release and keeps the peak of live bytes, split by what the bytes are (weights, gradients, optimizer states,
+activations); FlopCounterMode counts the same step's FLOPs as a trial does (measure/flops.py).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from peftbench.measure import flops as fl
+
+CATEGORIES = ("weights", "gradients", "optimizer", "activations")
+
+
+class LiveBytes(TorchDispatchMode):
+    """Live tensor bytes by category, and their peak. A storage is counted once however many views it has,
+    and leaves the count when it is freed (a weakref finalizer on the storage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = dict.fromkeys(CATEGORIES, 0)
+        self.peak_total, self.at_peak = 0, dict(self.live)
+        self._category: dict[int, tuple[str, int]] = {}
+
+    def track(self, t, category: str = "activations") -> None:
+        if not isinstance(t, torch.Tensor):
+            return
+        st = t.untyped_storage()
+        key = st._cdata
+        if key in self._category:
+            if category != "activations":
+                self.move(key, category)
+            return
+        n = st.nbytes()
+        self._category[key] = (category, n)
+        self.live[category] += n
+        weakref.finalize(st, self._free, key)
+        self._maybe_peak()
+
+    def move(self, key: int, category: str) -> None:
+        old, n = self._category[key]
+        self.live[old] -= n
+        self.live[category] += n
+        self._category[key] = (category, n)
+
+    def mark(self, t, category: str) -> None:
+        self.track(t, category)
+
+    def _free(self, key: int) -> None:
+        category, n = self._category.pop(key, (None, 0))
+        if category is not None:
+            self.live[category] -= n
+
+    def _maybe_peak(self) -> None:
+        total = sum(self.live.values())
+        if total > self.peak_total:
+            self.peak_total, self.at_peak = total, dict(self.live)
+
+    def reset_peak(self) -> None:
+        self.peak_total, self.at_peak = 0, dict(self.live)
+        self._maybe_peak()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            self.track(t)
+        return out
+
+
+@dataclass
+class StepTrace:
+    """One traced training step at a batch shape (the second step: optimizer states already exist)."""
+
+    batch_size: int
+    seq_len: int
+    peak_bytes: int
+    split_bytes: dict[str, int] = field(default_factory=dict)  # by category, at the peak
+    flops: int = 0  # forward + backward of the step (FlopCounterMode; frozen weights get no weight gradient)
+    forward_flops: int = 0
+
+
+def fake_copy(model: nn.Module):
+    """Give a meta-device model fake tensors in place (a FakeTensorMode is returned with it): each parameter
+    and buffer is replaced once, so weights tied on the meta device stay tied."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    done: dict[int, torch.Tensor] = {}
+    with mode:
+        for module in model.modules():
+            for name, p in list(module._parameters.items()):
+                if p is not None:
+                    if id(p) not in done:
+                        done[id(p)] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype), p.requires_grad)
+                    module._parameters[name] = done[id(p)]
+            for name, b in list(module._buffers.items()):
+                if b is not None:
+                    if id(b) not in done:
+                        done[id(b)] = torch.zeros(b.shape, dtype=b.dtype)
+                    module._buffers[name] = done[id(b)]
+    return model, mode
+
+
+def fake_batch(batch_size: int, seq_len: int, causal_lm: bool) -> dict[str, torch.Tensor]:
+    ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
+    labels = torch.zeros(batch_size, seq_len, dtype=torch.long) if causal_lm else torch.zeros(batch_size,
+                                                                                              dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def trace_train_step(model: nn.Module, mode, batch_size: int, seq_len: int, causal_lm: bool,
+                     bf16: bool = False) -> StepTrace:
+    """One AdamW step as trial/train.py takes it (forward, backward, gradient clipping, fused AdamW, zero_grad)
+    with the optimizer states already there, as from the second step on; its FLOPs counted on the way."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    with mode:
+        batch = fake_batch(batch_size, seq_len, causal_lm)
+        opt = torch.optim.AdamW(trainable, lr=1e-3, fused=True)
+        if trainable:  # create the states (exp_avg, exp_avg_sq) without a forward pass
+            for p in trainable:
+                p.grad = torch.zeros_like(p)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        tracker = LiveBytes()
+        seen: set[int] = set()
+        for p in [*model.parameters(), *model.buffers()]:
+            if id(p) not in seen:
+                seen.add(id(p))
+                tracker.track(p, "weights")
+        for state in opt.state.values():
+            for value in state.values():
+                tracker.track(value, "optimizer")
+        hooks = [p.register_post_accumulate_grad_hook(lambda q: tracker.mark(q.grad, "gradients"))
+                 for p in trainable]
+        model.train()
+        with tracker, fl.counter() as counter:
+            fwd = _step(model, opt, trainable, batch, bf16, counted=counter)
+        total = counter.get_total_flops()
+        for h in hooks:
+            h.remove()
+        del opt
+    return StepTrace(batch_size, seq_len, tracker.peak_total, dict(tracker.at_peak), total, fwd)
+
+
+def _step(model, opt, trainable, batch, bf16: bool, counted=None) -> int:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
+    forward = counted.get_total_flops() if counted is not None else 0
+    loss.backward()
+    if trainable:
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return forward
+
+
+def trace_inference(model: nn.Module, mode, batch_size: int, seq_len: int, causal_lm: bool) -> int:
+    """Peak live bytes of one no-grad forward at a batch shape: the inference figure's activations."""
+    with mode:
+        batch = fake_batch(batch_size, seq_len, causal_lm)
+        batch.pop("labels")
+        tracker = LiveBytes()
+        model.eval()
+        with tracker, torch.no_grad():
+            model(**batch)
+        model.train()
+    return tracker.peak_total
