@@ -34,7 +34,9 @@ class EvidenceSetup:
     split_seed: int
     validation_size: int  # validation rows scored
     test_size: int  # held out beside them: the seeded split fills test first, so it moves the validation rows
-    split_hash: str  # data/split.py content_hash: texts and labels of train pool, validation and test
+    # data/split.py content_hash of the texts and labels of train pool, validation and test: the split hash a
+    # classify store records (a generate store's also hashes the template and responses, so it reads otherwise)
+    split_hash: str
     max_length: int
     # The training setting; None for an untrained (zero-shot) figure, where none applies. A trained setup that
     # leaves one out is caught like any other difference: the code's setup has a value there.
@@ -71,7 +73,8 @@ class EvidenceSetup:
         """The setting in words, e.g. for `peftbench methods`' caption."""
         model = _MODEL_WORDS.get(self.model, self.model)
         data = _DATA_WORDS.get(self.dataset, self.dataset)
-        what = f"{model} ({self.model_version}) on {data}"
+        version = f" ({self.model_version})" if self.model_version != self.model else ""
+        what = f"{model}{version} on {data}"
         if self.task != "classify":
             what += f", --task {self.task}" + (f" with the {self.template} template" if self.template else "")
         sizes = f"the {self.preset} preset's sizes"
