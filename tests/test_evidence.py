@@ -82,9 +82,9 @@ def test_every_evidence_entry_was_measured_on_the_setup_the_code_uses():
         diffs = recorded.differences(code_setup(recorded))
         if diffs:
             stale.append(f"{', '.join(names)}: {'; '.join(diffs)}")
-    assert not stale, ("evidence measured on another setup than the code's (measure it again: `peftbench methods` "
-                       "gives each grid's command, bench/decoder_templates.py the template figures; then record "
-                       "the new setup with the figures):\n" + "\n".join(stale))
+    assert not stale, ("evidence measured on another setup than the code's (measure it again: `peftbench "
+                       "methods` gives each grid's command, bench/decoder_templates.py the template figures; "
+                       "then record the new setup with the figures):\n" + "\n".join(stale))
 
 
 def _perturb(setup: EvidenceSetup, **changes):

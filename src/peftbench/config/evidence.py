@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 
 # How people call the embedded model and data (config/spec.py's EMBEDDED and EMBEDDED_DECODER names).
-_MODEL_WORDS = {"embedded": "the embedded encoder (MiniLM-L6)",
-                "smollm2": "the embedded decoder (SmolLM2-135M-Instruct)"}
+_MODEL_WORDS = {"embedded": "the embedded encoder MiniLM-L6",
+                "smollm2": "the embedded decoder SmolLM2-135M-Instruct"}
 _DATA_WORDS = {"embedded": "the embedded Rotten Tomatoes reviews"}
 _METRIC = {"classify": "accuracy", "generate": "exact match"}
 # Written beside the figures but not part of what they depend on: never compared.
@@ -34,8 +34,8 @@ class EvidenceSetup:
     split_seed: int
     validation_size: int  # validation rows scored
     test_size: int  # held out beside them: the seeded split fills test first, so it moves the validation rows
-    # data/split.py content_hash of the texts and labels of train pool, validation and test: the split hash a
-    # classify store records (a generate store's also hashes the template and responses, so it reads otherwise)
+    # data/split.py content_hash of the texts and labels of train pool, validation and test: the split hash
+    # a classify store records (a generate store's also hashes the template and responses: it reads otherwise)
     split_hash: str
     max_length: int
     # The training setting; None for an untrained (zero-shot) figure, where none applies. A trained setup that
@@ -86,8 +86,9 @@ class EvidenceSetup:
             sizes += f" (max length {self.max_length}), untrained"
         metric = _METRIC.get(self.task, "score")
         rows = f"the {self.validation_size:,} validation rows of split {self.split_hash[:8]}"
+        half = f"at most ±{self.half_width_points():.1f} points at 95%"
         return (f"{what}, {sizes}, validation {metric} on {rows} (split seed {self.split_seed}, "
-                f"{self.test_size:,} test rows held out; at most ±{self.half_width_points():.1f} points at 95%)")
+                f"{self.test_size:,} test rows held out; {half})")
 
     def command(self) -> str:
         """The `peftbench run` options that reproduce this setup (a method list and --db go after it)."""

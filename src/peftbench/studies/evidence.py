@@ -78,7 +78,8 @@ def code_setup(recorded: EvidenceSetup, data: DataSpec | None = None, train: Tra
     return EvidenceSetup(
         model=recorded.model, model_version=model_version(recorded.model), dataset=data.source,
         task=data.task, preset=recorded.preset, split_seed=data.split_seed,
-        validation_size=len(split.validation), test_size=len(split.test), split_hash=content_hash(rows, split),
+        validation_size=len(split.validation), test_size=len(split.test),
+        split_hash=content_hash(rows, split),
         max_length=data.max_length, template=_template_name(data) if recorded.template is not None else None,
         **{k: v if recorded.trained else None for k, v in when_trained.items()},
     )
