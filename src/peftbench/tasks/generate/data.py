@@ -39,9 +39,8 @@ from peftbench.data.split import Split, split_data, stratified_order
 from peftbench.data.truncation import cut_counts, truncation_note
 from peftbench.errors import PeftbenchError
 from peftbench.models.loading import load_tokenizer
-from peftbench.tasks.generate.templates import (  # noqa: F401 (TEMPLATES and the evidence: re-exported)
+from peftbench.tasks.generate.templates import (  # noqa: F401 (DEFAULT_TEMPLATE, TEMPLATES: re-exported)
     DEFAULT_TEMPLATE,
-    TEMPLATE_EVIDENCE,
     TEMPLATES,
     default_template,
 )
