@@ -2,8 +2,9 @@
 on the validation split (never test), the untrained SmolLM2-135M-Instruct answering greedily.
 
 The default is the template that gives the untrained model its best floor, so "what training bought" is
-never inflated by a prompt the base model could not read. Prints one row per template; the figures are the
-evidence quoted in tasks/generate/data.py (TEMPLATE_EVIDENCE).
+never inflated by a prompt the base model could not read. Prints one row per template, then the setup they
+were measured on (split hash, sizes, model package) and how it differs from the recorded evidence's: the
+figures and that setup are what tasks/generate/templates.py records (TEMPLATE_EVIDENCE, TEMPLATE_SETUP).
 
     .venv/bin/python bench/decoder_templates.py            # the decoder-quick preset's validation split
     .venv/bin/python bench/decoder_templates.py --smoke    # seconds, on a tiny random Llama: checks it runs
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     from peftbench.config.spec import EMBEDDED_DECODER
     from peftbench.models.loading import load_causal_lm, load_tokenizer
     from peftbench.studies.definitions import DECODER_QUICK_DATA
-    from peftbench.tasks.generate.data import TEMPLATES, prepare_generation_data
+    from peftbench.studies.evidence import code_setup, model_version
+    from peftbench.tasks.generate.data import prepare_generation_data
+    from peftbench.tasks.generate.templates import TEMPLATE_EVIDENCE, TEMPLATES
     from peftbench.tasks.generate.evaluate import evaluate_generation
 
     torch.set_num_threads(threads)
@@ -70,8 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"template": name, "text": template, "validation_exact_match": em,
                      "ci95": [em - half, em + half], "other_rate": scored["other_rate"], "rows": n,
                      "seconds": seconds})
+    recorded = TEMPLATE_EVIDENCE.setup
+    setup = dataclasses.replace(code_setup(recorded, data=spec), model=args.model or recorded.model,
+                                model_version=model_version(args.model or recorded.model))
+    print(f"setup: {setup.describe()}")
+    diffs = recorded.differences(setup)
+    print("recorded evidence's setup: " + ("the same" if not diffs else "differs (" + "; ".join(diffs) + ")"))
     C.write_json("decoder_templates", {"model": model_name, "smoke": args.smoke, "threads": threads,
-                                       "validation_size": spec.validation_size, "templates": rows}, args.json)
+                                       "validation_size": spec.validation_size, "templates": rows,
+                                       "setup": dataclasses.asdict(setup), "setup_differences": diffs},
+                 args.json)
     return 0
 
 

@@ -154,6 +154,10 @@ def test_decoder_templates(bench):
         assert t["template"] in stdout and t["rows"] == 8
         assert 0.0 <= t["validation_exact_match"] <= 1.0 and 0.0 <= t["other_rate"] <= 1.0
         assert t["ci95"][0] <= t["validation_exact_match"] <= t["ci95"][1]
+    # the setup it measured on, held to the recorded evidence's: the smoke's 8 rows are another split
+    assert fig["setup"]["validation_size"] == 8 and len(fig["setup"]["split_hash"]) == 16
+    assert {d.split(":")[0] for d in fig["setup_differences"]} >= {"validation_size", "split_hash", "model"}
+    assert "recorded evidence's setup: differs (" in stdout
 
 
 def test_generate_eval_cost(bench):

