@@ -46,6 +46,7 @@ from peftbench.analysis.scores import (
 from peftbench.analysis.selection import select_records
 from peftbench.analysis.timing_noise import side_by_side_usable
 from peftbench.analysis.timing_trust import RULE as TIMING_RULE
+from peftbench.analysis.timing_trust import timing_summary
 from peftbench.analysis.topsis import topsis
 from peftbench.errors import PeftbenchError
 
@@ -186,7 +187,10 @@ def coverage_notes(dims: DimensionScores, weights: Mapping[str, float], candidat
                 notes.append(f"{dim} uses {', '.join(dims.metrics_used[dim]) or 'nothing'}: {col} left out for "
                              f"every method, not measured for {', '.join(lacking)}")
     if weights.get("computational_efficiency", 0) > 0 or weights.get("inference_efficiency", 0) > 0:
-        notes.extend(note for m in candidates for note in dims.timing_notes.get(m, []))
+        if records is not None:
+            notes.extend(timing_summary(records, candidates))
+        else:
+            notes.extend(note for m in candidates for note in dims.timing_notes.get(m, []))
         notes.append("timings: " + TIMING_RULE)
     if records is not None and weights.get("computational_efficiency", 0) > 0:
         memory = memory_metric(records)

@@ -9,6 +9,8 @@ A method's clean seeds still count; a method with no clean figure lacks the metr
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,7 @@ TIMING_FLAGS = {
 # bounds the tiny model's under 1e-4 absolute); a merge that changes the model (a 4-bit base re-quantised, a
 # wrong scaling) moves logits by 1e-2 and more. 1e-3 of the scale sits between, with room on both sides.
 MERGE_LOGIT_TOLERANCE = 1e-3
+_LOAD = re.compile(r"load average ([0-9.]+)")  # as measure/machine_load.py words it
 RULE = ("contended timings are left out of every score, limit and front (a method's clean seeds still count; a "
         "method with none lacks the metric, so it is left out for all, with a note); a merged figure counts "
         f"only when the merged model agrees (classifiers: merge_max_logit_diff <= {MERGE_LOGIT_TOLERANCE:g} x "
@@ -64,25 +67,81 @@ def clean_timings(records: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def timing_notes(records: pd.DataFrame) -> dict[str, list[str]]:
-    """Method -> one line per timing left out for contention, and one if its merge did not agree."""
-    notes: dict[str, list[str]] = {}
+def contended_timings(records: pd.DataFrame) -> dict[str, dict]:
+    """Method -> {"columns": timings left out, "hits": trials hit per column, "trials": its trials, "loads":
+    the load averages and the reasons the notes recorded}, for every method with a contended timing."""
+    found: dict[str, dict] = {}
     for column, flag in TIMING_FLAGS.items():
         if column not in records or flag not in records:
             continue
         for method, grp in records.groupby("method", sort=False):
             hit = _flag(grp, flag) & pd.to_numeric(grp[column], errors="coerce").notna()
-            if hit.any():
-                why = next((str(n) for n in grp.get(flag.replace("contended", "note"), pd.Series(dtype=object))
-                            [hit] if isinstance(n, str)), "")
-                notes.setdefault(str(method), []).append(f"{column} of {method} left out in {int(hit.sum())}/{len(grp)} trial(s): measured "
-                             f"while other work shared the machine" + (f" ({why})" if why else ""))
-    if "can_merge" in records:
-        mergeable = records["can_merge"].fillna(False).astype(bool)
-        merged = pd.to_numeric(records.get("merged_latency_p50_ms", pd.Series(np.nan, index=records.index)),
-                               errors="coerce").notna()
-        bad = mergeable & merged & ~merge_agrees(records)
-        for method in dict.fromkeys(records.loc[bad, "method"]):
-            notes.setdefault(str(method), []).append(f"{method}: the merged model's outputs do not match the unmerged model's (or were not "
-                         "checked), so its deployed latency and throughput are the unmerged figures")
+            if not hit.any():
+                continue
+            entry = found.setdefault(str(method), {"columns": [], "hits": {}, "trials": len(grp), "loads": [],
+                                                    "whys": []})
+            entry["columns"].append(column)
+            entry["hits"][column] = int(hit.sum())
+            whys = grp.get(flag.replace("contended", "note"), pd.Series(dtype=object))[hit]
+            texts = [n for n in whys if isinstance(n, str)]
+            entry["whys"] += texts
+            entry["loads"] += [float(x) for n in texts for x in _LOAD.findall(n)]
+    return found
+
+
+
+def _load_text(loads: list[float]) -> str:
+    if not loads:
+        return ""
+    low, high = min(loads), max(loads)
+    return f"; load average {low:.1f}" + (f"-{high:.1f}" if high > low else "")
+
+
+def _merge_disagrees(records: pd.DataFrame) -> list[str]:
+    if "can_merge" not in records:
+        return []
+    mergeable = records["can_merge"].fillna(False).astype(bool)
+    merged = pd.to_numeric(records.get("merged_latency_p50_ms", pd.Series(np.nan, index=records.index)),
+                           errors="coerce").notna()
+    bad = mergeable & merged & ~merge_agrees(records)
+    return [str(m) for m in dict.fromkeys(records.loc[bad, "method"])]
+
+
+def _merge_line(method: str) -> str:
+    return (f"{method}: the merged model's outputs do not match the unmerged model's (or were not checked), "
+            "so its deployed latency and throughput are the unmerged figures")
+
+
+def timing_notes(records: pd.DataFrame) -> dict[str, list[str]]:
+    """Method -> one line naming its timings left out for contention (and in how many of its trials), and
+    one if its merge did not agree."""
+    notes: dict[str, list[str]] = {}
+    for method, entry in contended_timings(records).items():
+        cols = ", ".join(f"{c} ({entry['hits'][c]}/{entry['trials']})" for c in entry["columns"])
+        why = f" ({entry['whys'][0]})" if entry["whys"] else ""
+        notes.setdefault(method, []).append(f"{method}: left out, measured while other work shared the machine"
+                                            f"{why}: {cols} (trials hit / trials)")
+    for method in _merge_disagrees(records):
+        notes.setdefault(method, []).append(_merge_line(method))
     return notes
+
+
+def timing_summary(records: pd.DataFrame, methods: list[str] | None = None) -> list[str]:
+    """The same facts in a few lines for a terminal: methods whose left-out timings are the same columns in
+    all their trials share one line; every trial's reason stays in `peftbench results`."""
+    found = contended_timings(records)
+    keep = [m for m in (methods if methods is not None else found) if m in found]
+    groups: dict[tuple, list[str]] = {}
+    partial: list[str] = []
+    for method in keep:
+        entry = found[method]
+        if all(h == entry["trials"] for h in entry["hits"].values()):
+            groups.setdefault(tuple(entry["columns"]), []).append(method)
+        else:
+            partial.append(method)
+    lines = [f"{', '.join(cols)} of {', '.join(ms)} left out (every trial measured while other work shared "
+             f"the machine{_load_text([x for m in ms for x in found[m]['loads']])})" for cols, ms in groups.items()]
+    notes = timing_notes(records)
+    lines += [notes[m][0] for m in partial]
+    lines += [_merge_line(m) for m in _merge_disagrees(records) if methods is None or m in methods]
+    return lines

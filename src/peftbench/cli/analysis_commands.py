@@ -284,10 +284,10 @@ def pareto(objectives: str | None = OBJECTIVES_OPT, db: str | None = DB_OPTION,
         print_drift(resampled.timing.lines())
     for note in sel.notes:
         console.print(f"note: {escape(note)}", highlight=False)
-    from peftbench.analysis.timing_trust import TIMING_FLAGS, timing_notes
+    from peftbench.analysis.timing_trust import TIMING_FLAGS, timing_summary
 
     if any(o.metric in TIMING_FLAGS or o.metric.startswith("deployed_") for o in objs):
-        for note in (n for lines in timing_notes(selected).values() for n in lines):
+        for note in timing_summary(selected):
             console.print(f"note: {escape(note)}", highlight=False)
     dropped = [m for m in means.index if m not in table.index]
     if dropped:
