@@ -17,7 +17,8 @@ from peftbench.methods import BuildContext, family
 from peftbench.plan import memory as mem
 from peftbench.plan import timing
 from peftbench.plan.meta_model import ModelSource, build_on_meta, config_summary, model_source
-from peftbench.plan.trace import fake_copy, trace_inference, trace_train_step
+from peftbench.plan.shallow import Tracer
+from peftbench.plan.trace import fake_copy
 
 INFERENCE_BATCH = 32  # the throughput pass's batch (measure/inference.py)
 
@@ -140,19 +141,21 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
     model, mode = fake_copy(build.model)
     with mode:
         saved = saved_parameter_count(model)
-    (pb, ps), (rb, rs) = shapes.peak, shapes.representative
-    peak_trace = trace_train_step(model, mode, pb, ps, causal, bf16)
-    rep_trace = peak_trace if (rb, rs) == (pb, ps) else trace_train_step(model, mode, rb, rs, causal, bf16)
+    tracer = Tracer(model, mode, source, lambda s: build_on_meta(s, spec, ctx, ckpt).model, causal, bf16)
+    pb, ps = shapes.peak
+    peak_trace = tracer.train(pb, ps)
     plan = mem.memory_plan(peak_trace, req.device, quantized)
     if req.gpu_memory_mb is not None:
         other_b = max(1, pb // 2) if pb > 1 else 2
-        other = mem.memory_plan(trace_train_step(model, mode, other_b, ps, causal, bf16), req.device, quantized)
+        other = mem.memory_plan(tracer.train(other_b, ps), req.device, quantized)
         plan = mem.with_limit(plan, req.gpu_memory_mb, pb, other, other_b)
-    train_flops = _train_flops(shapes.steps, peak_trace, rep_trace)
-    step_time = _step_time(source, spec, ctx, shapes, req, rep_trace, peak_trace, probe)
-    trial_s = None if step_time.seconds is None else step_time.seconds * train_flops / max(rep_trace.flops, 1)
-    inference = plan.weights_mb + plan.quant_state_mb + trace_inference(
-        model, mode, INFERENCE_BATCH, shapes.eval_length, causal) / mem.MB
+    # FLOPs of every step from the traced one: per row, linear in the length plus attention's square
+    train_flops = float(sum(peak_trace.flops_at(b, s) for b, s in shapes.steps))
+    rep_flops = peak_trace.flops_at(*shapes.representative)
+    step_time = _step_time(source, spec, ctx, shapes, req, rep_flops, peak_trace, probe)
+    trial_s = None if step_time.seconds is None else step_time.seconds * train_flops / max(rep_flops, 1.0)
+    inference = plan.weights_mb + plan.quant_state_mb + tracer.inference(INFERENCE_BATCH,
+                                                                         shapes.eval_length) / mem.MB
     param_bytes = 4
     return {"method": spec.name, "family": spec.family,
             "params": {k: build.counts[k] for k in ("trainable_params", "head_params", "adapter_params",
@@ -160,27 +163,13 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
             "memory": plan.as_dict(),
             "time": {"step_s": None if trial_s is None else trial_s / len(shapes.steps), "trial_s": trial_s,
                      "steps": len(shapes.steps), "how": step_time.how, "note": step_time.note},
-            "flops": {"peak_step": peak_trace.flops, "representative_step": rep_trace.flops,
-                      "train": train_flops},
+            "flops": {"peak_step": peak_trace.flops, "representative_step": rep_flops, "train": train_flops},
+            "traced": "depth 2 and 3, extrapolated" if tracer.extrapolating else "full depth",
             "inference_mb": round(inference, 1), "adapter_bytes": saved * param_bytes,
             "can_merge": family(spec.family).can_merge}
 
 
-def _train_flops(steps: list[tuple[int, int]], a, b) -> float:
-    """FLOPs of every step from two traced shapes: per row alpha*s + beta*s^2 (linear layers, attention),
-    fitted exactly through both (beta = 0 when they share a length or the fit says less)."""
-    fa, fb = a.flops / a.batch_size, b.flops / b.batch_size
-    if a.seq_len == b.seq_len:
-        alpha, beta = fa / a.seq_len, 0.0
-    else:
-        m = np.array([[a.seq_len, a.seq_len**2], [b.seq_len, b.seq_len**2]], dtype=float)
-        alpha, beta = np.linalg.solve(m, [fa, fb])
-        if beta < 0 or alpha < 0:
-            alpha, beta = fa / a.seq_len, 0.0
-    return float(sum(n * (alpha * s + beta * s * s) for n, s in steps))
-
-
-def _step_time(source, spec, ctx, shapes, req, rep_trace, peak_trace, probe) -> timing.StepTime:
+def _step_time(source, spec, ctx, shapes, req, rep_flops: float, peak_trace, probe) -> timing.StepTime:
     """Seconds of the representative step: calibrated on this machine when the trials would run here, else
     (or for a copy too big to train here) a roofline estimate from peak figures."""
     here = req.device == "cpu" or torch.cuda.is_available()
@@ -192,7 +181,7 @@ def _step_time(source, spec, ctx, shapes, req, rep_trace, peak_trace, probe) -> 
             return timing.StepTime(seconds, "calibrated")
     tflops = req.device_tflops or (probe * 0.5 / 1000 if here and probe else None)
     moved = 3 * peak_trace.split_bytes.get("weights", 0) + 2 * peak_trace.split_bytes.get("activations", 0)
-    seconds = timing.roofline_seconds(rep_trace.flops, moved, tflops, req.device_bandwidth_gbs)
+    seconds = timing.roofline_seconds(rep_flops, moved, tflops, req.device_bandwidth_gbs)
     note = ("roofline estimate: FLOPs over --device-tflops" + (" and bytes over --device-bandwidth"
             if req.device_bandwidth_gbs else "")) if req.device_tflops else (
         "roofline estimate: half this machine's measured GEMM rate" if seconds is not None else

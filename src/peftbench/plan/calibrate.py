@@ -13,25 +13,7 @@ import torch
 from peftbench.methods import build_model
 from peftbench.plan import timing
 from peftbench.plan.meta_model import config_summary
-
-
-def _layer_key(config) -> str | None:
-    text = getattr(config, "text_config", None) or config
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if getattr(text, key, None) is not None:
-            return key
-    return None
-
-
-def shallow_config(config, layers: int):
-    """A copy of the config with `layers` transformer layers (everything else as it is)."""
-    cfg = copy.deepcopy(config)
-    text = getattr(cfg, "text_config", None) or cfg
-    key = _layer_key(cfg)
-    setattr(text, key, layers)
-    if getattr(text, "layer_types", None) is not None:  # models listing a type per layer
-        text.layer_types = list(text.layer_types)[:layers]
-    return cfg
+from peftbench.plan.shallow import layer_count, layer_key, shallow_config
 
 
 def copy_params(config, peft_task_type: str, layers: int = 2) -> int:
@@ -40,7 +22,7 @@ def copy_params(config, peft_task_type: str, layers: int = 2) -> int:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     auto = AutoModelForCausalLM if peft_task_type == "CAUSAL_LM" else AutoModelForSequenceClassification
-    with init_empty_weights():
+    with init_empty_weights(include_buffers=True):
         m = auto.from_config(shallow_config(config, layers))
     return sum(p.numel() for p in m.parameters())
 
@@ -93,11 +75,11 @@ def _real_step_seconds(config, spec, ctx, shape, req, layers: int) -> float:
 def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None) -> float | None:
     """Seconds of one training step of the full model at `shape` on this machine, or None when a 2-layer
     copy is too big to train here (the caller falls back to a roofline estimate)."""
-    if _layer_key(source.config) is None or req.train.load_in_4bit:
+    if layer_key(source.config) is None or req.train.load_in_4bit:
         return None
     if copy_params(source.config, ctx.task_type) > timing.MAX_CALIBRATION_PARAMS:
         return None
-    layers = getattr(getattr(source.config, "text_config", None) or source.config, _layer_key(source.config))
+    layers = layer_count(source.config)
     key = {"shape": config_summary(source), "method": spec.to_dict(), "batch": list(shape),
            "task_type": ctx.task_type, "device": req.device, "bf16": req.train.bf16,
            "checkpointing": req.train.gradient_checkpointing, "num_labels": ctx.num_labels}

@@ -1,7 +1,8 @@
 """Training steps traced under FakeTensorMode: every tensor has its shape and dtype but no memory, so a 3B
 model's step costs seconds and no gigabytes. A dispatch mode follows each storage from its creation to its
-release and keeps the peak of live bytes, split by what the bytes are (weights, gradients, optimizer states,
-activations); FlopCounterMode counts the same step's FLOPs as a trial does (measure/flops.py).
+release and keeps the peak of live bytes in each phase of the step (forward, backward, optimizer), split by
+what the bytes are (weights, gradients, optimizer states, activations); FlopCounterMode counts the same step's
+FLOPs as a trial does (measure/flops.py), attention's (quadratic in the length) apart from the rest.
 """
 
 from __future__ import annotations
@@ -17,16 +18,26 @@ from torch.utils._pytree import tree_leaves
 from peftbench.measure import flops as fl
 
 CATEGORIES = ("weights", "gradients", "optimizer", "activations")
+PHASES = ("forward", "backward", "optimizer")
+aten = torch.ops.aten
+# FLOPs that grow with the square of the sequence length (attention scores and their use); the rest grows
+# with the length itself (every linear layer, the loss).
+QUADRATIC_OPS = {aten.bmm, aten.baddbmm, *fl.CPU_ATTENTION_FORMULAS,
+                 aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_flash_attention,
+                 aten._scaled_dot_product_cudnn_attention, aten._scaled_dot_product_efficient_attention_backward,
+                 aten._scaled_dot_product_flash_attention_backward,
+                 aten._scaled_dot_product_cudnn_attention_backward}
 
 
 class LiveBytes(TorchDispatchMode):
-    """Live tensor bytes by category, and their peak. A storage is counted once however many views it has,
-    and leaves the count when it is freed (a weakref finalizer on the storage)."""
+    """Live tensor bytes by category, and their peak in each phase. A storage is counted once however many
+    views it has, and leaves the count when it is freed (a weakref finalizer on the storage)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.live = dict.fromkeys(CATEGORIES, 0)
-        self.peak_total, self.at_peak = 0, dict(self.live)
+        self.phase = "forward"
+        self.peaks: dict[str, tuple[int, dict[str, int]]] = {}
         self._category: dict[int, tuple[str, int]] = {}
 
     def track(self, t, category: str = "activations") -> None:
@@ -60,11 +71,11 @@ class LiveBytes(TorchDispatchMode):
 
     def _maybe_peak(self) -> None:
         total = sum(self.live.values())
-        if total > self.peak_total:
-            self.peak_total, self.at_peak = total, dict(self.live)
+        if total > self.peaks.get(self.phase, (-1, {}))[0]:
+            self.peaks[self.phase] = (total, dict(self.live))
 
-    def reset_peak(self) -> None:
-        self.peak_total, self.at_peak = 0, dict(self.live)
+    def enter(self, phase: str) -> None:
+        self.phase = phase
         self._maybe_peak()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -80,10 +91,29 @@ class StepTrace:
 
     batch_size: int
     seq_len: int
-    peak_bytes: int
-    split_bytes: dict[str, int] = field(default_factory=dict)  # by category, at the peak
+    phase_peaks: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)  # bytes, split by category
     flops: int = 0  # forward + backward of the step (FlopCounterMode; frozen weights get no weight gradient)
     forward_flops: int = 0
+    quadratic_flops: int = 0  # the part that grows with the square of the length (attention)
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phase_peaks, key=lambda p: self.phase_peaks[p][0])
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.phase_peaks[self.peak_phase][0]
+
+    @property
+    def split_bytes(self) -> dict[str, int]:
+        return dict(self.phase_peaks[self.peak_phase][1])
+
+    def flops_at(self, batch_size: int, seq_len: int) -> float:
+        """The step's FLOPs at another shape: per row, the linear part grows with the length and the
+        quadratic part with its square."""
+        linear = (self.flops - self.quadratic_flops) / (self.batch_size * self.seq_len)
+        quadratic = self.quadratic_flops / (self.batch_size * self.seq_len ** 2)
+        return batch_size * (linear * seq_len + quadratic * seq_len ** 2)
 
 
 def fake_copy(model: nn.Module):
@@ -141,19 +171,24 @@ def trace_train_step(model: nn.Module, mode, batch_size: int, seq_len: int, caus
                  for p in trainable]
         model.train()
         with tracker, fl.counter() as counter:
-            fwd = _step(model, opt, trainable, batch, bf16, counted=counter)
-        total = counter.get_total_flops()
+            fwd = _step(model, opt, trainable, batch, bf16, tracker, counter)
+        by_op = counter.get_flop_counts().get("Global", {})
         for h in hooks:
             h.remove()
         del opt
-    return StepTrace(batch_size, seq_len, tracker.peak_total, dict(tracker.at_peak), total, fwd)
+    quadratic = sum(n for op, n in by_op.items() if op in QUADRATIC_OPS)
+    return StepTrace(batch_size, seq_len, dict(tracker.peaks), counter.get_total_flops(), fwd, quadratic)
 
 
-def _step(model, opt, trainable, batch, bf16: bool, counted=None) -> int:
+def _step(model, opt, trainable, batch, bf16: bool, tracker: LiveBytes, counted) -> int:
+    tracker.enter("forward")
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch).loss
-    forward = counted.get_total_flops() if counted is not None else 0
+    forward = counted.get_total_flops()
+    tracker.enter("backward")
     loss.backward()
+    del loss
+    tracker.enter("optimizer")
     if trainable:
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
@@ -171,4 +206,4 @@ def trace_inference(model: nn.Module, mode, batch_size: int, seq_len: int, causa
         with tracker, torch.no_grad():
             model(**batch)
         model.train()
-    return tracker.peak_total
+    return max(total for total, _ in tracker.peaks.values())
