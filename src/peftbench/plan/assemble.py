@@ -34,6 +34,10 @@ class PlanRequest:
     device_tflops: float | None = None
     device_bandwidth_gbs: float | None = None
     calibrate: bool = True
+    # wall seconds of real calibration steps one plan may spend (None: no limit); past it, a method not yet in
+    # the calibration cache takes the seconds per FLOP of a calibrated one (its family's first), and the
+    # next plan calibrates it. Keeps a study's plan cheap on a busy machine.
+    calibration_budget_s: float | None = 8.0
 
 
 @dataclass
@@ -49,15 +53,17 @@ class Shapes:
     notes: list[str] = field(default_factory=list)
 
 
-def step_shapes(req: PlanRequest) -> Shapes:
-    """Batch shapes as the trial would see them: the task's prepared data, the first train_size rows of the
-    training pool, length-bucketed batches drawn by the trial's own seeded generator (seed 0)."""
+def step_shapes(req: PlanRequest, data=None) -> Shapes:
+    """Batch shapes as the trial would see them: the task's prepared data (`data`, when the caller has it),
+    the first train_size rows of the training pool, length-bucketed batches drawn by the trial's own seeded
+    generator (seed 0)."""
     from peftbench.data.prepared import train_batches
     from peftbench.tasks import task_of
 
     spec = req.train
     try:
-        data = task_of(req.data).prepare_data(req.data, req.model, spec.train_size)
+        if data is None:
+            data = task_of(req.data).prepare_data(req.data, req.model, spec.train_size)
     except PeftbenchError as exc:
         n = spec.train_size
         full = [(spec.batch_size, req.data.max_length)] * (n // spec.batch_size)
@@ -97,21 +103,34 @@ def check_request(req: PlanRequest) -> None:
                                  "out --load-in-4bit")
 
 
-def make_plan(req: PlanRequest) -> dict[str, Any]:
-    """The whole plan as plain data (the JSON output; the table prints the same fields)."""
+def make_plan(req: PlanRequest, data=None, keep_going: bool = False) -> dict[str, Any]:
+    """The whole plan as plain data (the JSON output; the table prints the same fields). `data`: the setup's
+    prepared data, when the caller has it. `keep_going`: a method that cannot be planned gets a row holding
+    only its `error` (a study's plan must never stop the study); otherwise its error stops the plan."""
     from peftbench.tasks import task_of
 
     check_request(req)
     source = model_source(req.model)
     task = task_of(req.data)
-    shapes = step_shapes(req)
+    shapes = step_shapes(req, data)
     causal = task.peft_task_type == "CAUSAL_LM"
     decoder = _is_decoder(source)
     ctx = BuildContext(total_steps=len(shapes.steps), num_labels=shapes.num_labels,
                        task_type=task.peft_task_type, decoder=decoder)
     probe = timing.probe_gflops() if req.device == "cpu" or torch.cuda.is_available() else None
-    rows = [plan_method(source, spec, ctx, shapes, req, causal, probe) for spec in req.methods]
-    timed = [r["time"]["trial_s"] for r in rows if r["time"]["trial_s"] is not None]
+    spent = timing.Spent(req.calibration_budget_s)
+    rows = []
+    for spec in req.methods:
+        try:
+            rows.append(plan_method(source, spec, ctx, shapes, req, causal, probe, spent))
+        except Exception as exc:  # noqa: BLE001 - any failure of one method's plan (peft, the trace) lands here
+            if not keep_going:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            rows.append({"method": spec.name, "family": spec.family, "error": f"{type(exc).__name__}: {first}"})
+    planned = [r for r in rows if "error" not in r]
+    timing.fill_from_calibrated(planned)
+    timed = [r["time"]["trial_s"] for r in planned if r["time"]["trial_s"] is not None]
     return {"model": req.model, "shape": config_summary(source), "device": req.device,
             "task": task.name, "batches": {"steps": len(shapes.steps), "peak_shape": list(shapes.peak),
                                            "representative_shape": list(shapes.representative),
@@ -132,7 +151,7 @@ def _is_decoder(source: ModelSource) -> bool:
 
 
 def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes: Shapes, req: PlanRequest,
-                causal: bool, probe: float | None) -> dict[str, Any]:
+                causal: bool, probe: float | None, spent: timing.Spent | None = None) -> dict[str, Any]:
     from peftbench.measure.params import saved_parameter_count
 
     ckpt, bf16 = req.train.gradient_checkpointing, req.train.bf16 or req.train.load_in_4bit
@@ -152,7 +171,8 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
     # FLOPs of every step from the traced one: per row, linear in the length plus attention's square
     train_flops = float(sum(peak_trace.flops_at(b, s) for b, s in shapes.steps))
     rep_flops = peak_trace.flops_at(*shapes.representative)
-    step_time = _step_time(source, spec, ctx, shapes, req, rep_flops, peak_trace, probe)
+    step_time = _step_time(source, spec, ctx, shapes, req, rep_flops, peak_trace, probe,
+                           spent or timing.Spent(None))
     trial_s = None if step_time.seconds is None else step_time.seconds * train_flops / max(rep_flops, 1.0)
     inference = plan.weights_mb + plan.quant_state_mb + tracer.inference(INFERENCE_BATCH,
                                                                          shapes.eval_length) / mem.MB
@@ -169,14 +189,20 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
             "can_merge": family(spec.family).can_merge}
 
 
-def _step_time(source, spec, ctx, shapes, req, rep_flops: float, peak_trace, probe) -> timing.StepTime:
-    """Seconds of the representative step: calibrated on this machine when the trials would run here, else
-    (or for a copy too big to train here) a roofline estimate from peak figures."""
+def _step_time(source, spec, ctx, shapes, req, rep_flops: float, peak_trace, probe,
+               spent: timing.Spent) -> timing.StepTime:
+    """Seconds of the representative step: calibrated on this machine when the trials would run here (or
+    "pending" when the calibration budget is spent: timing.fill_from_calibrated), else (or for a copy too
+    big to train here) a roofline estimate from peak figures."""
     here = req.device == "cpu" or torch.cuda.is_available()
     if here and req.calibrate:
         from peftbench.plan.calibrate import calibrated_step_seconds
 
-        seconds = calibrated_step_seconds(source, spec, ctx, shapes.representative, req, probe)
+        with spent.timed():
+            seconds = calibrated_step_seconds(source, spec, ctx, shapes.representative, req, probe,
+                                              may_measure=spent.left())
+        if seconds == "pending":
+            return timing.StepTime(None, "pending")
         if seconds is not None:
             return timing.StepTime(seconds, "calibrated")
     tflops = req.device_tflops or (probe * 0.5 / 1000 if here and probe else None)

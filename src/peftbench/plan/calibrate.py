@@ -1,8 +1,8 @@
 """The short calibration behind a predicted time: the model built for real (random weights) with the method
 applied, timed over a few training steps at the representative batch shape. A model small enough is timed at
 its full depth; a bigger one at depth 1 and 2, the full depth's step extrapolated from the two
-(timing.depth_extrapolated). Cached per machine,
-model shape, method and batch shape (timing.cached_or_measured)."""
+(timing.depth_extrapolated). Cached per machine, model shape, method and batch shape
+(timing.cached_or_measured)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,11 @@ def _real_step_seconds(config, spec, ctx, shape, req, layers: int) -> float:
         return timing.time_real_steps(model, batch)
 
 
-def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None) -> float | None:
-    """Seconds of one training step of the full model at `shape` on this machine, or None when a 2-layer
-    copy is too big to train here (the caller falls back to a roofline estimate)."""
+def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None, may_measure: bool = True
+                            ) -> float | str | None:
+    """Seconds of one training step of the full model at `shape` on this machine; None when a 2-layer copy is
+    too big to train here (the caller falls back to a roofline estimate); "pending" when it is not in the
+    cache and `may_measure` is False."""
     if layer_key(source.config) is None or req.train.load_in_4bit:
         return None
     if copy_params(source.config, ctx.task_type) > timing.MAX_CALIBRATION_PARAMS:
@@ -90,5 +92,5 @@ def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None) 
         return timing.depth_extrapolated(
             lambda depth: _real_step_seconds(source.config, spec, ctx, shape, req, depth), layers)
 
-    seconds, _cached = timing.cached_or_measured(key, measure, probe or 0.0)
-    return seconds
+    seconds, _cached = timing.cached_or_measured(key, measure if may_measure else None, probe or 0.0)
+    return "pending" if seconds is None else seconds

@@ -96,8 +96,8 @@ def with_limit(plan: MemoryPlan, limit_mb: float | None, batch: int, other: Memo
     return plan
 
 
-def parse_size_gb(text: str | float | None) -> float | None:
-    """--gpu-memory / --max-memory: '40', '40GB', '40G', '512MB' or '0.5 GiB', as MiB."""
+def parse_size_gb(text: str | float | None, what: str = "--gpu-memory") -> float | None:
+    """--gpu-memory / --max-memory: '40', '40GB', '40G', '512MB' or '0.5 GiB', as MiB (a plain number is GiB)."""
     from peftbench.errors import PeftbenchError
 
     if text is None:
@@ -112,7 +112,7 @@ def parse_size_gb(text: str | float | None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise PeftbenchError(f"--gpu-memory must be a size such as 40, 40GB or 512MB, got {text!r}") from None
-    if not value > 0:
-        raise PeftbenchError(f"--gpu-memory must be positive, got {text!r}")
+        raise PeftbenchError(f"{what} must be a size such as 40, 40GB or 512MB, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise PeftbenchError(f"{what} must be a positive, finite size, got {text!r}")
     return value * factor

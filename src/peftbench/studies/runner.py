@@ -68,10 +68,13 @@ class _Interrupts:
 
 def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
                retry_failed: bool = False, retries: int = 0, display=None, trackers=None,
-               side_by_side: bool = True) -> RunSummary:
+               side_by_side: bool = True, predictions: dict[str, dict] | None = None,
+               prepared: dict | None = None) -> RunSummary:
     """`trackers`: objects whose log(spec, record, status) is called after each stored outcome
     (peftbench.tracking); a tracker that fails warns once and the study goes on. `side_by_side`: after the
-    trials, time every deployed model of each setup interleaved (studies/side_by_side.py)."""
+    trials, time every deployed model of each setup interleaved (studies/side_by_side.py). `predictions`:
+    trial id -> the plan's prediction (studies/forecast.py), stored in the trial's record beside what it
+    measured. `prepared`: (model, data) -> data the plan already prepared, used as it is."""
     if not specs:
         raise PeftbenchError("nothing to run: the study has no trials")
     if retries < 0:
@@ -86,7 +89,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
     store = Store(db)
     try:
         summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display,
-                                               _Trackers(trackers or []), side_by_side)
+                                               _Trackers(trackers or []), side_by_side, predictions or {},
+                                               dict(prepared or {}))
     except BaseException:
         store.discard_if_unused()  # a study that could not start leaves no store behind
         raise
@@ -97,8 +101,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
 
 
 def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
-                    retries: int, display, trackers: _Trackers,
-                    side_by_side: bool = True) -> tuple[RunSummary, bool]:
+                    retries: int, display, trackers: _Trackers, side_by_side: bool = True,
+                    predictions: dict | None = None, ready: dict | None = None) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
     statuses = store.statuses(ids)
@@ -114,12 +118,15 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     for s in to_run:
         groups[(s.model, s.data)].append(s)
     prepared: dict[Any, Any] = {}
+    ready = ready or {}
     with _Interrupts(executor) as interrupts:
         for (model, data_spec), group in groups.items():
             if interrupts.count:
                 break
-            data = prepared[(model, data_spec)] = prepare_study_data(data_spec, model,
-                                                                     max(s.train.train_size for s in group))
+            data = ready.get((model, data_spec))
+            if data is None:
+                data = prepare_study_data(data_spec, model, max(s.train.train_size for s in group))
+            prepared[(model, data_spec)] = data
             for note in data.notes:
                 print(f"data: {note}", file=sys.stderr)
             attempt, queue = 0, group
@@ -129,7 +136,8 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
             while queue and not interrupts.count:
                 failed_now = []
                 for outcome in executor.run(queue, data, _sink(display), store_start(store)):
-                    trackers.log(outcome.spec, _store(store, outcome), outcome.status)
+                    trackers.log(outcome.spec, _store(store, outcome, (predictions or {}).get(
+                        outcome.spec.trial_id)), outcome.status)
                     setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
                     if outcome.status == "failed":
                         failed_now.append(outcome.spec)
@@ -187,10 +195,10 @@ def _sink(display):
     return display.on_event
 
 
-def _store(store: Store, outcome: TrialOutcome) -> dict[str, Any]:
-    """Store the outcome (a pruned tuning candidate keeps its validation figures); returns the record as
-    stored."""
-    tune = tune_fields(outcome.spec)
+def _store(store: Store, outcome: TrialOutcome, prediction: dict | None = None) -> dict[str, Any]:
+    """Store the outcome (a pruned tuning candidate keeps its validation figures) with the plan's prediction
+    beside it; returns the record as stored."""
+    tune = {**tune_fields(outcome.spec), **(prediction or {})}
     if outcome.status in ("ok", "pruned"):
         # every field declared (record/fields.py): an undeclared one stops here, not in a reader later
         record = checked({**outcome.record, **tune, "status": outcome.status})
