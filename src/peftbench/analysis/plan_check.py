@@ -98,18 +98,20 @@ def summary_line(checks: pd.DataFrame) -> str:
 
 def cells(check: dict) -> list[str]:
     """One check as the text cells both the terminal table and the HTML report show."""
+    check = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in check.items()}
+
     def f(x, spec: str) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
     mark = ", ".join(check["flags"]) if check["flags"] else ""
     if check["timing_contended"] and check["time_error_pct"] is not None:
         mark = (mark + "; " if mark else "") + "timing contended"
-    how = check["time_how"] or "-"
+    how = str(check["time_how"] or "-")
     return [str(check["method"]), str(check["seed"]),
             f(check["predicted_memory_mb"], ",.0f"), f(check["measured_memory_mb"], ",.0f"),
             f(check["memory_error_pct"], "+.0f"), f(check["predicted_train_seconds"], ".1f"),
             f(check["train_seconds"], ".1f"), f(check["time_error_pct"], "+.0f"), how,
-            ("over tolerance: " + mark) if check["flags"] else mark or (check["note"] or "")[:80]]
+            ("over tolerance: " + mark) if check["flags"] else mark or str(check["note"] or "")[:90]]
 
 
 HEADERS = ["method", "seed", "memory pred MiB", "memory meas MiB", "memory err %", "train s pred",

@@ -48,6 +48,8 @@ def parse_max_memory(text: Any) -> float | None:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -139,10 +141,10 @@ def _plan_setups(will_run: list[TrialSpec], calibrate: bool, threads: int | None
             torch.set_num_threads(threads)  # calibrate as the trials will run
         for (model, data_spec, train), methods in groups.items():
             keys = list(methods)
+            data = prepared.get((model, data_spec))
+            if data is None and prepare is not None:  # bad data is the study's error: it stops here, once
+                data = prepared[(model, data_spec)] = prepare(data_spec, model, sizes[(model, data_spec)])
             try:
-                data = prepared.get((model, data_spec))
-                if data is None and prepare is not None:
-                    data = prepared[(model, data_spec)] = prepare(data_spec, model, sizes[(model, data_spec)])
                 device = _device(train.device)
                 req = PlanRequest(model, data_spec, dataclasses.replace(train, device=device),
                                   [methods[k].method for k in keys], device=device, calibrate=calibrate)
