@@ -47,26 +47,25 @@ def study_options(*, train: TrainSpec | None = None, data: DataSpec | None = Non
 def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking_uri=None, tune: bool = False,
          tune_lr_factors: list[float] | None = None, budget=None, max_memory=None) -> pd.DataFrame:
     from peftbench.store.tracking import make_trackers
-    from peftbench.studies.forecast import forecast_study, parse_budget, parse_max_memory
+    from peftbench.studies.forecast import Planner
     from peftbench.studies.runner import run_trials
 
-    parse_budget(budget), parse_max_memory(max_memory)  # a bad value raises before anything
+    planner = Planner(executor, budget, max_memory)  # a bad value raises before anything
     trackers = make_trackers(track, tracking_uri)
     db = Path(db) if db else default_db_path()
     if tune:
         from peftbench.studies.tuning import parse_lr_factors, prepare
 
         specs, executor, tuning_line = prepare(specs, db, executor, parse_lr_factors(tune_lr_factors))
+        planner.executor = executor
         print(tuning_line)
     elif tune_lr_factors is not None:
         from peftbench.errors import PeftbenchError
 
         raise PeftbenchError("tune_lr_factors needs tune=True")
-    forecast = forecast_study(specs, db, executor, force=force, retry_failed=retry_failed, budget=budget,
-                              max_memory=max_memory)
-    run_trials(forecast.specs, db, executor, force=force, retry_failed=retry_failed, retries=retries,
-               trackers=trackers, predictions=forecast.predictions, prepared=forecast.prepared)
-    ids = {s.trial_id for s in forecast.specs}
+    run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries,
+               trackers=trackers, planner=planner)
+    ids = {s.trial_id for s in specs}
     with Store(db, create=False) as store:
         df = store.records(include_failed=True)
     return df[df["trial_id"].isin(ids)].reset_index(drop=True)

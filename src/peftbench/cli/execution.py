@@ -18,7 +18,7 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
     from peftbench.execute import make_executor
     from peftbench.store.db import default_db_path
     from peftbench.store.tracking import make_trackers
-    from peftbench.studies.forecast import forecast_study, parse_budget, parse_max_memory
+    from peftbench.studies.forecast import Planner
     from peftbench.studies.runner import run_trials
 
     workers = pick(options["workers"], cfg, "workers", None)
@@ -27,9 +27,10 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
         raise PeftbenchError(f"workers must be at least 1, got {workers}")
     if trial_timeout is not None and trial_timeout <= 0:
         raise PeftbenchError(f"trial timeout must be positive, got {trial_timeout}")
-    budget = pick(options.get("budget"), cfg, "budget", None)
-    max_memory = pick(options.get("max_memory"), cfg, "max_memory", None)
-    parse_budget(budget), parse_max_memory(max_memory)  # a bad value: one line, before anything
+    # a bad --budget or --max-memory: one line, before anything
+    planner = Planner(None, pick(options.get("budget"), cfg, "budget", None),
+                      pick(options.get("max_memory"), cfg, "max_memory", None),
+                      say=lambda line: err_console.print(line, highlight=False, markup=False))
     # before any store is written: a bad tracker is one line
     trackers = make_trackers(options["track"], options["tracking_uri"])
     executor = make_executor(options["backend"], workers=workers, trial_timeout=trial_timeout,
@@ -42,11 +43,8 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
 
         specs, executor, budget_line = prepare(specs, db_path, executor, tune[1])
         err_console.print(budget_line, highlight=False, markup=False)
-    forecast = forecast_study(specs, db_path, executor, force=options["force"],
-                              retry_failed=options["retry_failed"], budget=budget, max_memory=max_memory,
-                              say=lambda line: err_console.print(line, highlight=False, markup=False))
-    run_trials(forecast.specs, db_path, executor, force=options["force"], retry_failed=options["retry_failed"],
+    planner.executor = executor
+    run_trials(specs, db_path, executor, force=options["force"], retry_failed=options["retry_failed"],
                retries=pick(options["retries"], cfg, "retries", 0), display=StudyDisplay(err_console),
-               trackers=trackers, side_by_side=not options.get("no_side_by_side"),
-               predictions=forecast.predictions, prepared=forecast.prepared)
+               trackers=trackers, side_by_side=not options.get("no_side_by_side"), planner=planner)
     return db_path

@@ -21,6 +21,7 @@ import torch
 
 DRIFT = 0.25  # recalibrate when the probe's rate moved by more than this share
 CALIBRATION_STEPS = 3  # timed steps per depth (their median), after one warm-up step
+CALIBRATION_SECONDS = 3.0  # fewer timed steps once these are spent
 MAX_CALIBRATION_PARAMS = 150_000_000  # a 2-layer copy above this is not trained here: roofline instead
 CACHE_VERSION = 1
 
@@ -81,7 +82,8 @@ def cached_or_measured(key: dict, measure, probe: float) -> tuple[float | None, 
 
 
 def time_real_steps(model: torch.nn.Module, batch: dict, steps: int = CALIBRATION_STEPS) -> float:
-    """Median seconds of a training step as trial/train.py takes it, after one warm-up step."""
+    """Median seconds of a training step as trial/train.py takes it, after one warm-up step; a slow step
+    (a big model) is timed fewer times, once CALIBRATION_SECONDS are spent (at least once)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4, fused=True) if trainable else None
     model.train()
@@ -101,6 +103,8 @@ def time_real_steps(model: torch.nn.Module, batch: dict, steps: int = CALIBRATIO
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - t0)
+            if sum(times) > CALIBRATION_SECONDS:
+                break
     times.sort()
     return times[len(times) // 2]
 

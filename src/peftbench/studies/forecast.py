@@ -1,7 +1,8 @@
-"""Every study plans first and checks after. Before the first trial, `peftbench plan` (peftbench.plan) is made
-for every trial that will run, on the data the trials will read: its total predicted training time is
-printed; methods whose predicted training memory passes --max-memory are left out, one line each; a study
-predicted to overrun --budget stops before anything runs, saying by how much and what would fit. Each
+"""Every study plans first and checks after. Before the first trial (the store open and locked, the data
+prepared), `peftbench plan` (peftbench.plan) is made for every trial that will run, on the data the trials
+will read: its total predicted training time is printed; methods whose predicted training memory passes
+--max-memory are left out, one line each; a study predicted to overrun --budget stops before any trial
+runs (the store it would have created is not left behind), saying by how much and what would fit. Each
 trial's record then stores its prediction beside what it measured (runner._store).
 
 Planning never stops a study: a method whose plan fails still runs, and its record says why it has no
@@ -17,7 +18,6 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from peftbench.config.spec import TrialSpec
@@ -60,53 +60,52 @@ def duration(seconds: float) -> str:
 
 @dataclass
 class Forecast:
-    """What a study will run after its plan, each trial's prediction (record fields), and the lines to print."""
+    """Each planned trial's prediction (record fields), the trials left out, and the lines printed."""
 
-    specs: list[TrialSpec]
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    left_out: set[str] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
-    prepared: dict = field(default_factory=dict)  # (model, data) -> prepared data, for the runner
     total_train_s: float | None = None
 
 
-def plan_study(specs: list[TrialSpec], will_run: list[TrialSpec], *, budget_s: float | None = None,
-               max_memory_mb: float | None = None, calibrate: bool = True, threads: int | None = None,
-               prepare: Callable | None = None, say: Callable[[str], None] | None = None) -> Forecast:
-    """Plan `will_run` (the trials of `specs` the store does not hold yet), apply --max-memory and --budget,
-    and `say` each line as it is known (so the plan is printed also when the budget then stops the study).
-    Raises PeftbenchError (nothing has run, nothing is written) when no method fits or the budget is short."""
+def plan_trials(will_run: list[TrialSpec], prepared: dict, *, budget_s: float | None = None,
+                max_memory_mb: float | None = None, calibrate: bool = True, threads: int | None = None,
+                say: Callable[[str], None] | None = None) -> Forecast:
+    """Plan `will_run` (the trials the store does not hold yet) on their prepared data ((model, data) ->
+    data), apply --max-memory and --budget, and `say` each line as it is known (so the plan is printed also
+    when the budget then stops the study). Raises PeftbenchError when no method fits or the budget is short."""
     import time
 
     t0 = time.perf_counter()
-    forecast = Forecast(specs=list(specs))
+    say = say or (lambda _line: None)
+    forecast = Forecast()
     if not will_run:
         return forecast
-    plans = _plan_setups(will_run, calibrate, threads, prepare, forecast.prepared)
+    plans = _plan_setups(will_run, calibrate, threads, prepared)
     if not calibrate:
         forecast.lines.append("plan: the trials run on a cluster, so times are roofline estimates from this "
                               "machine's GEMM rate, not calibrated")
     for spec in will_run:
         forecast.predictions[spec.trial_id] = prediction_fields(spec, plans.get(_setup(spec), {}))
-    left_out = _left_out(will_run, forecast.predictions, max_memory_mb, forecast.lines)
-    if left_out and len(left_out) == len(will_run):
+    forecast.left_out = _left_out(will_run, forecast.predictions, max_memory_mb, forecast.lines)
+    if forecast.left_out and len(forecast.left_out) == len(will_run):
         smallest = min(p.get("predicted_peak_rss_net_mb", p.get("predicted_peak_cuda_allocated_mb"))
                        for p in forecast.predictions.values())
         raise PeftbenchError(f"no method of the study fits --max-memory {max_memory_mb / 1024:g} GB "
                              f"({max_memory_mb:,.0f} MiB): the smallest predicted training memory is "
                              f"{smallest:,.0f} MiB (nothing was run)")
-    forecast.specs = [s for s in specs if s.trial_id not in left_out]
-    running = [s for s in will_run if s.trial_id not in left_out]
+    running = [s for s in will_run if s.trial_id not in forecast.left_out]
     times = {s.trial_id: forecast.predictions[s.trial_id].get("predicted_train_seconds") for s in running}
     known = [t for t in times.values() if t is not None]
     forecast.total_train_s = sum(known) if known else None
     forecast.lines.append(_total_line(running, times, forecast.predictions)
                           + f"; planned in {time.perf_counter() - t0:.1f} s")
     for line in forecast.lines:
-        (say or (lambda _: None))(line)
+        say(line)
     if budget_s is not None:
         _check_budget(running, times, budget_s)
         forecast.lines.append(f"within --budget {duration(budget_s)}")
-        (say or (lambda _: None))(forecast.lines[-1])
+        say(forecast.lines[-1])
     return forecast
 
 
@@ -120,7 +119,7 @@ def _method_key(spec: TrialSpec) -> str:
     return json.dumps({"family": d["family"], "options": d["options"]}, sort_keys=True, default=str)
 
 
-def _plan_setups(will_run: list[TrialSpec], calibrate: bool, threads: int | None, prepare, prepared: dict
+def _plan_setups(will_run: list[TrialSpec], calibrate: bool, threads: int | None, prepared: dict
                  ) -> dict[tuple, dict[str, Any]]:
     """One plan per setup (model, data, training options), each method once: setup -> method key -> row
     (or {"error": reason})."""
@@ -131,9 +130,6 @@ def _plan_setups(will_run: list[TrialSpec], calibrate: bool, threads: int | None
     groups: dict[tuple, dict[str, TrialSpec]] = defaultdict(dict)
     for s in will_run:
         groups[_setup(s)].setdefault(_method_key(s), s)
-    sizes: dict[tuple, int] = defaultdict(int)
-    for s in will_run:
-        sizes[(s.model, s.data)] = max(sizes[(s.model, s.data)], s.train.train_size)
     saved_threads = torch.get_num_threads()
     out: dict[tuple, dict[str, Any]] = {}
     try:
@@ -141,14 +137,11 @@ def _plan_setups(will_run: list[TrialSpec], calibrate: bool, threads: int | None
             torch.set_num_threads(threads)  # calibrate as the trials will run
         for (model, data_spec, train), methods in groups.items():
             keys = list(methods)
-            data = prepared.get((model, data_spec))
-            if data is None and prepare is not None:  # bad data is the study's error: it stops here, once
-                data = prepared[(model, data_spec)] = prepare(data_spec, model, sizes[(model, data_spec)])
             try:
                 device = _device(train.device)
                 req = PlanRequest(model, data_spec, dataclasses.replace(train, device=device),
                                   [methods[k].method for k in keys], device=device, calibrate=calibrate)
-                plan = make_plan(req, data=data, keep_going=True)
+                plan = make_plan(req, data=prepared.get((model, data_spec)), keep_going=True)
                 out[(model, data_spec, train)] = {k: {**row, "_plan_device": device}
                                                   for k, row in zip(keys, plan["methods"])}
             except Exception as exc:  # noqa: BLE001 - a plan that fails never stops the study
@@ -253,38 +246,21 @@ def _check_budget(running: list[TrialSpec], times: dict, budget_s: float) -> Non
                          f"{duration(budget_s)} by {duration(total - budget_s)}{within} (nothing was run)")
 
 
-def store_statuses(db_path: Path, ids: list[str]) -> dict[str, str]:
-    """The statuses a store already holds for `ids`, read only (nothing created, migrated or changed; a file
-    that is no store reads as empty, and the runner says what is wrong with it)."""
-    import sqlite3
+class Planner:
+    """What `run` and `study` (CLI and API) hand the runner: --budget and --max-memory read at once (a bad
+    value is one line, before anything), then called by the runner with the trials it will run and their
+    prepared data, after the store is open and locked and before the first trial."""
 
-    path = Path(db_path)
-    if not (path.is_file() and path.stat().st_size > 0):
-        return {}
-    try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT trial_id, status FROM trials").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
-    wanted = set(ids)
-    return {tid: st for tid, st in rows if tid in wanted}
+    def __init__(self, executor=None, budget: Any = None, max_memory: Any = None,
+                 say: Callable[[str], None] = print):
+        self.budget_s, self.max_memory_mb = parse_budget(budget), parse_max_memory(max_memory)
+        self.executor, self.say = executor, say
 
-
-def forecast_study(specs: list[TrialSpec], db_path: Path, executor, *, force: bool = False,
-                   retry_failed: bool = False, budget: Any = None, max_memory: Any = None,
-                   say: Callable[[str], None] = print) -> Forecast:
-    """`run` and `study` (CLI and API) before their first trial: read --budget and --max-memory (a bad value
-    is one line, before anything), plan the trials the store does not hold yet, print the plan's lines."""
-    from peftbench.studies.runner import prepare_study_data, select_to_run
-
-    budget_s, limit_mb = parse_budget(budget), parse_max_memory(max_memory)
-    statuses = store_statuses(db_path, [s.trial_id for s in specs])
-    will_run = select_to_run(specs, statuses, force, retry_failed)
-    inner = getattr(executor, "inner", executor)  # a tuning executor wraps the one that runs the trials
-    here = executor is None or type(inner).__name__ == "LocalExecutor"
-    threads = getattr(inner, "threads", None) if executor is not None else None
-    return plan_study(specs, will_run, budget_s=budget_s, max_memory_mb=limit_mb, calibrate=here,
-                      threads=threads, prepare=prepare_study_data, say=say)
+    def __call__(self, will_run: list[TrialSpec], prepared: dict) -> Forecast:
+        inner = getattr(self.executor, "inner", self.executor)  # a tuning executor wraps the one that runs
+        here = inner is None or type(inner).__name__ == "LocalExecutor"
+        if not here and callable(getattr(inner, "connect", None)):
+            inner.connect()  # a cluster that cannot be reached is one line, before planning for it
+        threads = getattr(inner, "threads", None)
+        return plan_trials(will_run, prepared, budget_s=self.budget_s, max_memory_mb=self.max_memory_mb,
+                           calibrate=here, threads=threads, say=self.say)
