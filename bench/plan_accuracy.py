@@ -39,12 +39,12 @@ import _common as C
 SEED_FAMILIES = "Full,LoRA-r8,LoRA-AllLayers,AdaLoRA,PrefixTuning-len16,PromptTuning-len16,BitFit"
 # BitFit has no bias to train on SmolLM2 (a trial stops with one line); prefix tuning starts from zero there
 DECODER_FAMILIES = "Full,LoRA-r8,LoRA-AllLayers,AdaLoRA,PrefixTuning-len16:init=zero,PromptTuning-len16"
-SHAPE_METHODS = {"long": "Full,LoRA-r8,PrefixTuning-len16,BitFit", "wide": "Full,LoRA-r8,PrefixTuning-len16,BitFit",
-                 "cuda": "Full,LoRA-r8"}
+FOUR_FAMILIES = "Full,LoRA-r8,PrefixTuning-len16,BitFit"
+SHAPE_METHODS = {"long": FOUR_FAMILIES, "wide": FOUR_FAMILIES, "cuda": "Full,LoRA-r8"}
 FIT_SHAPES = ("encoder", "long")  # plan/memory.py's CPU constants were fitted on these
 TARGETS = {"memory_median": 10.0, "memory_worst": 25.0, "time_median": 15.0, "time_worst": 35.0}
-SMOKE = {"threads": 1, "methods": "Full,LoRA-r8", "shapes": "encoder,long,wide", "train_size": 32, "batch_size": 8,
-         "wide_methods": "Full,LoRA-r8", "long_methods": "Full,LoRA-r8"}
+SMOKE = {"threads": 1, "methods": "Full,LoRA-r8", "shapes": "encoder,long,wide", "train_size": 32,
+         "batch_size": 8, "wide_methods": "Full,LoRA-r8", "long_methods": "Full,LoRA-r8"}
 
 
 def long_texts_csv(folder: Path, rows: int, join: int) -> str:
@@ -78,8 +78,9 @@ def wide_model(folder: Path, smoke: bool) -> str:
     out.mkdir(parents=True, exist_ok=True)
     width, heads, layers = (64, 4, 2) if smoke else (768, 12, 3)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
-                         intermediate_size=4 * width, max_position_embeddings=512)).save_pretrained(out)
+    config = BertConfig(vocab_size=30522, hidden_size=width, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=4 * width, max_position_embeddings=512)
+    BertModel(config).save_pretrained(out)
     src = Path(embedded_model_path())
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (src / name).exists():
@@ -129,8 +130,8 @@ def run_shape(name: str, methods: list[str], args, work: Path) -> list[dict[str,
     from peftbench.studies.runner import prepare_study_data, run_trials
 
     model, data, train = shape_specs(name, args, work)
-    specs = [TrialSpec(study=f"bench-plan-{name}", method=parse_method(m), model=model, data=data, train=train)
-             for m in methods]
+    specs = [TrialSpec(study=f"bench-plan-{name}", method=parse_method(m), model=model, data=data,
+                       train=train) for m in methods]
     prepared = prepare_study_data(data, model, train.train_size)  # the trials read these very batches
     t0 = time.perf_counter()
     plan = make_plan(PlanRequest(model, data, train, [s.method for s in specs], device=train.device,
@@ -143,7 +144,8 @@ def run_shape(name: str, methods: list[str], args, work: Path) -> list[dict[str,
     with Store(db, create=False) as store:
         records = {r["method"]: {**json.loads(r["record_json"] or "{}"), "status": r["status"],
                                  "error": r["error"]} for r in store.rows()}
-    return [compare(name, pred, records.get(pred["method"], {}), plan_s, train.device) for pred in plan["methods"]]
+    return [compare(name, pred, records.get(pred["method"], {}), plan_s, train.device)
+            for pred in plan["methods"]]
 
 
 def _err(pred, meas) -> float | None:
@@ -172,23 +174,24 @@ def compare(shape: str, pred: dict, rec: dict, plan_s: float, device: str = "cpu
             "split_mb": {k: pred["memory"][k] for k in ("weights_mb", "gradients_mb", "optimizer_mb",
                                                         "activations_mb")},
             "time_pred_s": pred["time"]["trial_s"], "time_meas_s": rec.get("train_seconds"),
-            "time_err_pct": _err(pred["time"]["trial_s"], rec.get("train_seconds")), "time_how": pred["time"]["how"]}
+            "time_err_pct": _err(pred["time"]["trial_s"], rec.get("train_seconds")),
+            "time_how": pred["time"]["how"]}
 
 
 def summary(rows: list[dict]) -> dict[str, Any]:
-    """Median and worst |error| over every compared trial, and apart for the fit set and the held-out shapes."""
+    """Median and worst |error| over every compared trial, and apart for the fit set and the held-out
+    shapes."""
     def stats(subset: list[dict], key: str) -> tuple[float | None, float | None]:
         errs = [abs(r[key]) for r in subset if r[key] is not None]
         return (C.median(errs), max(errs) if errs else None)
 
-    out: dict[str, Any] = {"targets_pct": TARGETS,
-                           "params_exact": all(r["params_exact"] for r in rows if r["params_exact"] is not None)}
+    exact = [r["params_exact"] for r in rows if r["params_exact"] is not None]
+    out: dict[str, Any] = {"targets_pct": TARGETS, "params_exact": all(exact)}
     for label, subset in (("", rows), ("fit_", [r for r in rows if r["set"] == "fit"]),
                           ("held_out_", [r for r in rows if r["set"] == "held out"])):
-        out[f"{label}memory_median_abs_err_pct"], out[f"{label}memory_worst_abs_err_pct"] = stats(subset,
-                                                                                                  "memory_err_pct")
-        out[f"{label}time_median_abs_err_pct"], out[f"{label}time_worst_abs_err_pct"] = stats(subset,
-                                                                                              "time_err_pct")
+        for what in ("memory", "time"):
+            median, worst = stats(subset, f"{what}_err_pct")
+            out[f"{label}{what}_median_abs_err_pct"], out[f"{label}{what}_worst_abs_err_pct"] = median, worst
     return out
 
 
@@ -237,8 +240,9 @@ from peftbench.plan.assemble import PlanRequest, make_plan
 folder, hidden, layers, inter, heads, kv, vocab = sys.argv[1], *map(int, sys.argv[2:8])
 LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=inter, num_attention_heads=heads,
             num_key_value_heads=kv, vocab_size=vocab, tie_word_embeddings=True).save_pretrained(folder)
-plan = make_plan(PlanRequest(folder, DataSpec(max_length=512), TrainSpec(train_size=256, epochs=1, batch_size=8,
-                 device="cuda"), [parse_method(m) for m in ("Full", "LoRA-r8")], device="cuda",
+train = TrainSpec(train_size=256, epochs=1, batch_size=8, device="cuda")
+methods = [parse_method(m) for m in ("Full", "LoRA-r8")]
+plan = make_plan(PlanRequest(folder, DataSpec(max_length=512), train, methods, device="cuda",
                  gpu_memory_mb=80 * 1024, device_tflops=300.0, calibrate=False))
 print("PLAN", plan["methods"][0]["params"]["total_params"],
       *(round(r["memory"]["peak_mb"]) for r in plan["methods"]))
@@ -248,7 +252,8 @@ print("PLAN", plan["methods"][0]["params"]["total_params"],
 def plan_cost(args, work: Path) -> dict[str, Any]:
     """What planning costs: the whole default study (cold calibration cache, then warm), each in a fresh
     process; a 3B Llama planned from its config alone (its own peak RSS)."""
-    env = {**os.environ, "PEFTBENCH_CACHE": str(work / "plan-cost-cache"), "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "PEFTBENCH_CACHE": str(work / "plan-cost-cache"),
+           "OMP_NUM_THREADS": str(args.threads)}
     study = [sys.executable, "-m", "peftbench.cli", "plan", "--format", "json"]
     if args.smoke:
         study += ["--model", args.model, "--methods", "Full,LoRA-r8", "--train-size", "64", "--epochs", "1"]
@@ -259,10 +264,13 @@ def plan_cost(args, work: Path) -> dict[str, Any]:
             out[f"study_{label}_error"] = proc.stderr.strip().splitlines()[-1:]
             continue
         plan = json.loads(proc.stdout)
-        out[f"study_{label}"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss, "methods": len(plan["methods"]),
+        out[f"study_{label}"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss,
+                                 "methods": len(plan["methods"]),
                                  "time_how": sorted({r["time"]["how"] for r in plan["methods"]}),
                                  "predicted_train_s": plan["total_train_s"]}
-    shape = ("64", "2", "128", "4", "2", "1000") if args.smoke else ("3072", "28", "8192", "24", "8", "128256")
+    # hidden, layers, intermediate, heads, kv heads, vocabulary (Llama-3.2-3B's shape; --smoke: a tiny one)
+    shape = ("64", "2", "128", "4", "2", "1000") if args.smoke else ("3072", "28", "8192", "24", "8",
+                                                                      "128256")
     proc, wall, cpu, rss = _run_child([sys.executable, "-c", PLAN_3B, str(work / "llama-3b"), *shape], env)
     if proc.returncode == 0:
         fields = proc.stdout.split("PLAN", 1)[1].split()
@@ -273,15 +281,29 @@ def plan_cost(args, work: Path) -> dict[str, Any]:
     return out
 
 
+def fresh_calibration_cache(folder: Path) -> None:
+    """$PEFTBENCH_CACHE in a temporary folder, so the plan calibrates here rather than reading an old cache;
+    the embedded decoder already converted in the usual cache is linked in, not converted again."""
+    from peftbench.models.embedded_decoder import converted_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    converted = converted_path()
+    if converted is not None:
+        (folder / Path(converted).name).symlink_to(converted, target_is_directory=True)
+    os.environ["PEFTBENCH_CACHE"] = str(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default=SEED_FAMILIES, help=f"presets for the encoder shape ({SEED_FAMILIES})")
+    p.add_argument("--methods", default=SEED_FAMILIES,
+                   help=f"presets for the encoder shape ({SEED_FAMILIES})")
     p.add_argument("--long-methods", default=None, help=f"(default {SHAPE_METHODS['long']})")
     p.add_argument("--wide-methods", default=None, help=f"(default {SHAPE_METHODS['wide']})")
     p.add_argument("--decoder-methods", default=DECODER_FAMILIES)
     p.add_argument("--shapes", default="encoder,long,wide,decoder,generate,cuda",
-                   help="encoder, long, wide, decoder, generate, cuda (comma-separated; cuda only runs with CUDA)")
+                   help="encoder, long, wide, decoder, generate, cuda (comma-separated; cuda only runs "
+                        "with CUDA)")
     p.add_argument("--train-size", type=int, default=160, help="training examples per encoder trial (160)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--decoder-train-size", type=int, default=48, help="per decoder trial (48)")
@@ -290,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoder-held-out", type=int, default=12)
     p.add_argument("--model", default=None, help="encoder (default: the embedded one; --smoke: a tiny BERT)")
     p.add_argument("--decoder-model", default="smollm2")
-    p.add_argument("--no-plan-cost", action="store_true", help="skip timing the plan of the default study and 3B")
+    p.add_argument("--no-plan-cost", action="store_true",
+                   help="skip timing the plan of the default study and of a 3B config")
     C.add_common_args(p)
     args = C.parse_args(p, argv, SMOKE)
     args.threads = args.threads or C.default_threads()
@@ -307,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     cost: dict[str, Any] = {}
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as work:
-        os.environ["PEFTBENCH_CACHE"] = str(Path(work) / "cache")  # calibrate here, not from an old cache
+        fresh_calibration_cache(Path(work) / "cache")
         for shape in C.split_methods(args.shapes):
             if shape == "cuda" and not torch.cuda.is_available():
                 print("shape cuda: skipped (no CUDA GPU here); its prediction path is tested on CPU "
@@ -322,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     print_results(rows, cost, args, time.perf_counter() - t_all)
     C.write_json("plan_accuracy", {"rows": rows, "summary": summary(rows), "plan_cost": cost,
                                    "threads": args.threads, "train_size": args.train_size,
-                                   "batch_size": args.batch_size, "decoder_train_size": args.decoder_train_size,
+                                   "batch_size": args.batch_size,
+                                   "decoder_train_size": args.decoder_train_size,
                                    "wall_seconds": time.perf_counter() - t_all}, args.json)
     return 0
 
@@ -330,35 +354,42 @@ def main(argv: list[str] | None = None) -> int:
 def print_results(rows: list[dict], cost: dict, args, wall: float) -> None:
     table = [[f"{r['shape']} {r['method']}", r["set"], r["status"],
               {True: "yes", False: "NO", None: "-"}[r["params_exact"]],
-              C.fmt(r["memory_pred_mb"], ".1f"), C.fmt(r["memory_meas_mb"], ".1f"), C.fmt(r["memory_err_pct"], "+.1f"),
-              C.fmt(r["time_pred_s"], ".2f"), C.fmt(r["time_meas_s"], ".2f"), C.fmt(r["time_err_pct"], "+.1f"),
-              C.fmt(r["load_avg"], ".1f"), C.fmt(r["other_cores_busy"], ".2f")] for r in rows]
+              C.fmt(r["memory_pred_mb"], ".1f"), C.fmt(r["memory_meas_mb"], ".1f"),
+              C.fmt(r["memory_err_pct"], "+.1f"), C.fmt(r["time_pred_s"], ".2f"),
+              C.fmt(r["time_meas_s"], ".2f"), C.fmt(r["time_err_pct"], "+.1f"), C.fmt(r["load_avg"], ".1f"),
+              C.fmt(r["other_cores_busy"], ".2f")]
+             for r in rows]
     s = summary(rows)
 
     def line(prefix: str, what: str) -> str:
-        return (f"{what}: memory |error| median {C.fmt(s[prefix + 'memory_median_abs_err_pct'], '.1f')}%, worst "
-                f"{C.fmt(s[prefix + 'memory_worst_abs_err_pct'], '.1f')}%; time |error| median "
-                f"{C.fmt(s[prefix + 'time_median_abs_err_pct'], '.1f')}%, worst "
-                f"{C.fmt(s[prefix + 'time_worst_abs_err_pct'], '.1f')}%")
+        def pct(key: str) -> str:
+            return C.fmt(s[prefix + key], ".1f") + "%"
+
+        return (f"{what}: memory |error| median {pct('memory_median_abs_err_pct')}, worst "
+                f"{pct('memory_worst_abs_err_pct')}; time |error| median {pct('time_median_abs_err_pct')}, "
+                f"worst {pct('time_worst_abs_err_pct')}")
 
     notes = [line("", "all trials") + " (targets: memory <= 10% / <= 25%, time <= 15% / <= 35%)",
              line("fit_", "fit set (encoder, long: plan/memory.py's constants were fitted there)"),
              line("held_out_", "held-out shapes (wide, decoder, generate, cuda)"),
-             f"parameters exact for every trial that ran: {'yes' if s['params_exact'] else 'NO'}; timings on a "
-             f"shared machine move with its load (columns load and other cores)"]
+             f"parameters exact for every trial that ran: {'yes' if s['params_exact'] else 'NO'}; timings on "
+             f"a shared machine move with its load (columns load and other cores)"]
     for r in rows:
         if r["status"] != "ok":
-            notes.append(f"{r['shape']} {r['method']}: {r['status']} ({(r['error'] or '').splitlines()[0][:150]})")
+            why = (r["error"] or "").strip().splitlines() or [""]
+            notes.append(f"{r['shape']} {r['method']}: {r['status']} ({why[0][:150]})")
     for label in ("cold", "warm"):
         c = cost.get(f"study_{label}")
         if c:
-            notes.append(f"plan of the whole default study ({c['methods']} methods), {label} calibration cache: "
-                         f"{c['wall_s']:.1f} s wall, {c['cpu_s']:.1f} s CPU, peak RSS {c['peak_rss_mb']:.0f} MiB "
-                         f"({cost['threads']} thread(s); time: {', '.join(c['time_how'])})")
+            notes.append(f"plan of the whole default study ({c['methods']} methods), {label} calibration "
+                         f"cache: {c['wall_s']:.1f} s wall, {c['cpu_s']:.1f} s CPU, peak RSS "
+                         f"{c['peak_rss_mb']:.0f} MiB ({cost['threads']} thread(s); time: "
+                         f"{', '.join(c['time_how'])})")
     if cost.get("config_3b"):
         c = cost["config_3b"]
-        notes.append(f"3B Llama from its config ({c['total_params'] / 1e9:.2f}B parameters, Full and LoRA-r8, "
-                     f"CUDA plan): {c['wall_s']:.1f} s wall, peak RSS {c['peak_rss_mb']:.0f} MiB (target < 2048)")
+        notes.append(f"3B Llama from its config ({c['total_params'] / 1e9:.2f}B parameters, Full and "
+                     f"LoRA-r8, CUDA plan): {c['wall_s']:.1f} s wall, peak RSS {c['peak_rss_mb']:.0f} MiB "
+                     f"(target < 2048)")
     notes.append(f"whole run {wall / 60:.1f} min")
     C.print_table("Plan vs measured: net peak training memory (MiB) and training time (s)",
                   ["shape / method", "set", "status", "params exact", "mem pred", "mem meas", "mem err %",

@@ -19,8 +19,8 @@ MEMORY_TOLERANCE_PCT = 25.0
 TIME_TOLERANCE_PCT = 35.0
 TOLERANCE_WHY = (f"A trial is flagged when its measured training memory differs from the plan's by more "
                  f"than {MEMORY_TOLERANCE_PCT:.0f}% or its training time by more than "
-                 f"{TIME_TOLERANCE_PCT:.0f}% (calibrated times only): the worst errors bench/plan_accuracy.py "
-                 f"holds the planner to, so a flagged trial is one the plan got wrong by more than it "
+                 f"{TIME_TOLERANCE_PCT:.0f}% (calibrated times only): the worst errors "
+                 f"bench/plan_accuracy.py holds the planner to, so a flagged trial is one the plan got wrong by more than it "
                  f"claims; a contended timing is no test of the plan and is marked, not flagged")
 
 
@@ -93,7 +93,8 @@ def summary_line(checks: pd.DataFrame) -> str:
     clean = checks[~checks["timing_contended"].astype(bool)]
     flagged = int(sum(bool(f) for f in checks["flags"]))
     return (f"{part(checks['memory_error_pct'], 'memory')}; {part(clean['time_error_pct'], 'time')}; "
-            f"{flagged} flagged (tolerance: memory {MEMORY_TOLERANCE_PCT:.0f}%, time {TIME_TOLERANCE_PCT:.0f}%)")
+            f"{flagged} flagged (tolerance: memory {MEMORY_TOLERANCE_PCT:.0f}%, "
+            f"time {TIME_TOLERANCE_PCT:.0f}%)")
 
 
 def cells(check: dict) -> list[str]:

@@ -46,7 +46,8 @@ def _print_skipped_perturbations(records) -> None:
 
 
 def _print_plan_checks(records) -> None:
-    """What the plan predicted for each trial before it ran, beside what it measured (report/plan_checks.py)."""
+    """What the plan predicted for each trial before it ran, beside what it measured
+    (report/plan_checks.py)."""
     from peftbench.report.plan_checks import plan_check_table
 
     table = plan_check_table(records)

@@ -61,7 +61,8 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
             continue
         if key == "unlabelled_value" and isinstance(value, (int, float)) and not isinstance(value, bool):
             continue  # -1 in YAML is a number; the spec keeps it as text
-        if key in ("budget", "max_memory") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in ("budget", "max_memory") and number:
             continue  # budget: 600 (seconds) or "20m"; max_memory: 4 (GB) or "512MB"
         if key == "ood_label_map":
             if not isinstance(value, (str, dict)):

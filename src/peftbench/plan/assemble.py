@@ -96,11 +96,12 @@ def check_request(req: PlanRequest) -> None:
     if req.device not in ("cpu", "cuda"):
         raise PeftbenchError(f"--device must be cpu or cuda for a plan, got {req.device!r}")
     if req.train.load_in_4bit and req.device == "cpu":
-        raise PeftbenchError("--load-in-4bit needs --device cuda (bitsandbytes stores 4-bit weights on a GPU)")
+        raise PeftbenchError("--load-in-4bit needs --device cuda (bitsandbytes stores 4-bit weights on a "
+                             "GPU)")
     for spec in req.methods:
         if req.train.load_in_4bit and spec.family == "full":
-            raise PeftbenchError("full: a 4-bit base cannot be fine-tuned in full; use a PEFT method or leave "
-                                 "out --load-in-4bit")
+            raise PeftbenchError("full: a 4-bit base cannot be fine-tuned in full; use a PEFT method or "
+                                 "leave out --load-in-4bit")
 
 
 def make_plan(req: PlanRequest, data=None, keep_going: bool = False) -> dict[str, Any]:
@@ -123,11 +124,12 @@ def make_plan(req: PlanRequest, data=None, keep_going: bool = False) -> dict[str
     for spec in req.methods:
         try:
             rows.append(plan_method(source, spec, ctx, shapes, req, causal, probe, spent))
-        except Exception as exc:  # noqa: BLE001 - any failure of one method's plan (peft, the trace) lands here
+        except Exception as exc:  # noqa: BLE001 - any failure of a method's plan (peft, the trace) lands here
             if not keep_going:
                 raise
             first = (str(exc).strip().splitlines() or [""])[0][:200]
-            rows.append({"method": spec.name, "family": spec.family, "error": f"{type(exc).__name__}: {first}"})
+            rows.append({"method": spec.name, "family": spec.family,
+                         "error": f"{type(exc).__name__}: {first}"})
     planned = [r for r in rows if "error" not in r]
     timing.fill_from_calibrated(planned)
     timed = [r["time"]["trial_s"] for r in planned if r["time"]["trial_s"] is not None]
@@ -163,10 +165,11 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
     tracer = Tracer(model, mode, source, lambda s: build_on_meta(s, spec, ctx, ckpt).model, causal, bf16)
     pb, ps = shapes.peak
     peak_trace = tracer.train(pb, ps)
-    plan = mem.memory_plan(peak_trace, req.device, quantized)
+    extra = mem.trial_extra_bytes(source.config, req.data.task, ctx.decoder)
+    plan = mem.memory_plan(peak_trace, req.device, quantized, extra)
     if req.gpu_memory_mb is not None:
         other_b = max(1, pb // 2) if pb > 1 else 2
-        other = mem.memory_plan(tracer.train(other_b, ps), req.device, quantized)
+        other = mem.memory_plan(tracer.train(other_b, ps), req.device, quantized, extra)
         plan = mem.with_limit(plan, req.gpu_memory_mb, pb, other, other_b)
     # FLOPs of every step from the traced one: per row, linear in the length plus attention's square
     train_flops = float(sum(peak_trace.flops_at(b, s) for b, s in shapes.steps))
@@ -211,7 +214,8 @@ def _step_time(source, spec, ctx, shapes, req, rep_flops: float, peak_trace, pro
     note = ("roofline estimate: FLOPs over --device-tflops" + (" and bytes over --device-bandwidth"
             if req.device_bandwidth_gbs else "")) if req.device_tflops else (
         "roofline estimate: half this machine's measured GEMM rate" if seconds is not None else
-        "no time: the device is not here; give --device-tflops (and --device-bandwidth) for a roofline estimate")
+        "no time: the device is not here; give --device-tflops (and --device-bandwidth) for a roofline "
+        "estimate")
     return timing.StepTime(seconds, "roofline" if seconds is not None else "none", note)
 
 

@@ -89,7 +89,8 @@ class Tracer:
     def train(self, batch_size: int, seq_len: int) -> StepTrace:
         from peftbench.plan.trace import trace_train_step
 
-        traces = [trace_train_step(m, mode, batch_size, seq_len, self.causal, self.bf16) for m, mode in self.models]
+        traces = [trace_train_step(m, mode, batch_size, seq_len, self.causal, self.bf16)
+                  for m, mode in self.models]
         return extrapolated(*traces, self.layers - 2) if self.extrapolating else traces[0]
 
     def inference(self, batch_size: int, seq_len: int) -> int:

@@ -24,7 +24,8 @@ aten = torch.ops.aten
 # with the length itself (every linear layer, the loss).
 QUADRATIC_OPS = {aten.bmm, aten.baddbmm, *fl.CPU_ATTENTION_FORMULAS,
                  aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_flash_attention,
-                 aten._scaled_dot_product_cudnn_attention, aten._scaled_dot_product_efficient_attention_backward,
+                 aten._scaled_dot_product_cudnn_attention,
+                 aten._scaled_dot_product_efficient_attention_backward,
                  aten._scaled_dot_product_flash_attention_backward,
                  aten._scaled_dot_product_cudnn_attention_backward}
 
@@ -91,7 +92,8 @@ class StepTrace:
 
     batch_size: int
     seq_len: int
-    phase_peaks: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)  # bytes, split by category
+    # per phase: the peak bytes, and their split by category at that moment
+    phase_peaks: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
     flops: int = 0  # forward + backward of the step (FlopCounterMode; frozen weights get no weight gradient)
     forward_flops: int = 0
     quadratic_flops: int = 0  # the part that grows with the square of the length (attention)
@@ -140,15 +142,15 @@ def fake_copy(model: nn.Module):
 
 def fake_batch(batch_size: int, seq_len: int, causal_lm: bool) -> dict[str, torch.Tensor]:
     ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
-    labels = torch.zeros(batch_size, seq_len, dtype=torch.long) if causal_lm else torch.zeros(batch_size,
-                                                                                              dtype=torch.long)
+    labels = torch.zeros(*((batch_size, seq_len) if causal_lm else (batch_size,)), dtype=torch.long)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
 def trace_train_step(model: nn.Module, mode, batch_size: int, seq_len: int, causal_lm: bool,
                      bf16: bool = False) -> StepTrace:
-    """One AdamW step as trial/train.py takes it (forward, backward, gradient clipping, fused AdamW, zero_grad)
-    with the optimizer states already there, as from the second step on; its FLOPs counted on the way."""
+    """One AdamW step as trial/train.py takes it (forward, backward, gradient clipping, fused AdamW,
+    zero_grad) with the optimizer states already there, as from the second step on; its FLOPs counted on
+    the way."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     with mode:
         batch = fake_batch(batch_size, seq_len, causal_lm)

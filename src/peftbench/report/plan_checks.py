@@ -17,7 +17,8 @@ def plan_check_table(records: pd.DataFrame, title: str = "Plan vs measured") -> 
     what = "CUDA peak allocated" if (checks["memory_measured_as"] == "peak_cuda_allocated_mb").all() else \
         "net peak RSS" if (checks["memory_measured_as"] == "peak_rss_net_mb").all() else "device memory"
     t = Table(title=f"{title}: training memory ({what}) and training time, error = (pred - meas) / meas",
-              title_justify="left", caption=f"{summary_line(checks)}. {TOLERANCE_WHY}.", caption_justify="left")
+              title_justify="left", caption=f"{summary_line(checks)}. {TOLERANCE_WHY}.",
+              caption_justify="left")
     for h in HEADERS:
         t.add_column(h, justify="left" if h in ("method", "time from", "flag / note") else "right",
                      overflow="fold")

@@ -73,7 +73,8 @@ def plan_trials(will_run: list[TrialSpec], prepared: dict, *, budget_s: float | 
                 say: Callable[[str], None] | None = None) -> Forecast:
     """Plan `will_run` (the trials the store does not hold yet) on their prepared data ((model, data) ->
     data), apply --max-memory and --budget, and `say` each line as it is known (so the plan is printed also
-    when the budget then stops the study). Raises PeftbenchError when no method fits or the budget is short."""
+    when the budget then stops the study). Raises PeftbenchError when no method fits or the budget is
+    short."""
     import time
 
     t0 = time.perf_counter()

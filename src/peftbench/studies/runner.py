@@ -164,7 +164,8 @@ def _prepare_groups(store: Store, groups: dict, ready: dict) -> dict:
         prepared[(model, data_spec)] = data
         for note in data.notes:
             print(f"data: {note}", file=sys.stderr)
-        store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group], data.provenance.get("split_hash"))
+        store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group],
+                                    data.provenance.get("split_hash"))
     return prepared
 
 

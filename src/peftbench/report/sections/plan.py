@@ -19,6 +19,7 @@ def plan_section(page: Page, records: pd.DataFrame) -> None:
              f"{esc(summary_line(checks))}. {esc(TOLERANCE_WHY)}.</p>")
     flagged = checks[checks["flags"].map(bool)]
     if len(flagged):
-        page.add("<p class='note'>Over tolerance: " + esc("; ".join(
-            f"{r['method']} seed {r['seed']} ({', '.join(r['flags'])})" for _, r in flagged.iterrows())) + "</p>")
+        named = "; ".join(f"{r['method']} seed {r['seed']} ({', '.join(r['flags'])})"
+                          for _, r in flagged.iterrows())
+        page.add(f"<p class='note'>Over tolerance: {esc(named)}</p>")
     page.add(table_html(HEADERS, [cells(c.to_dict()) for _, c in checks.iterrows()]))
