@@ -38,6 +38,7 @@ class PlanRequest:
     # the calibration cache takes the seconds per FLOP of a calibrated one (its family's first), and the
     # next plan calibrates it. Keeps a study's plan cheap on a busy machine.
     calibration_budget_s: float | None = 8.0
+    inference: bool = True  # trace the inference pass too (a study's plan needs only training)
 
 
 @dataclass
@@ -177,8 +178,10 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
     step_time = _step_time(source, spec, ctx, shapes, req, rep_flops, peak_trace, probe,
                            spent or timing.Spent(None))
     trial_s = None if step_time.seconds is None else step_time.seconds * train_flops / max(rep_flops, 1.0)
-    inference = plan.weights_mb + plan.quant_state_mb + tracer.inference(INFERENCE_BATCH,
-                                                                         shapes.eval_length) / mem.MB
+    inference = None
+    if req.inference:
+        inference = round(plan.weights_mb + plan.quant_state_mb
+                          + tracer.inference(INFERENCE_BATCH, shapes.eval_length) / mem.MB, 1)
     param_bytes = 4
     return {"method": spec.name, "family": spec.family,
             "params": {k: build.counts[k] for k in ("trainable_params", "head_params", "adapter_params",
@@ -188,7 +191,7 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
                      "steps": len(shapes.steps), "how": step_time.how, "note": step_time.note},
             "flops": {"peak_step": peak_trace.flops, "representative_step": rep_flops, "train": train_flops},
             "traced": "depth 2 and 3, extrapolated" if tracer.extrapolating else "full depth",
-            "inference_mb": round(inference, 1), "adapter_bytes": saved * param_bytes,
+            "inference_mb": inference, "adapter_bytes": saved * param_bytes,
             "can_merge": family(spec.family).can_merge}
 
 

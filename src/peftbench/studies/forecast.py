@@ -141,7 +141,8 @@ def _plan_setups(will_run: list[TrialSpec], calibrate: bool, threads: int | None
             try:
                 device = _device(train.device)
                 req = PlanRequest(model, data_spec, dataclasses.replace(train, device=device),
-                                  [methods[k].method for k in keys], device=device, calibrate=calibrate)
+                                  [methods[k].method for k in keys], device=device, calibrate=calibrate,
+                                  inference=False)
                 plan = make_plan(req, data=prepared.get((model, data_spec)), keep_going=True)
                 out[(model, data_spec, train)] = {k: {**row, "_plan_device": device}
                                                   for k, row in zip(keys, plan["methods"])}
