@@ -332,7 +332,7 @@ def test_cuda_prediction_path_on_cpu(tiny_llama):
 
 
 def test_deep_models_are_traced_at_depth_2_and_3_exactly(tmp_path):
-    """A 6-layer model's step traced at depth 2 and 3 and extrapolated equals its full-depth trace to the
+    """An 8-layer model's step traced at depth 2 and 3 and extrapolated equals its full-depth trace to the
     byte and the FLOP, phase by phase (the layers are alike)."""
     from transformers import BertConfig
 
@@ -340,7 +340,7 @@ def test_deep_models_are_traced_at_depth_2_and_3_exactly(tmp_path):
     from peftbench.plan.trace import fake_copy, trace_train_step
 
     folder = tmp_path / "deep"
-    BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=6, num_attention_heads=4,
+    BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=8, num_attention_heads=4,
                intermediate_size=64, max_position_embeddings=64).save_pretrained(folder)
     source = model_source(str(folder))
     ctx = BuildContext(total_steps=10, num_labels=2)

@@ -124,9 +124,10 @@ PLAN_NOTES = [
     ("training time", "FLOPs of every step (traced once; per row linear in the length plus attention's "
      "square) times the seconds per FLOP of real steps of the model (random weights, full depth, or depth 1 "
      "and 2 extrapolated) on this machine at the trials' thread count, cached per machine, shape, method and "
-     "batch, re-measured when a GEMM probe drifts 25%. A plan spends at most 8 s calibrating (`peftbench "
-     "plan` and studies alike); a method past that takes a calibrated method's seconds per FLOP (its "
-     "family's first, else the median; predicted_time_how = rate) and is calibrated by the next plan. For a "
+     "batch, re-measured when a GEMM probe drifts 25%. A plan spends at most 5 s calibrating, each "
+     "family's first method first (`peftbench plan` and studies alike); a method past that takes a "
+     "calibrated method's seconds per FLOP (its family's first, else the median; predicted_time_how = rate) "
+     "and is calibrated by the next plan. For a "
      "device not here, a roofline (--device-tflops, --device-bandwidth). Evaluation and inference time not "
      "counted"),
     ("every study", "`run` and `study` plan the trials the store does not hold yet before the first one, "

@@ -70,7 +70,9 @@ class Tracer:
     shallow enough, else on copies at depth 2 and 3 (the first layer can differ from the rest: the embeddings'
     output stays saved beside it), extrapolated to the full depth."""
 
-    MIN_LAYERS_TO_EXTRAPOLATE = 6  # below, tracing the model itself costs no more than tracing 2 + 3 layers
+    # below, tracing the model itself costs less than building and tracing copies of 2 and 3 layers (the
+    # embeddings, head, loss and optimizer are traced in each copy too)
+    MIN_LAYERS_TO_EXTRAPOLATE = 8
 
     def __init__(self, full_model, full_mode, source: ModelSource, build, causal: bool, bf16: bool):
         self.causal, self.bf16 = causal, bf16

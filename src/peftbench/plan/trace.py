@@ -1,8 +1,9 @@
 """Training steps traced under FakeTensorMode: every tensor has its shape and dtype but no memory, so a 3B
 model's step costs seconds and no gigabytes. A dispatch mode follows each storage from its creation to its
 release and keeps the peak of live bytes in each phase of the step (forward, backward, optimizer), split by
-what the bytes are (weights, gradients, optimizer states, activations); FlopCounterMode counts the same step's
-FLOPs as a trial does (measure/flops.py), attention's (quadratic in the length) apart from the rest.
+what the bytes are (weights, gradients, optimizer states, activations); the same mode counts the step's
+FLOPs by FlopCounterMode's formulas, as a trial counts them (measure/flops.py), attention's (quadratic in the
+length) apart from the rest.
 """
 
 from __future__ import annotations
@@ -30,16 +31,28 @@ QUADRATIC_OPS = {aten.bmm, aten.baddbmm, *fl.CPU_ATTENTION_FORMULAS,
                  aten._scaled_dot_product_cudnn_attention_backward}
 
 
+def _flop_formulas() -> dict:
+    """torch's FLOP formulas by op (FlopCounterMode's own registry) with the CPU attention formulas trials
+    register (measure/flops.py), so a trace counts what a trial's FlopCounterMode counts."""
+    from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+    return {**flop_registry, **{op: shape_wrapper(f) for op, f in fl.CPU_ATTENTION_FORMULAS.items()}}
+
+
 class LiveBytes(TorchDispatchMode):
     """Live tensor bytes by category, and their peak in each phase. A storage is counted once however many
-    views it has, and leaves the count when it is freed (a weakref finalizer on the storage)."""
+    views it has, and leaves the count when it is freed (a weakref finalizer on the storage). With
+    `count_flops`, each op's FLOPs are counted on the way by torch's formulas (one dispatch mode rather
+    than two: FlopCounterMode's module tracking doubled a trace's cost)."""
 
-    def __init__(self) -> None:
+    def __init__(self, count_flops: bool = False) -> None:
         super().__init__()
         self.live = dict.fromkeys(CATEGORIES, 0)
         self.phase = "forward"
         self.peaks: dict[str, tuple[int, dict[str, int]]] = {}
         self._category: dict[int, tuple[str, int]] = {}
+        self.formulas = _flop_formulas() if count_flops else {}
+        self.flops = self.quadratic_flops = 0
 
     def track(self, t, category: str = "activations") -> None:
         if not isinstance(t, torch.Tensor):
@@ -80,9 +93,16 @@ class LiveBytes(TorchDispatchMode):
         self._maybe_peak()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         for t in tree_leaves(out):
             self.track(t)
+        formula = self.formulas.get(func._overloadpacket)
+        if formula is not None:
+            n = formula(*args, **kwargs, out_val=out)
+            self.flops += n
+            if func._overloadpacket in QUADRATIC_OPS:
+                self.quadratic_flops += n
         return out
 
 
@@ -160,7 +180,7 @@ def trace_train_step(model: nn.Module, mode, batch_size: int, seq_len: int, caus
                 p.grad = torch.zeros_like(p)
             opt.step()
             opt.zero_grad(set_to_none=True)
-        tracker = LiveBytes()
+        tracker = LiveBytes(count_flops=True)
         seen: set[int] = set()
         for p in [*model.parameters(), *model.buffers()]:
             if id(p) not in seen:
@@ -172,21 +192,19 @@ def trace_train_step(model: nn.Module, mode, batch_size: int, seq_len: int, caus
         hooks = [p.register_post_accumulate_grad_hook(lambda q: tracker.mark(q.grad, "gradients"))
                  for p in trainable]
         model.train()
-        with tracker, fl.counter() as counter:
-            fwd = _step(model, opt, trainable, batch, bf16, tracker, counter)
-        by_op = counter.get_flop_counts().get("Global", {})
+        with tracker:
+            fwd = _step(model, opt, trainable, batch, bf16, tracker)
         for h in hooks:
             h.remove()
         del opt
-    quadratic = sum(n for op, n in by_op.items() if op in QUADRATIC_OPS)
-    return StepTrace(batch_size, seq_len, dict(tracker.peaks), counter.get_total_flops(), fwd, quadratic)
+    return StepTrace(batch_size, seq_len, dict(tracker.peaks), tracker.flops, fwd, tracker.quadratic_flops)
 
 
-def _step(model, opt, trainable, batch, bf16: bool, tracker: LiveBytes, counted) -> int:
+def _step(model, opt, trainable, batch, bf16: bool, tracker: LiveBytes) -> int:
     tracker.enter("forward")
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch).loss
-    forward = counted.get_total_flops()
+    forward = tracker.flops
     tracker.enter("backward")
     loss.backward()
     del loss
