@@ -134,6 +134,10 @@ def make_plan(req: PlanRequest, data=None, keep_going: bool = False) -> dict[str
             by_index[i] = {"method": spec.name, "family": spec.family,
                            "error": f"{type(exc).__name__}: {first}"}
     rows = [by_index[i] for i in range(len(req.methods))]
+    if req.calibrate:
+        from peftbench.plan.calibrate import release_bases
+
+        release_bases()
     planned = [r for r in rows if "error" not in r]
     timing.fill_from_calibrated(planned)
     timed = [r["time"]["trial_s"] for r in planned if r["time"]["trial_s"] is not None]
