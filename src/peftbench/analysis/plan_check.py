@@ -20,8 +20,9 @@ TIME_TOLERANCE_PCT = 35.0
 TOLERANCE_WHY = (f"A trial is flagged when its measured training memory differs from the plan's by more "
                  f"than {MEMORY_TOLERANCE_PCT:.0f}% or its training time by more than "
                  f"{TIME_TOLERANCE_PCT:.0f}% (calibrated times only): the worst errors "
-                 f"bench/plan_accuracy.py holds the planner to, so a flagged trial is one the plan got wrong by more than it "
-                 f"claims; a contended timing is no test of the plan and is marked, not flagged")
+                 f"bench/plan_accuracy.py holds the planner to, so a flagged trial is one the plan got "
+                 f"wrong by more than it claims; a contended timing is no test of the plan and is marked, "
+                 f"not flagged")
 
 
 def error_pct(predicted, measured) -> float | None:
