@@ -177,12 +177,20 @@ def test_generate_eval_cost(bench):
 
 def test_plan_accuracy(bench):
     stdout, fig = bench("plan_accuracy")
-    assert "Plan vs measured" in stdout and "memory |error| median" in stdout
-    assert [(r["shape"], r["method"]) for r in fig["rows"]] == [
-        ("encoder", "Full"), ("encoder", "LoRA-r8"), ("long", "Full"), ("long", "LoRA-r8")]
+    flat = " ".join(stdout.split())
+    assert "Plan vs measured" in flat and "memory |error| median" in flat and "held-out shapes" in flat
+    assert [(r["shape"], r["set"], r["method"]) for r in fig["rows"]] == [
+        ("encoder", "fit", "Full"), ("encoder", "fit", "LoRA-r8"), ("long", "fit", "Full"),
+        ("long", "fit", "LoRA-r8"), ("wide", "held out", "Full"), ("wide", "held out", "LoRA-r8")]
     for r in fig["rows"]:
-        assert r["status"] == "ok" and r["params_exact"] is True
+        assert r["status"] == "ok" and r["params_exact"] is True and r["measured_as"] == "peak_rss_net_mb"
         assert positive(r["memory_pred_mb"]) and positive(r["memory_meas_mb"])
         assert positive(r["time_pred_s"]) and positive(r["time_meas_s"])
         assert isinstance(r["memory_err_pct"], float) and isinstance(r["time_err_pct"], float)
-    assert fig["summary"]["params_exact"] is True and positive(fig["summary"]["memory_worst_abs_err_pct"])
+    s = fig["summary"]
+    assert s["params_exact"] is True and positive(s["memory_worst_abs_err_pct"])
+    assert positive(s["fit_memory_worst_abs_err_pct"]) and positive(s["held_out_memory_worst_abs_err_pct"])
+    cost = fig["plan_cost"]  # the plan's own cost, each in a fresh process: wall, CPU and its own peak RSS
+    for key in ("study_cold", "study_warm", "config_3b"):
+        assert positive(cost[key]["wall_s"]) and 0 < cost[key]["peak_rss_mb"] < 4096, (key, cost)
+    assert cost["study_cold"]["methods"] == 2 and positive(cost["study_cold"]["predicted_train_s"])

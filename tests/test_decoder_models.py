@@ -182,8 +182,13 @@ def test_decoder_classifier_reads_its_last_real_token_behind_a_prompt(tiny_llama
                       attention_mask=b["attention_mask"][1:2, :8]).logits[0]
         model.get_base_model()._forward_pre_hooks.clear()  # without the fix: the pad token is read
         unfixed = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[1]
+        alone_unfixed = model(input_ids=b["input_ids"][1:2, :8],
+                              attention_mask=b["attention_mask"][1:2, :8]).logits[0]
     assert torch.allclose(padded, alone, atol=1e-5)
     assert not torch.allclose(unfixed, alone, atol=1e-3)
+    # a row without padding rolls by 0 (no branch on the values, so a plan's fake trace can follow it): as
+    # without the fix
+    assert torch.allclose(alone_unfixed, alone, atol=1e-6)
 
 
 # ---- parameter accounting -------------------------------------------------------------------------------

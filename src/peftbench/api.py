@@ -45,22 +45,26 @@ def study_options(*, train: TrainSpec | None = None, data: DataSpec | None = Non
 
 
 def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking_uri=None, tune: bool = False,
-         tune_lr_factors: list[float] | None = None) -> pd.DataFrame:
+         tune_lr_factors: list[float] | None = None, budget=None, max_memory=None) -> pd.DataFrame:
     from peftbench.store.tracking import make_trackers
+    from peftbench.studies.forecast import Planner
     from peftbench.studies.runner import run_trials
 
+    planner = Planner(executor, budget, max_memory)  # a bad value raises before anything
     trackers = make_trackers(track, tracking_uri)
     db = Path(db) if db else default_db_path()
     if tune:
         from peftbench.studies.tuning import parse_lr_factors, prepare
 
-        specs, executor, budget = prepare(specs, db, executor, parse_lr_factors(tune_lr_factors))
-        print(budget)
+        specs, executor, tuning_line = prepare(specs, db, executor, parse_lr_factors(tune_lr_factors))
+        planner.executor = executor
+        print(tuning_line)
     elif tune_lr_factors is not None:
         from peftbench.errors import PeftbenchError
 
         raise PeftbenchError("tune_lr_factors needs tune=True")
-    run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries, trackers=trackers)
+    run_trials(specs, db, executor, force=force, retry_failed=retry_failed, retries=retries,
+               trackers=trackers, planner=planner)
     ids = {s.trial_id for s in specs}
     with Store(db, create=False) as store:
         df = store.records(include_failed=True)
@@ -69,25 +73,32 @@ def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking
 
 def run(*, db: str | Path | None = None, executor=None, force: bool = False, retry_failed: bool = False,
         retries: int = 0, track: str | None = None, tracking_uri: str | None = None, tune: bool = False,
-        tune_lr_factors: list[float] | None = None, **options) -> pd.DataFrame:
+        tune_lr_factors: list[float] | None = None, budget: str | float | None = None,
+        max_memory: str | float | None = None, **options) -> pd.DataFrame:
     """The tradeoff study (seed presets by default). Returns one row per trial of this study.
     track="mlflow" logs each trial as it finishes (tracking_uri: default ./mlruns).
+
+    The study is planned first (`peftbench plan`): the predicted training time is printed, each record
+    stores its prediction (predicted_*) beside what it measured. budget="20m" (or seconds) stops a study
+    predicted to train longer before it starts (PeftbenchError: by how much, what would fit);
+    max_memory="4GB" (or GiB as a number) leaves out the methods predicted to need more training memory.
 
     tune=True: each method's learning rate is tuned on validation (see `tuning`); every candidate is a
     row (status ok or pruned, with `tune_group`); `tuning_choices(db)` says which one was chosen."""
     from peftbench.studies.definitions import tradeoff
 
     return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries, track,
-                tracking_uri, tune, tune_lr_factors)
+                tracking_uri, tune, tune_lr_factors, budget, max_memory)
 
 
 def study(name: str, *, db: str | Path | None = None, executor=None, force: bool = False,
           sizes: list[int] | None = None, ranks: list[int] | None = None, track: str | None = None,
           tracking_uri: str | None = None, tune: bool = False, tune_lr_factors: list[float] | None = None,
+          budget: str | float | None = None, max_memory: str | float | None = None,
           **options) -> pd.DataFrame:
     """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'. As in the CLI, the sweeps train 3
     epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise; the rank sweep also
-    takes alpha_ratio= and targets=; tune=True as in `run`."""
+    takes alpha_ratio= and targets=; tune=True, budget= and max_memory= as in `run`."""
     from peftbench.errors import PeftbenchError
     from peftbench.studies.definitions import STUDIES
 
@@ -96,7 +107,8 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
     if name not in STUDIES:
         raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(STUDIES)})")
     specs = study_specs(name, opts, {**options, **sweep, "sizes": sizes, "ranks": ranks})
-    return _run(specs, db, executor, force, False, 0, track, tracking_uri, tune, tune_lr_factors)
+    return _run(specs, db, executor, force, False, 0, track, tracking_uri, tune, tune_lr_factors, budget,
+                max_memory)
 
 
 def tuning_choices(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:

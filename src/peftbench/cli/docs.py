@@ -104,21 +104,45 @@ DIMENSIONS = [
 ]
 
 
-# `peftbench plan`: what its predictions count and what they leave out.
+# `peftbench plan`: what its predictions count and what they leave out, and how a study checks them.
 PLAN_NOTES = [
-    ("parameters", "exact: the model built from its config on the meta device, the method applied by the same "
-     "builders a trial uses, counted as a trial counts them (a config-only folder's pooler is taken as trained)"),
-    ("training memory", "one AdamW step traced under FakeTensorMode (no memory allocated): the peak of live tensor "
-     "bytes, split into weights, gradients, optimizer states (2 fp32 per trained parameter), activations (saved "
-     "tensors and temporaries) and 4-bit state (NF4: half a byte a weight + an fp32 absmax per 64), at the "
-     "trial's largest batch; CPU adds the allocator's share (activations x 1.47 + 55 MiB, fitted on "
-     "bench/plan_accuracy.py's trials) to predict peak_rss_net_mb. Not counted: the CUDA context and allocator "
-     "cache (reserved above allocated), attention kernels' internal workspaces, cuBLAS/oneDNN scratch, other "
-     "processes"),
-    ("training time", "FLOPs of every step (traced; per row a*s + b*s^2 through two traced shapes) times the "
-     "seconds per FLOP of real steps of the model (random weights, full depth, or depth 1 and 2 extrapolated) "
-     "on this machine, cached per machine, shape, method and batch, re-measured when a GEMM probe drifts 25%; "
-     "for a device not here, a roofline (--device-tflops, --device-bandwidth). Evaluation time not counted"),
+    ("parameters", "exact: the model built from its config on the meta device (no weight allocated), the "
+     "method applied by the same builders a trial uses, counted as a trial counts them (a config-only "
+     "folder's pooler is taken as trained); a study stores the count (predicted_trainable_params) and flags "
+     "any difference"),
+    ("training memory", "one AdamW step traced under FakeTensorMode (no memory allocated): the peak of live "
+     "tensor bytes in each phase (forward, backward, optimizer), split into weights, gradients, optimizer "
+     "states (2 fp32 per trained parameter), activations (saved tensors and temporaries) and 4-bit state "
+     "(NF4: half a byte a weight + an fp32 absmax per 64), at the trial's largest batch; a model of 6 or "
+     "more layers is traced at depth 2 and 3 and extrapolated per phase (its layers are alike: equal to the "
+     "full trace to the byte on the embedded encoder and decoder), plus what the trial keeps beside the "
+     "model (a decoder classifier's fp32 LM-head copy for forgetting). CPU adds the allocator's share "
+     "(activations x 1.47 + 55 MiB, fitted on bench/plan_accuracy.py's encoder trials) to predict "
+     "peak_rss_net_mb; CUDA predicts peak_cuda_allocated_mb as traced. Not counted: the CUDA context and "
+     "allocator cache (reserved above allocated), attention kernels' internal workspaces, cuBLAS/oneDNN "
+     "scratch, other processes"),
+    ("training time", "FLOPs of every step (traced once; per row linear in the length plus attention's "
+     "square) times the seconds per FLOP of real steps of the model (random weights, full depth, or depth 1 "
+     "and 2 extrapolated) on this machine at the trials' thread count, cached per machine, shape, method and "
+     "batch, re-measured when a GEMM probe drifts 25%. A plan spends at most 5 s calibrating, each "
+     "family's first method first (`peftbench plan` and studies alike); a method past that takes a "
+     "calibrated method's seconds per FLOP (its family's first, else the median; predicted_time_how = rate) "
+     "and is calibrated by the next plan. For a "
+     "device not here, a roofline (--device-tflops, --device-bandwidth). Evaluation and inference time not "
+     "counted"),
+    ("every study", "`run` and `study` plan the trials the store does not hold yet before the first one, "
+     "print the predicted training time, and store each prediction in the trial's record (predicted_*; "
+     "prediction_note says why one is missing: a plan that fails never stops its trial). `results` and the "
+     "report show predicted beside measured, error = (predicted - measured) / measured"),
+    ("tolerance", "a trial is flagged when its memory error passes 25% or its calibrated training time's "
+     "passes 35%: the worst errors bench/plan_accuracy.py holds the planner to (medians <= 10% and <= 15%), "
+     "so a flagged trial is one the plan got wrong by more than it claims. A contended timing "
+     "(timing_contended) is no test of the plan: marked, not flagged; a roofline time is not held to it"),
+    ("--budget, --max-memory", "before anything runs: a method predicted above --max-memory (GiB; CPU net "
+     "peak RSS, CUDA peak allocated) is left out, one line each (none fits: one line, exit 2); a study whose "
+     "predicted training time passes --budget (s, m, h) does not start: one line with the overrun and what "
+     "would fit (the quickest methods; a smaller --train-size), exit 2, no store written. A bad value: one "
+     "line, exit 2, nothing written"),
 ]
 
 

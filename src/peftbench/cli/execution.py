@@ -18,6 +18,7 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
     from peftbench.execute import make_executor
     from peftbench.store.db import default_db_path
     from peftbench.store.tracking import make_trackers
+    from peftbench.studies.forecast import Planner
     from peftbench.studies.runner import run_trials
 
     workers = pick(options["workers"], cfg, "workers", None)
@@ -26,6 +27,10 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
         raise PeftbenchError(f"workers must be at least 1, got {workers}")
     if trial_timeout is not None and trial_timeout <= 0:
         raise PeftbenchError(f"trial timeout must be positive, got {trial_timeout}")
+    # a bad --budget or --max-memory: one line, before anything
+    planner = Planner(None, pick(options.get("budget"), cfg, "budget", None),
+                      pick(options.get("max_memory"), cfg, "max_memory", None),
+                      say=lambda line: err_console.print(line, highlight=False, markup=False))
     # before any store is written: a bad tracker is one line
     trackers = make_trackers(options["track"], options["tracking_uri"])
     executor = make_executor(options["backend"], workers=workers, trial_timeout=trial_timeout,
@@ -36,9 +41,10 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
     if tune[0]:
         from peftbench.studies.tuning import prepare
 
-        specs, executor, budget = prepare(specs, db_path, executor, tune[1])
-        err_console.print(budget, highlight=False, markup=False)
+        specs, executor, budget_line = prepare(specs, db_path, executor, tune[1])
+        err_console.print(budget_line, highlight=False, markup=False)
+    planner.executor = executor
     run_trials(specs, db_path, executor, force=options["force"], retry_failed=options["retry_failed"],
                retries=pick(options["retries"], cfg, "retries", 0), display=StudyDisplay(err_console),
-               trackers=trackers, side_by_side=not options.get("no_side_by_side"))
+               trackers=trackers, side_by_side=not options.get("no_side_by_side"), planner=planner)
     return db_path

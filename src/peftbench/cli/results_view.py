@@ -30,6 +30,7 @@ def print_results(db_path: Path, study: str | None) -> None:
         console.print(results_table(grp, title=f"peftbench: {name}" + (f" · {label}" if label else "")))
         _print_skipped_perturbations(grp)
         _print_study_answer(name, grp)
+        _print_plan_checks(grp)
     _print_tuning(db_path, study)
 
 
@@ -42,6 +43,16 @@ def _print_skipped_perturbations(records) -> None:
     if skipped:
         console.print("robust drop leaves out: " + "; ".join(f"{k} ({why})" for k, why in skipped.items()),
                       highlight=False, markup=False)
+
+
+def _print_plan_checks(records) -> None:
+    """What the plan predicted for each trial before it ran, beside what it measured
+    (report/plan_checks.py)."""
+    from peftbench.report.plan_checks import plan_check_table
+
+    table = plan_check_table(records)
+    if table is not None:
+        console.print(table)
 
 
 def _print_tuning(db_path: Path, study: str | None) -> None:

@@ -17,7 +17,7 @@ CONFIG_KEYS = {
     "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
     "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors", "task", "prompt_column",
     "response_column", "template", "max_new_tokens", "load_in_4bit", "gradient_checkpointing",
-    "unlabelled_value", "ood_same_codes",
+    "unlabelled_value", "ood_same_codes", "budget", "max_memory",
 }
 
 
@@ -61,6 +61,9 @@ def _check_config_types(p: Path, data: dict[str, Any]) -> None:
             continue
         if key == "unlabelled_value" and isinstance(value, (int, float)) and not isinstance(value, bool):
             continue  # -1 in YAML is a number; the spec keeps it as text
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in ("budget", "max_memory") and number:
+            continue  # budget: 600 (seconds) or "20m"; max_memory: 4 (GB) or "512MB"
         if key == "ood_label_map":
             if not isinstance(value, (str, dict)):
                 raise PeftbenchError(f"config file {p}: ood_label_map must be a mapping (pos: positive) or "

@@ -67,8 +67,8 @@ def _padding_to_front(module: nn.Module, args, kwargs):
     pos = torch.arange(width, device=mask.device)
     last = (pos * (mask != 0)).argmax(-1)  # each row's last real position
     shift = (width - 1 - last).unsqueeze(1)
-    if not bool(shift.any()):
-        return None  # already left-padded (or no padding)
+    # no branch on the values (a row without padding rolls by 0: the same inputs, positions 0..width-1 as
+    # the model's own), so `peftbench plan`'s fake-tensor trace takes the path a padded batch takes
     src = (pos.unsqueeze(0) - shift) % width  # roll each row right by its trailing padding
     mask = mask.gather(1, src)
     embeds = embeds.gather(1, src.unsqueeze(-1).expand_as(embeds))

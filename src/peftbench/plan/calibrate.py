@@ -1,8 +1,8 @@
 """The short calibration behind a predicted time: the model built for real (random weights) with the method
 applied, timed over a few training steps at the representative batch shape. A model small enough is timed at
 its full depth; a bigger one at depth 1 and 2, the full depth's step extrapolated from the two
-(timing.depth_extrapolated). Cached per machine,
-model shape, method and batch shape (timing.cached_or_measured)."""
+(timing.depth_extrapolated). Cached per machine, model shape, method and batch shape
+(timing.cached_or_measured)."""
 
 from __future__ import annotations
 
@@ -13,25 +13,7 @@ import torch
 from peftbench.methods import build_model
 from peftbench.plan import timing
 from peftbench.plan.meta_model import config_summary
-
-
-def _layer_key(config) -> str | None:
-    text = getattr(config, "text_config", None) or config
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if getattr(text, key, None) is not None:
-            return key
-    return None
-
-
-def shallow_config(config, layers: int):
-    """A copy of the config with `layers` transformer layers (everything else as it is)."""
-    cfg = copy.deepcopy(config)
-    text = getattr(cfg, "text_config", None) or cfg
-    key = _layer_key(cfg)
-    setattr(text, key, layers)
-    if getattr(text, "layer_types", None) is not None:  # models listing a type per layer
-        text.layer_types = list(text.layer_types)[:layers]
-    return cfg
+from peftbench.plan.shallow import layer_count, layer_key, shallow_config
 
 
 def copy_params(config, peft_task_type: str, layers: int = 2) -> int:
@@ -40,7 +22,7 @@ def copy_params(config, peft_task_type: str, layers: int = 2) -> int:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     auto = AutoModelForCausalLM if peft_task_type == "CAUSAL_LM" else AutoModelForSequenceClassification
-    with init_empty_weights():
+    with init_empty_weights(include_buffers=True):
         m = auto.from_config(shallow_config(config, layers))
     return sum(p.numel() for p in m.parameters())
 
@@ -67,6 +49,12 @@ def _real_base(config, ctx, req, layers: int) -> torch.nn.Module:
     return copy.deepcopy(_BASES[key])
 
 
+def release_bases() -> None:
+    """Drop the real bases kept for calibration: a study's driver would otherwise hold a random copy of the
+    model (540 MB for SmolLM2) through every trial."""
+    _BASES.clear()
+
+
 def config_summary_of(config) -> dict:
     text = getattr(config, "text_config", None) or config
     return {k: getattr(text, k, None) for k in ("model_type", "hidden_size", "num_attention_heads",
@@ -90,14 +78,16 @@ def _real_step_seconds(config, spec, ctx, shape, req, layers: int) -> float:
         return timing.time_real_steps(model, batch)
 
 
-def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None) -> float | None:
-    """Seconds of one training step of the full model at `shape` on this machine, or None when a 2-layer
-    copy is too big to train here (the caller falls back to a roofline estimate)."""
-    if _layer_key(source.config) is None or req.train.load_in_4bit:
+def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None, may_measure: bool = True
+                            ) -> float | str | None:
+    """Seconds of one training step of the full model at `shape` on this machine; None when a 2-layer copy is
+    too big to train here (the caller falls back to a roofline estimate); "pending" when it is not in the
+    cache and `may_measure` is False."""
+    if layer_key(source.config) is None or req.train.load_in_4bit:
         return None
     if copy_params(source.config, ctx.task_type) > timing.MAX_CALIBRATION_PARAMS:
         return None
-    layers = getattr(getattr(source.config, "text_config", None) or source.config, _layer_key(source.config))
+    layers = layer_count(source.config)
     key = {"shape": config_summary(source), "method": spec.to_dict(), "batch": list(shape),
            "task_type": ctx.task_type, "device": req.device, "bf16": req.train.bf16,
            "checkpointing": req.train.gradient_checkpointing, "num_labels": ctx.num_labels}
@@ -108,5 +98,5 @@ def calibrated_step_seconds(source, spec, ctx, shape, req, probe: float | None) 
         return timing.depth_extrapolated(
             lambda depth: _real_step_seconds(source.config, spec, ctx, shape, req, depth), layers)
 
-    seconds, _cached = timing.cached_or_measured(key, measure, probe or 0.0)
-    return seconds
+    seconds, _cached = timing.cached_or_measured(key, measure if may_measure else None, probe or 0.0)
+    return "pending" if seconds is None else seconds

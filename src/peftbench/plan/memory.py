@@ -37,6 +37,7 @@ class MemoryPlan:
     activations_mb: float
     quant_state_mb: float
     allocator_mb: float  # CPU only: what the RSS adds to the live tensors (see CPU_ACTIVATION_SCALE)
+    trial_extra_mb: float  # what the trial itself keeps beside the model while it trains (trial_extra_bytes)
     peak_mb: float  # the device figure: CPU net RSS high-water mark, or CUDA peak allocated
     measured_as: str
     limit_mb: float | None = None
@@ -57,14 +58,27 @@ def quantized_params(model: nn.Module) -> int:
     return total
 
 
-def memory_plan(trace: StepTrace, device: str, quantized: int = 0) -> MemoryPlan:
+def trial_extra_bytes(config, task: str, decoder: bool) -> int:
+    """Tensors a trial holds beside the model it trains, outside the training step: a decoder trained as a
+    classifier keeps a copy of its language-model head (fp32, vocabulary x hidden) to measure forgetting
+    before and after (tasks/classify/forgetting.py). Nothing for the other tasks."""
+    if task != "classify" or not decoder:
+        return 0
+    text = getattr(config, "text_config", None) or config
+    vocab, hidden = getattr(text, "vocab_size", None), getattr(text, "hidden_size", None)
+    return 4 * vocab * hidden if vocab and hidden else 0
+
+
+def memory_plan(trace: StepTrace, device: str, quantized: int = 0, extra_bytes: int = 0) -> MemoryPlan:
     """The split at the traced peak, with a 4-bit base's quantised weights at NF4's size (they were traced
-    in fp32), and the figure the device's trial records."""
+    in fp32), what the trial keeps beside the model (`extra_bytes`), and the figure the device's trial
+    records."""
     split = {k: v / MB for k, v in trace.split_bytes.items()}
     quant_state = quantized / NF4_BLOCK * 4 / MB
     saved = quantized * (4 - NF4_BYTES_PER_PARAM) / MB
     weights = split.get("weights", 0.0) - saved
-    peak = trace.peak_bytes / MB - saved + quant_state
+    extra = extra_bytes / MB
+    peak = trace.peak_bytes / MB - saved + quant_state + extra
     activations = split.get("activations", 0.0)
     allocator = 0.0
     if device == "cpu":
@@ -74,7 +88,7 @@ def memory_plan(trace: StepTrace, device: str, quantized: int = 0) -> MemoryPlan
     else:
         measured_as = "CUDA: peak allocated by tensors (peak_cuda_allocated_mb; CUDA context not counted)"
     return MemoryPlan(weights, split.get("gradients", 0.0), split.get("optimizer", 0.0), activations,
-                      quant_state, allocator, peak, measured_as)
+                      quant_state, allocator, extra, peak, measured_as)
 
 
 def with_limit(plan: MemoryPlan, limit_mb: float | None, batch: int, other: MemoryPlan, other_batch: int
@@ -96,8 +110,9 @@ def with_limit(plan: MemoryPlan, limit_mb: float | None, batch: int, other: Memo
     return plan
 
 
-def parse_size_gb(text: str | float | None) -> float | None:
-    """--gpu-memory / --max-memory: '40', '40GB', '40G', '512MB' or '0.5 GiB', as MiB."""
+def parse_size_gb(text: str | float | None, what: str = "--gpu-memory") -> float | None:
+    """--gpu-memory / --max-memory: '40', '40GB', '40G', '512MB' or '0.5 GiB', as MiB (a plain number is
+    GiB)."""
     from peftbench.errors import PeftbenchError
 
     if text is None:
@@ -112,7 +127,7 @@ def parse_size_gb(text: str | float | None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise PeftbenchError(f"--gpu-memory must be a size such as 40, 40GB or 512MB, got {text!r}") from None
-    if not value > 0:
-        raise PeftbenchError(f"--gpu-memory must be positive, got {text!r}")
+        raise PeftbenchError(f"{what} must be a size such as 40, 40GB or 512MB, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise PeftbenchError(f"{what} must be a positive, finite size, got {text!r}")
     return value * factor

@@ -61,8 +61,8 @@ def model_source(model: str) -> ModelSource:
 
 
 def base_on_meta(source: ModelSource, peft_task_type: str, num_labels: int) -> nn.Module:
-    """The base with the trial's head (a classifier, or the LM head for a causal-LM task), parameters on the
-    meta device; buffers stay real (they are small, and a forward needs their values)."""
+    """The base with the trial's head (a classifier, or the LM head for a causal-LM task), on the meta device:
+    no byte of a weight is allocated, whatever the model's size."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -76,7 +76,10 @@ def base_on_meta(source: ModelSource, peft_task_type: str, num_labels: int) -> n
             eos = getattr(config, "eos_token_id", None)
             config.pad_token_id = (eos[0] if isinstance(eos, list) and eos else eos) or 0
     try:
-        with init_empty_weights(include_buffers=False):
+        # everything on the meta device, buffers too: accelerate's default creates each parameter on the CPU
+        # first, which under torch.use_deterministic_algorithms (it fills new memory) touched a 3B model's
+        # 1.5 GB embedding; the trace gives buffers fake values anyway (trace.fake_copy)
+        with init_empty_weights(include_buffers=True):
             model = auto.from_config(config)
     except (ValueError, KeyError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -15,8 +15,8 @@ def plan_table(plan: dict) -> list:
              f"{b['peak_shape'][0]} x {b['peak_shape'][1]} tokens")
     t = Table(title=title, title_justify="left")
     cols = ["method", "trainable", "head", "total", "weights MiB", "grads MiB", "optim MiB", "activ. MiB",
-            "4-bit state MiB", "alloc. MiB", "peak MiB", "fits", "max batch", "step s", "trial s",
-            "infer. MiB", "adapter MB", "merge"]
+            "4-bit state MiB", "alloc. MiB", "trial extra MiB", "peak MiB", "fits", "max batch", "step s",
+            "trial s", "infer. MiB", "adapter MB", "merge"]
     for c in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
     for r in plan["methods"]:
@@ -24,7 +24,8 @@ def plan_table(plan: dict) -> list:
         fits = "-" if m["fits"] is None else ("yes" if m["fits"] else "NO")
         t.add_row(r["method"], f"{p['trainable_params']:,}", f"{p['head_params']:,}", f"{p['total_params']:,}",
                   _f(m["weights_mb"]), _f(m["gradients_mb"]), _f(m["optimizer_mb"]), _f(m["activations_mb"]),
-                  _f(m["quant_state_mb"]), _f(m["allocator_mb"]), _f(m["peak_mb"]), fits,
+                  _f(m["quant_state_mb"]), _f(m["allocator_mb"]), _f(m["trial_extra_mb"]), _f(m["peak_mb"]),
+                  fits,
                   "-" if m["largest_batch"] is None else str(m["largest_batch"]),
                   _f(tm["step_s"], ".3f"), _f(tm["trial_s"]), _f(r["inference_mb"]),
                   _f(r["adapter_bytes"] / 1e6, ".2f"), "yes" if r["can_merge"] else "no")

@@ -224,6 +224,20 @@ DECODER = [
     _f("merge_rows_differing", "rows", "test", "rows whose greedy tokens differ"),
     _f("merge_probe_rows", "rows", "test", "rows compared"),
 ]
+# What `peftbench plan` predicted for the trial before it ran (studies/forecast.py), stored beside what the
+# trial measured: the memory figure of the trial's device, its training time, its trainable parameters.
+PLAN = [
+    _f("predicted_peak_rss_net_mb", "MiB", "train", "the plan's prediction of peak_rss_net_mb (CPU trials)"),
+    _f("predicted_peak_cuda_allocated_mb", "MiB", "train", "the plan's prediction of peak_cuda_allocated_mb "
+       "(CUDA trials)"),
+    _f("predicted_train_seconds", "s", "train", "the plan's prediction of train_seconds"),
+    _f("predicted_trainable_params", "params", "none", "the plan's count of trainable_params (exact: a "
+       "difference is a bug)"),
+    _f("predicted_time_how", "-", "none", "how the time was predicted: calibrated (real steps on this "
+       "machine), rate (a calibrated method's seconds per FLOP), roofline (peak figures)"),
+    _f("prediction_note", "-", "none", "why the trial has no prediction (the plan of its method failed, "
+       "with the reason), or what the prediction leaves out"),
+]
 TUNING = [
     _f("tune_group", "-", "none", "the method a --tune candidate tunes"),
     _f("tune_budget", "-", "none", "the search's printed budget"),
@@ -238,5 +252,5 @@ TUNING = [
 GROUPS: dict[str, list[Field]] = {
     "identity": IDENTITY, "status": STATUS, "provenance": PROVENANCE, "parameters": PARAMETERS,
     "compute": COMPUTE, "performance": PERFORMANCE, "generalization": GENERALIZATION,
-    "inference": INFERENCE, "decoder": DECODER, "tuning": TUNING,
+    "inference": INFERENCE, "decoder": DECODER, "tuning": TUNING, "plan": PLAN,
 }

@@ -26,6 +26,7 @@ from peftbench.report.sections.forgetting import forgetting_section
 from peftbench.report.sections.generation import generation_section
 from peftbench.report.sections.overview import overview_section
 from peftbench.report.sections.pareto import pareto_section
+from peftbench.report.sections.plan import plan_section
 from peftbench.report.sections.provenance import provenance_section
 from peftbench.report.sections.rank_sweep import rank_section
 from peftbench.report.sections.results import results_section
@@ -86,6 +87,7 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
     rank_section(page, prep.records)
     scenarios_section(page, prep)
     scores_section(page, dims)
+    plan_section(page, records)
     provenance_section(page, records)
     return page
 

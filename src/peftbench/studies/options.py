@@ -112,6 +112,11 @@ EXECUTION_OPTIONS = (
         flag="--tune/--no-tune"),
     Opt("tune_lr_factors", str, "with --tune: multiples of each method's default learning rate to try, e.g. "
         "1,0.333,3 (default: each family's own candidates)"),
+    Opt("budget", str, "the most training time the study may take, e.g. 90s, 20m or 1.5h: the plan made "
+        "before the first trial predicts it, and a study predicted to take longer stops before it starts, "
+        "saying by how much and what would fit (evaluation time is not counted)"),
+    Opt("max_memory", str, "training memory per trial, e.g. 4 or 4GB (GiB; 512MB also taken): methods the "
+        "plan predicts above it are left out, one line each (CPU: net peak RSS; CUDA: peak allocated)"),
     Opt("backend", str, "local | ray", default="local"),
     Opt("address", str, "Ray cluster address (auto | HOST:PORT)"),
     Opt("gpus_per_trial", float, "Ray: GPUs per trial"),

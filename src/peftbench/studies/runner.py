@@ -68,10 +68,14 @@ class _Interrupts:
 
 def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
                retry_failed: bool = False, retries: int = 0, display=None, trackers=None,
-               side_by_side: bool = True) -> RunSummary:
+               side_by_side: bool = True, planner=None, prepared: dict | None = None) -> RunSummary:
     """`trackers`: objects whose log(spec, record, status) is called after each stored outcome
     (peftbench.tracking); a tracker that fails warns once and the study goes on. `side_by_side`: after the
-    trials, time every deployed model of each setup interleaved (studies/side_by_side.py)."""
+    trials, time every deployed model of each setup interleaved (studies/side_by_side.py). `planner`: called
+    with the trials to run and their prepared data before the first one (studies/forecast.Planner); its
+    predictions are stored in each trial's record beside what it measured, the trials it leaves out are not
+    run, and its error (a short budget) stops the study before any trial. `prepared`: (model, data) -> data
+    already prepared, used as it is."""
     if not specs:
         raise PeftbenchError("nothing to run: the study has no trials")
     if retries < 0:
@@ -86,7 +90,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
     store = Store(db)
     try:
         summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display,
-                                               _Trackers(trackers or []), side_by_side)
+                                               _Trackers(trackers or []), side_by_side, planner,
+                                               dict(prepared or {}))
     except BaseException:
         store.discard_if_unused()  # a study that could not start leaves no store behind
         raise
@@ -97,12 +102,24 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
 
 
 def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
-                    retries: int, display, trackers: _Trackers,
-                    side_by_side: bool = True) -> tuple[RunSummary, bool]:
+                    retries: int, display, trackers: _Trackers, side_by_side: bool = True,
+                    planner=None, ready: dict | None = None) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
     statuses = store.statuses(ids)
     to_run = select_to_run(specs, statuses, force, retry_failed)
+    groups: dict[Any, list[TrialSpec]] = defaultdict(list)
+    for s in to_run:
+        groups[(s.model, s.data)].append(s)
+    prepared = _prepare_groups(store, groups, dict(ready or {}))
+    predictions: dict[str, dict] = {}
+    if planner is not None and to_run:  # plans first: before the first trial, after every check above
+        forecast = planner(to_run, prepared)
+        predictions = forecast.predictions
+        to_run = [s for s in to_run if s.trial_id not in forecast.left_out]
+        specs = [s for s in specs if s.trial_id not in forecast.left_out]
+        for key in list(groups):
+            groups[key] = [s for s in groups[key] if s.trial_id not in forecast.left_out]
     replaced = sum(statuses.get(s.trial_id) in ("ok", "pruned") for s in to_run)
     if replaced:
         print(f"--force: re-running {replaced} finished trial(s); their earlier records are kept in the "
@@ -110,26 +127,17 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     summary = RunSummary(planned=len(specs), skipped=len(specs) - len(to_run), ok=0, failed=0, cancelled=0)
     if display is not None:
         display.begin(len(specs), summary.skipped)
-    groups: dict[Any, list[TrialSpec]] = defaultdict(list)
-    for s in to_run:
-        groups[(s.model, s.data)].append(s)
-    prepared: dict[Any, Any] = {}
     with _Interrupts(executor) as interrupts:
         for (model, data_spec), group in groups.items():
-            if interrupts.count:
-                break
-            data = prepared[(model, data_spec)] = prepare_study_data(data_spec, model,
-                                                                     max(s.train.train_size for s in group))
-            for note in data.notes:
-                print(f"data: {note}", file=sys.stderr)
+            if interrupts.count or not group:
+                continue
+            data = prepared[(model, data_spec)]
             attempt, queue = 0, group
-            # a seed the store already holds for this setup under another trial id is refused, not doubled
-            store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group],
-                                        data.provenance.get("split_hash"))
             while queue and not interrupts.count:
                 failed_now = []
                 for outcome in executor.run(queue, data, _sink(display), store_start(store)):
-                    trackers.log(outcome.spec, _store(store, outcome), outcome.status)
+                    trackers.log(outcome.spec, _store(store, outcome, predictions.get(outcome.spec.trial_id)),
+                                 outcome.status)
                     setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
                     if outcome.status == "failed":
                         failed_now.append(outcome.spec)
@@ -143,6 +151,22 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     if side_by_side and not interrupts.count:
         _side_by_side(store, specs, prepared)
     return summary, bool(interrupts.count)
+
+
+def _prepare_groups(store: Store, groups: dict, ready: dict) -> dict:
+    """Each setup's data, prepared once (or as given), its notes printed; a seed the store already holds for a
+    setup under another trial id is refused here, before anything runs."""
+    prepared = {}
+    for (model, data_spec), group in groups.items():
+        data = ready.get((model, data_spec))
+        if data is None:
+            data = prepare_study_data(data_spec, model, max(s.train.train_size for s in group))
+        prepared[(model, data_spec)] = data
+        for note in data.notes:
+            print(f"data: {note}", file=sys.stderr)
+        store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group],
+                                    data.provenance.get("split_hash"))
+    return prepared
 
 
 def _side_by_side(store: Store, specs: list[TrialSpec], prepared: dict) -> None:
@@ -187,10 +211,10 @@ def _sink(display):
     return display.on_event
 
 
-def _store(store: Store, outcome: TrialOutcome) -> dict[str, Any]:
-    """Store the outcome (a pruned tuning candidate keeps its validation figures); returns the record as
-    stored."""
-    tune = tune_fields(outcome.spec)
+def _store(store: Store, outcome: TrialOutcome, prediction: dict | None = None) -> dict[str, Any]:
+    """Store the outcome (a pruned tuning candidate keeps its validation figures) with the plan's prediction
+    beside it; returns the record as stored."""
+    tune = {**tune_fields(outcome.spec), **(prediction or {})}
     if outcome.status in ("ok", "pruned"):
         # every field declared (record/fields.py): an undeclared one stops here, not in a reader later
         record = checked({**outcome.record, **tune, "status": outcome.status})
