@@ -12,8 +12,9 @@ from peftbench.errors import PeftbenchError
 from peftbench.studies.settings import pick
 
 
-def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) -> Path:
-    """Run `specs` as the execution options (cli/options.py) and config file say; returns the store's path."""
+def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple, race=None) -> tuple[Path, Any]:
+    """Run `specs` as the execution options (cli/options.py) and config file say, or race them (`race`: a
+    studies.race.RaceSettings); returns the store's path and the race's answer (None without a race)."""
     from peftbench.cli.display import StudyDisplay
     from peftbench.execute import make_executor
     from peftbench.store.db import default_db_path
@@ -38,7 +39,20 @@ def execute(specs: list, options: Mapping[str, Any], cfg: Mapping, tune: tuple) 
 
         specs, executor, budget = prepare(specs, db_path, executor, tune[1])
         err_console.print(budget, highlight=False, markup=False)
+    retries = pick(options["retries"], cfg, "retries", 0)
+    side_by_side = not options.get("no_side_by_side")
+    if race is not None:
+        from peftbench.studies.race import run_race
+
+        answer = run_race(specs, db_path, executor, race, say=_say, display=StudyDisplay(err_console),
+                          trackers=trackers, side_by_side=side_by_side, retry_failed=options["retry_failed"],
+                          retries=retries)
+        return db_path, answer
     run_trials(specs, db_path, executor, force=options["force"], retry_failed=options["retry_failed"],
-               retries=pick(options["retries"], cfg, "retries", 0), display=StudyDisplay(err_console),
-               trackers=trackers, side_by_side=not options.get("no_side_by_side"))
-    return db_path
+               retries=retries, display=StudyDisplay(err_console), trackers=trackers, side_by_side=side_by_side)
+    return db_path, None
+
+
+def _say(line: str) -> None:
+    """A race's line per round, on stderr beside the progress display."""
+    err_console.print(line, highlight=False, markup=False)

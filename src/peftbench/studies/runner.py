@@ -68,10 +68,12 @@ class _Interrupts:
 
 def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
                retry_failed: bool = False, retries: int = 0, display=None, trackers=None,
-               side_by_side: bool = True) -> RunSummary:
+               side_by_side: bool = True, data_cache: dict | None = None) -> RunSummary:
     """`trackers`: objects whose log(spec, record, status) is called after each stored outcome
     (peftbench.tracking); a tracker that fails warns once and the study goes on. `side_by_side`: after the
-    trials, time every deployed model of each setup interleaved (studies/side_by_side.py)."""
+    trials, time every deployed model of each setup interleaved (studies/side_by_side.py). `data_cache`: a
+    dict kept by a caller that runs several batches of one study (a race's rounds), so each setup's data is
+    prepared once."""
     if not specs:
         raise PeftbenchError("nothing to run: the study has no trials")
     if retries < 0:
@@ -86,7 +88,7 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
     store = Store(db)
     try:
         summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display,
-                                               _Trackers(trackers or []), side_by_side)
+                                               _Trackers(trackers or []), side_by_side, data_cache)
     except BaseException:
         store.discard_if_unused()  # a study that could not start leaves no store behind
         raise
@@ -97,8 +99,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
 
 
 def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
-                    retries: int, display, trackers: _Trackers,
-                    side_by_side: bool = True) -> tuple[RunSummary, bool]:
+                    retries: int, display, trackers: _Trackers, side_by_side: bool = True,
+                    data_cache: dict | None = None) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
     statuses = store.statuses(ids)
@@ -118,9 +120,13 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
         for (model, data_spec), group in groups.items():
             if interrupts.count:
                 break
-            data = prepared[(model, data_spec)] = prepare_study_data(data_spec, model,
-                                                                     max(s.train.train_size for s in group))
-            for note in data.notes:
+            cache = data_cache if data_cache is not None else {}
+            key = (model, data_spec, max(s.train.train_size for s in group))
+            fresh = key not in cache
+            if fresh:
+                cache[key] = prepare_study_data(data_spec, model, key[2])
+            data = prepared[(model, data_spec)] = cache[key]
+            for note in data.notes if fresh else ():
                 print(f"data: {note}", file=sys.stderr)
             attempt, queue = 0, group
             # a seed the store already holds for this setup under another trial id is refused, not doubled
