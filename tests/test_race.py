@@ -127,6 +127,10 @@ def test_a_planted_gap_stops_after_the_first_round(tiny_study):
     lora = races[(races["round"] == 1) & races["label"].str.startswith("lora")]
     assert lora["status"].iloc[0] in ("raced out", "collapsed")
     assert len(pb.results(tiny_study["db"])) == len(df)  # raced out, still stored with its figures
+    shown = run_cli_main("results", "--db", tiny_study["db"]).stdout  # the race's table under the results
+    assert f"race {answer.race_id}" in shown and "raced out in round 1" in shown
+    advice = run_cli_main("recommend", "--db", tiny_study["db"]).stdout
+    assert f"note: race {answer.race_id}" in advice and "raced out, with fewer seeds: lora" in advice
 
 
 class StopsInRoundTwo:
