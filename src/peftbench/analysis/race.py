@@ -41,6 +41,14 @@ STOP_TEXT = {NOTHING: "nothing finished to rank",
              STABLE: "the tied set was the same in two rounds running",
              ALONE: "every other configuration was raced out",
              MAX_SEEDS: "the contenders reached --max-seeds"}
+# The rule in one paragraph, for `peftbench dimensions`.
+RACE_RULE = ("round 1 runs seed 0 of every configuration; after each round the same paired bootstrap, "
+             "hierarchical (seeds resampled, then rows; a one-seed configuration gets seed noise: the between-seed "
+             "SD pooled over configurations with 2+ seeds and a stated prior, never zero), gives P(best) and the "
+             f"share of resamples at least as high as the leader; under {OUT_SHARE:.0%} leaves the race, back at "
+             f"{TIE_SHARE:.0%} comes back; the others run one more seed, most uncertain first; it stops when the "
+             "leader's P(best) >= --confidence, the tied set holds two rounds running, one is left, or at "
+             "--max-seeds. Validation-side figures only")
 IN, OUT, OUT_EARLIER, BACK = "in", "raced out", "raced out earlier", "back in"
 NO_RESULT, COLLAPSED = "no result", "collapsed"  # no finished trial; every finished trial collapsed (left out)
 
@@ -116,7 +124,10 @@ class Assessment:
 def assess(records: pd.DataFrame, weights: Mapping[str, float], study: str | None = None,
            include_collapsed: bool = False) -> Assessment:
     """Rank `records` (one setup) for `weights` with the hierarchical bootstrap; the fixed-seed study and
-    every round of a race are read through this same function."""
+    every round of a race are read through this same function. The trials are put in a fixed order first
+    (configuration, seed), so the answer does not depend on the order they ran in (parallel rounds)."""
+    keys = [c for c in ("config", "method") if c in records][:1] + [c for c in ("seed",) if c in records]
+    records = records.sort_values(keys, kind="stable") if keys else records
     prep = prepare(records, study, include_collapsed=include_collapsed, hierarchical=True)
     rec = rank(prep, weights)
     spread = pd.Series(np.nan, index=rec.ranking.index)

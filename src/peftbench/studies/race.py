@@ -235,7 +235,9 @@ def run_race(specs: list[TrialSpec], db: str | Path, executor, settings: RaceSet
             round_trials.append(row["trials"])
             contenders, previous_tied = decision.contenders, decision.tied
         if stored:
-            say(f"race {rid}: continuing after round {len(stored)} (its decisions read from the store)")
+            done = decisions[-1].stop is not None
+            say(f"race {rid}: {'finished' if done else 'continuing'} after round {len(stored)} (its decisions "
+                "read from the store)")
     answer = RaceAnswer(rid, study, settings, decisions, round_trials, len(configs))
     cache: dict = {}
     while not decisions or decisions[-1].stop is None:
