@@ -131,6 +131,13 @@ def test_a_planted_gap_stops_after_the_first_round(tiny_study):
     assert f"race {answer.race_id}" in shown and "raced out in round 1" in shown
     advice = run_cli_main("recommend", "--db", tiny_study["db"]).stdout
     assert f"note: race {answer.race_id}" in advice and "raced out, with fewer seeds: lora" in advice
+    from peftbench.report.page import Page
+    from peftbench.report.sections.races import races_section
+
+    page = Page("plots")
+    races_section(page, races)  # the report's section, from the same frame
+    html = "".join(page.parts)
+    assert f"race {answer.race_id}" in html and "raced out in round 1" in html
 
 
 class StopsInRoundTwo:
