@@ -13,7 +13,7 @@ study's and the race's winner, P(best) and tied set, and the trials each spent: 
 winner and tied set, and a race spending at most a third of the fixed study's trials beyond the first round.
 
     .venv/bin/python bench/race_vs_fixed.py --preset quick     # 12 methods x 3 seeds = 36 trials, then races
-    .venv/bin/python bench/race_vs_fixed.py                     # the default study's setup (~1 h 45 min, 2 cores)
+    .venv/bin/python bench/race_vs_fixed.py                     # the default study's setup (3x make study's trials)
     .venv/bin/python bench/race_vs_fixed.py --smoke             # seconds, on a tiny random BERT
 """
 
