@@ -149,16 +149,16 @@ def decide(records: pd.DataFrame, weights: Mapping[str, float], study: str | Non
     `race_config` (the configuration's key); `contenders`: the keys still in before this decision;
     `names`: key -> a name for every configuration of the race (for one that has no finished trial);
     `scheduled`: key -> the seeds the race has run of it so far (finished or not)."""
+    seeds = records.groupby("race_config").size() if len(records) else pd.Series(dtype=int)
     if records.empty:
-        return _nothing(round_no, contenders, names, "no trial of the race finished")
+        return _nothing(round_no, contenders, names, seeds, "no trial of the race finished")
     try:
         result = assess(records, weights, study, rule.include_collapsed)
     except PeftbenchError as exc:  # e.g. every finished trial collapsed: nothing left to rank
-        return _nothing(round_no, contenders, names, str(exc))
+        return _nothing(round_no, contenders, names, seeds, str(exc))
     ranking = result.rec.ranking
     label_of = dict(zip(records["race_config"], records["method"].astype(str)))
     config_of = {label: config for config, label in label_of.items()}
-    seeds = records.groupby("race_config").size()
     has_p = "p_best" in ranking
     standings, notes = [], []
     for config in names:
@@ -189,9 +189,12 @@ def decide(records: pd.DataFrame, weights: Mapping[str, float], study: str | Non
     return replace(decision, stop=_stop(decision, scheduled, previous_tied, rule))
 
 
-def _nothing(round_no: int, contenders: Sequence[str], names: Mapping[str, str], why: str) -> Decision:
-    standings = tuple(Standing(c, names[c], 0, np.nan, np.nan, np.nan, np.nan,
-                               NO_RESULT if c in contenders else OUT_EARLIER) for c in names)
+def _nothing(round_no: int, contenders: Sequence[str], names: Mapping[str, str], seeds: pd.Series,
+             why: str) -> Decision:
+    """Nothing to rank: every contender is out (collapsed where its finished trials all collapsed)."""
+    standings = tuple(Standing(c, names[c], int(seeds.get(c, 0)), np.nan, np.nan, np.nan, np.nan,
+                               (COLLAPSED if seeds.get(c, 0) else NO_RESULT) if c in contenders else OUT_EARLIER)
+                      for c in names)
     return Decision(round_no, None, np.nan, (), standings, NOTHING, (why,))
 
 

@@ -142,7 +142,7 @@ class RaceAnswer:
         d, rule = self.final, self.settings.rule
         tied = [d.label(c) for c in d.tied if c != d.leader]
         out = [f"race answer ({self.settings.weights_label}, chosen on validation): "
-               f"{d.label(d.leader) if d.leader else 'none'}, P(best) {d.p_best:.2f}",
+               f"{d.label(d.leader) if d.leader else 'none'}, P(best) {_p(d.p_best)}",
                f"  tied with it: {', '.join(tied) or 'none'}",
                f"  stopped after round {d.round}: {d.stop} ({STOP_TEXT.get(d.stop, d.stop)}"
                + (f", {rule.confidence:g}" if d.stop == "confident" else "") + ")"]
@@ -175,13 +175,17 @@ def raced_out(decisions: list[Decision]) -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
+def _p(value: float) -> str:
+    return f"{value:.2f}" if value == value else "-"  # NaN: no P(best) (nothing ranked, or no predictions)
+
+
 def round_line(decision: Decision, trials: int) -> str:
     out = ", ".join(decision.label(c) for c in decision.out_now) or "none"
     tied = ", ".join(decision.label(c) for c in decision.tied) or "-"
     leader = decision.label(decision.leader) if decision.leader else "none"
     stop = f"; stop: {decision.stop}" if decision.stop else ""
     return (f"race round {decision.round} done ({trials} trial(s)): leader {leader}, P(best) "
-            f"{decision.p_best:.2f}; tied: {tied}; out: {out}; {len(decision.contenders)} contender(s) left{stop}")
+            f"{_p(decision.p_best)}; tied: {tied}; out: {out}; {len(decision.contenders)} contender(s) left{stop}")
 
 
 def _to_rows(decision: Decision, scheduled: Mapping[str, int], trials: int) -> tuple[dict, list[dict]]:
