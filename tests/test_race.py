@@ -129,7 +129,7 @@ def test_a_planted_gap_stops_after_the_first_round(tiny_study):
     assert len(pb.results(tiny_study["db"])) == len(df)  # raced out, still stored with its figures
     shown = run_cli_main("results", "--db", tiny_study["db"]).stdout  # the race's table under the results
     assert f"race {answer.race_id}" in shown and "raced out in round 1" in shown
-    advice = run_cli_main("recommend", "--db", tiny_study["db"]).stdout
+    advice = " ".join(run_cli_main("recommend", "--db", tiny_study["db"]).stdout.split())  # lines wrap
     assert f"note: race {answer.race_id}" in advice and "raced out, with fewer seeds: lora" in advice
     from peftbench.report.page import Page
     from peftbench.report.sections.races import races_section
