@@ -32,6 +32,10 @@ from peftbench.analysis.scores import DIMENSION_NAMES, counted_dimensions
 from peftbench.errors import PeftbenchError
 
 OUT_SHARE = 0.01  # scores at least as high as the leader in under 1% of the resamples: out of the race
+# A race decides on shares near its thresholds (1%, 5%) round after round: with the recommender's 500 resamples
+# a share's Monte Carlo error near 5% is +-1 point, enough to move a configuration in and out of the tied set
+# between rounds. 2,000 halve it (+-0.5 point) for a few seconds more per round.
+RACE_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_MAX_SEEDS = 5
 CONFIDENT, STABLE, ALONE, MAX_SEEDS = "confident", "tied set stable", "one contender left", "max seeds"
@@ -128,7 +132,8 @@ def assess(records: pd.DataFrame, weights: Mapping[str, float], study: str | Non
     (configuration, seed), so the answer does not depend on the order they ran in (parallel rounds)."""
     keys = [c for c in ("config", "method") if c in records][:1] + [c for c in ("seed",) if c in records]
     records = records.sort_values(keys, kind="stable") if keys else records
-    prep = prepare(records, study, include_collapsed=include_collapsed, hierarchical=True)
+    prep = prepare(records, study, include_collapsed=include_collapsed, hierarchical=True,
+                   resamples=RACE_RESAMPLES)
     rec = rank(prep, weights)
     spread = pd.Series(np.nan, index=rec.ranking.index)
     counted = counted_dimensions(prep.dims.scores.loc[list(rec.ranking.index)], weights)

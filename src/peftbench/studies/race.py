@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from peftbench.analysis.confidence import RESAMPLES, SEED
+from peftbench.analysis.confidence import SEED
 from peftbench.analysis.race import (
     DEFAULT_CONFIDENCE,
     DEFAULT_MAX_SEEDS,
@@ -33,6 +33,7 @@ from peftbench.analysis.race import (
     OUT,
     STOP_TEXT,
     Decision,
+    RACE_RESAMPLES,
     RaceRule,
     Standing,
     decide,
@@ -109,7 +110,7 @@ def race_id(study: str, configs: Sequence[str], settings: RaceSettings) -> str:
     identity = {"study": study, "configs": list(configs), "confidence": settings.rule.confidence,
                 "max_seeds": settings.rule.max_seeds, "out_share": settings.rule.out_share,
                 "include_collapsed": settings.rule.include_collapsed,
-                "weights": {k: round(v, 9) for k, v in settings.weights.items()}, "resamples": RESAMPLES,
+                "weights": {k: round(v, 9) for k, v in settings.weights.items()}, "resamples": RACE_RESAMPLES,
                 "bootstrap_seed": SEED}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
