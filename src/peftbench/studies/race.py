@@ -166,7 +166,7 @@ def raced_out(decisions: list[Decision]) -> list[tuple[int, str, str]]:
     """(round, config, status) for each configuration out of the race at its end: the round it left in and
     why (raced out, collapsed, no result)."""
     final = decisions[-1]
-    running = {s.config for s in final.standings if s.status in (IN, "back in")}
+    running = {s.config for s in final.standings if s.status in (IN, BACK)}
     out = []
     for config in (s.config for s in final.standings if s.config not in running):
         left = [(d.round, s.status) for d in decisions for s in d.standings
