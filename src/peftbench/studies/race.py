@@ -25,15 +25,16 @@ import pandas as pd
 
 from peftbench.analysis.confidence import SEED
 from peftbench.analysis.race import (
+    BACK,
+    COLLAPSED,
     DEFAULT_CONFIDENCE,
     DEFAULT_MAX_SEEDS,
-    COLLAPSED,
     IN,
     NO_RESULT,
     OUT,
+    RACE_RESAMPLES,
     STOP_TEXT,
     Decision,
-    RACE_RESAMPLES,
     RaceRule,
     Standing,
     decide,
