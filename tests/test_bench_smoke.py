@@ -19,8 +19,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 DEFAULT_METHODS = ["Full", "LoRA-r8", "BitFit", "PrefixTuning-len16"]
 # Longest first. Each script runs one torch thread in --smoke, so two at a time use two cores; most of each
 # run is importing torch/transformers/peft (again in the runner's forkserver), not the tiny work itself.
-ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "plan_accuracy", "seed_widening",
-                   "distance_to_limit"]
+ENCODER_SCRIPTS = ["seed_vs_peftbench", "tune_cost", "harness_overhead", "plan_accuracy", "race_vs_fixed",
+                   "seed_widening", "distance_to_limit"]
 DECODER_SCRIPTS = ["decoder_templates", "generate_eval_cost"]
 
 
@@ -142,6 +142,24 @@ def test_seed_widening(bench):
         assert len(r["per_seed"]) == 2 and all(0.0 <= v <= 1.0 for v in r["per_seed"])
         assert positive(r["seed0_half_width"]) and positive(r["seeds_half_width"])
         assert r["ratio"] == pytest.approx(r["seeds_half_width"] / r["seed0_half_width"])
+
+
+def test_race_vs_fixed(bench):
+    stdout, fig = bench("race_vs_fixed")
+    assert "Race vs a fixed 2-seed study (3 configurations" in stdout and "beyond round 1" in stdout
+    assert fig["smoke"] is True and fig["seeds"] == fig["max_seeds"] == 2 and fig["configurations"] == 3
+    assert [s["scenario"] for s in fig["scenarios"]] == ["balanced", "performance-critical"]
+    for s in fig["scenarios"]:
+        fixed, race = s["fixed"], s["race"]
+        assert fixed["trials"] == 6 and fixed["beyond_first"] == 3
+        assert race["round_trials"][0] == 3 and race["trials"] == sum(race["round_trials"]) <= 6
+        assert race["beyond_first"] == race["trials"] - 3 and race["rounds"] == len(race["round_trials"])
+        assert race["run_now"] == 0  # every trial the race asks for is one of the fixed study's, reused
+        assert race["stop"] in ("confident", "tied set stable", "one contender left", "max seeds")
+        for answer in (fixed, race):
+            assert answer["winner"] in ("BitFit", "LoRA-r8", "Full") and answer["winner"] == answer["tied"][0]
+            assert 0.0 <= answer["p_best"] <= 1.0
+        assert s["same_winner"] == (fixed["winner"] == race["winner"])
 
 
 def test_decoder_templates(bench):

@@ -1,4 +1,5 @@
-"""The Ray backend on a real (one-node, loopback-only) Ray cluster: same records as the local executor.
+"""The Ray backend on a real (one-node, loopback-only) Ray cluster: same records as the local executor, the
+Ray run being a race (--race) whose first round is the local run's trials.
 
 The cluster is started with `ray start --head --block` in its own temp dir and stopped at the end; the
 study runs through the real CLI with `--backend ray --address 127.0.0.1:PORT`, as a person would.
@@ -108,16 +109,20 @@ def test_ray_cluster_gives_the_records_of_the_local_executor(ray_cluster, tiny_m
               "--max-length", "16"]
     local_db, ray_db = tmp_path / "local.db", tmp_path / "ray.db"
 
-    # Both at once: the Ray run spends much of its time waiting on the cluster.
+    # Both at once: the Ray run spends much of its time waiting on the cluster. The Ray run is a race: its
+    # first round is the local run's trials (seed 0), and Full's planted gap over BitFit ends it there.
     on_ray = start(*common, "--db", str(ray_db), "--backend", "ray", "--address", address,
-                   "--cpus-per-trial", "2", env=env)
+                   "--cpus-per-trial", "2", "--race", env=env)
     local = start(*common, "--db", str(local_db))
     too_big_db = tmp_path / "never.db"  # a trial no node can hold is refused, and leaves no store
     too_big = start(*common, "--db", str(too_big_db), "--backend", "ray", "--address", address,
                     "--cpus-per-trial", "64", env=env)
-    for proc in (on_ray, local):
-        _, err = proc.communicate(timeout=600)
+    outputs = {}
+    for name, proc in (("ray", on_ray), ("local", local)):
+        outputs[name], err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
+    assert "race answer (scenario balanced (default), chosen on validation): Full:lr=0.01" in outputs["ray"]
+    assert "stopped after round 1: confident" in outputs["ray"]
     _, err = too_big.communicate(timeout=600)
     lines = [line for line in err.splitlines() if line.strip()]
     assert too_big.returncode != 0 and len(lines) == 1, err[-3000:]

@@ -6,6 +6,7 @@ from peftbench.api import (
     data_efficiency,
     export,
     parameters,
+    races,
     rank_choice,
     results,
     run,
@@ -16,5 +17,5 @@ from peftbench.api import (
 )
 from peftbench.errors import PeftbenchError  # noqa: E402
 
-__all__ = ["PeftbenchError", "data_efficiency", "export", "parameters", "rank_choice", "results", "run",
+__all__ = ["PeftbenchError", "data_efficiency", "export", "parameters", "races", "rank_choice", "results", "run",
            "study", "summary", "summary_table", "tuning_choices", "__version__"]

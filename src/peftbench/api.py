@@ -10,6 +10,7 @@ processes never re-import the caller's `__main__` (see execute/isolation.py).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 from peftbench.config.spec import EMBEDDED, DataSpec, TrainSpec
 from peftbench.store.db import Store, default_db_path
 from peftbench.studies.definitions import StudyOptions
-from peftbench.studies.options import STUDY_KEYS, STUDY_OPTIONS, SWEEP_KEYS
+from peftbench.studies.options import RACE_KEYS, STUDY_KEYS, STUDY_OPTIONS, SWEEP_KEYS
 from peftbench.studies.settings import study_options_from, study_specs
 
 
@@ -44,15 +45,34 @@ def study_options(*, train: TrainSpec | None = None, data: DataSpec | None = Non
     return study_options_from(given, train=train, data=data, train_overrides=extra)
 
 
+def _race(options: dict, study: str, tune: bool, force: bool):
+    """Take the race's keywords out of `options` (they are not study options): RaceSettings or None."""
+    from peftbench.studies.race import race_settings
+
+    values = {k: options.pop(k) for k in RACE_KEYS & set(options)}
+    return race_settings({**values, "seeds": options.get("seeds"), "force": force}, studies=[study], tune=tune)
+
+
+def _with_race_seeds(opts: StudyOptions, race) -> StudyOptions:
+    return opts if race is None else dataclasses.replace(opts, seeds=race.rule.max_seeds)
+
+
 def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking_uri=None, tune: bool = False,
-         tune_lr_factors: list[float] | None = None, budget=None, max_memory=None) -> pd.DataFrame:
+         tune_lr_factors: list[float] | None = None, budget=None, max_memory=None,
+         race=None) -> pd.DataFrame:
     from peftbench.store.tracking import make_trackers
     from peftbench.studies.forecast import Planner
     from peftbench.studies.runner import run_trials
 
+    if race is not None:
+        from peftbench.studies.race import refuse_limits
+
+        refuse_limits(budget, max_memory)
     planner = Planner(executor, budget, max_memory)  # a bad value raises before anything
     trackers = make_trackers(track, tracking_uri)
     db = Path(db) if db else default_db_path()
+    if race is not None:
+        return _run_race(specs, db, executor, retry_failed, retries, trackers, race, planner)
     if tune:
         from peftbench.studies.tuning import parse_lr_factors, prepare
 
@@ -71,6 +91,27 @@ def _run(specs, db, executor, force, retry_failed, retries, track=None, tracking
     return df[df["trial_id"].isin(ids)].reset_index(drop=True)
 
 
+def _run_race(specs, db: Path, executor, retry_failed, retries, trackers, race, planner) -> pd.DataFrame:
+    """Race `specs` (seeds 0..max_seeds-1 of every configuration); the rows of the trials the race ran, with
+    its answer in `.attrs["race"]` (studies.race.RaceAnswer) and printed."""
+    from peftbench.studies.race import run_race
+
+    if executor is None:
+        from peftbench.execute.local import LocalExecutor
+
+        executor = LocalExecutor()
+    planner.executor = executor
+    answer = run_race(specs, db, executor, race, trackers=trackers, retry_failed=retry_failed, retries=retries,
+                      planner=planner)
+    for line in answer.lines():
+        print(line)
+    with Store(db, create=False) as store:
+        df = store.records(include_failed=True)
+    df = df[df["trial_id"].isin(answer.trial_ids)].reset_index(drop=True)
+    df.attrs["race"] = answer
+    return df
+
+
 def run(*, db: str | Path | None = None, executor=None, force: bool = False, retry_failed: bool = False,
         retries: int = 0, track: str | None = None, tracking_uri: str | None = None, tune: bool = False,
         tune_lr_factors: list[float] | None = None, budget: str | float | None = None,
@@ -84,11 +125,17 @@ def run(*, db: str | Path | None = None, executor=None, force: bool = False, ret
     max_memory="4GB" (or GiB as a number) leaves out the methods predicted to need more training memory.
 
     tune=True: each method's learning rate is tuned on validation (see `tuning`); every candidate is a
-    row (status ok or pruned, with `tune_group`); `tuning_choices(db)` says which one was chosen."""
+    row (status ok or pruned, with `tune_group`); `tuning_choices(db)` says which one was chosen.
+
+    race=True (with scenario= or weights=, confidence=0.9, max_seeds=5): race the configurations, spending
+    seeds only where the ranking is still open (`peftbench run --race`); the rows are the trials the race
+    ran, its answer is printed and kept in `.attrs["race"]`, its rounds in `races(db)`."""
     from peftbench.studies.definitions import tradeoff
 
-    return _run(tradeoff(study_options(**options)), db, executor, force, retry_failed, retries, track,
-                tracking_uri, tune, tune_lr_factors, budget, max_memory)
+    race = _race(options, "tradeoff", tune, force)
+    specs = tradeoff(_with_race_seeds(study_options(**options), race))
+    return _run(specs, db, executor, force, retry_failed, retries, track, tracking_uri, tune, tune_lr_factors,
+                budget, max_memory, race)
 
 
 def study(name: str, *, db: str | Path | None = None, executor=None, force: bool = False,
@@ -98,17 +145,30 @@ def study(name: str, *, db: str | Path | None = None, executor=None, force: bool
           **options) -> pd.DataFrame:
     """A named study: 'tradeoff', 'data-efficiency' or 'rank-sweep'. As in the CLI, the sweeps train 3
     epochs (rank sweep: on 500 examples) unless epochs= (train_size=) says otherwise; the rank sweep also
-    takes alpha_ratio= and targets=; tune=True, budget= and max_memory= as in `run`."""
+    takes alpha_ratio= and targets=; tune=True, budget= and max_memory= as in `run`, and race=True (a race:
+    tradeoff or rank-sweep)."""
     from peftbench.errors import PeftbenchError
     from peftbench.studies.definitions import STUDIES
 
     sweep = {k: options.pop(k) for k in SWEEP_KEYS & set(options)}
-    opts = study_options(**options)
     if name not in STUDIES:
         raise PeftbenchError(f"unknown study {name!r} (choose from {', '.join(STUDIES)})")
+    race = _race(options, name, tune, force)
+    opts = _with_race_seeds(study_options(**options), race)
     specs = study_specs(name, opts, {**options, **sweep, "sizes": sizes, "ranks": ranks})
     return _run(specs, db, executor, force, False, 0, track, tracking_uri, tune, tune_lr_factors, budget,
-                max_memory)
+                max_memory, race)
+
+
+def races(db: str | Path | None = None, study: str | None = None, race_id: str | None = None) -> pd.DataFrame:
+    """Every race's decisions in a store: one row per (race, round, configuration) with its seeds, score,
+    P(best), share of resamples at least as high as the leader, and status (in, raced out, ...), beside the
+    round's leader, tied set and stop reason (empty when the store holds no race)."""
+    from peftbench.store.races import races_frame
+
+    with Store(Path(db) if db else default_db_path(), create=False) as store:
+        frame = races_frame(store.conn, study)
+    return frame[frame["race_id"] == race_id].reset_index(drop=True) if race_id else frame
 
 
 def tuning_choices(db: str | Path | None = None, study: str | None = None) -> pd.DataFrame:

@@ -6,10 +6,12 @@ beside the choice: analysis/held_out.py). Each resample draws validation row ind
 to every method (paired: all methods were evaluated on the same rows, so a hard row is hard for all of
 them); OOD rows are drawn the same way. A method with several seeds also has its seeds resampled.
 Validation accuracy, validation macro F1 and OOD (balanced) accuracy are recomputed from the stored per-row
-predictions. Every time, memory, latency and throughput varies by its own measured noise (repeats within a
-trial, drift between trials, or the side-by-side pass's paired rounds: analysis/timing_noise.py), so a cost
-edge inside the noise is a tie; counts (FLOPs, parameters, bytes) stay fixed. Then the dimension scores, the
-weighted score and the top method follow per resample.
+predictions. With `seed_sd` (a race's ranking: analysis/race.py), a method run under one seed also gets
+seed noise (analysis/seed_noise.py), so that its figures never look free of training randomness. Every
+time, memory, latency and throughput varies by its own measured noise (repeats within a trial, drift
+between trials, or the side-by-side pass's paired rounds: analysis/timing_noise.py), so a cost edge inside
+the noise is a tie; counts (FLOPs, parameters, bytes) stay fixed. Then the dimension scores, the weighted
+score and the top method follow per resample.
 
 - P(best): the share of resamples in which a method has the highest weighted score (ties split).
 - The tied set: every method whose score is >= the winner's in at least TIE_SHARE of the resamples,
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.analysis.scores import DimensionScores, combine, method_means
+from peftbench.analysis.seed_noise import seed_draws
 from peftbench.analysis.timing_noise import TimingNoise, cost_draws
 from peftbench.stats.predictions import decode
 
@@ -131,14 +134,16 @@ def trial_metrics(record: Mapping, draws: _Draws) -> dict[str, np.ndarray] | Non
 
 
 def resample_metrics(records: pd.DataFrame, methods: list[str], resamples: int = RESAMPLES,
-                     seed: int = SEED) -> Resampled | None:
-    """Bootstrap distributions of RESAMPLED_METRICS per method; None when no trial stored predictions."""
+                     seed: int = SEED, seed_sd: Mapping[str, float] | None = None) -> Resampled | None:
+    """Bootstrap distributions of RESAMPLED_METRICS per method; None when no trial stored predictions.
+    `seed_sd`: per metric, the between-seed SD added to methods with one trial (seed_noise.py)."""
     rng = np.random.default_rng(seed)
     draws = _Draws(resamples, rng)
     values = {m: np.full((resamples, len(methods)), np.nan) for m in RESAMPLED_METRICS}
-    without, any_predictions = [], False
+    without, any_predictions, one_seed = [], False, []
     for col, method in enumerate(methods):
         trials = [rec for rec in records[records["method"] == method].to_dict("records")]
+        one_seed.append(len(trials) == 1)
         per_trial = [trial_metrics(rec, draws) for rec in trials]
         if any(t is None for t in per_trial) or not per_trial:
             without.append(method)
@@ -158,6 +163,10 @@ def resample_metrics(records: pd.DataFrame, methods: list[str], resamples: int =
         any_predictions |= any(t is not None for t in per_trial)
     if not any_predictions:
         return None
+    if seed_sd:  # a stream of its own, so the row and seed draws above stay what they were
+        noise = seed_draws(dict(seed_sd), one_seed, resamples, np.random.default_rng([seed, 2]))
+        for metric, added in noise.items():
+            values[metric] = np.clip(values[metric] + added, 0.0, 1.0)  # NaN (not measured) stays NaN
     # costs from a stream of their own: the row draws above stay what they were
     costs, timing = cost_draws(records, method_means(records), list(methods), resamples,
                                np.random.default_rng([seed, 1]))

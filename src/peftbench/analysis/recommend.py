@@ -43,6 +43,7 @@ from peftbench.analysis.scores import (
     memory_metric,
     weighted_scores,
 )
+from peftbench.analysis.seed_noise import SeedNoise, seed_noise
 from peftbench.analysis.selection import select_records
 from peftbench.analysis.timing_noise import side_by_side_usable
 from peftbench.analysis.timing_trust import RULE as TIMING_RULE
@@ -230,6 +231,7 @@ class Prepared:
     resampled: Resampled | None
     boot: np.ndarray | None  # (resamples, methods, dimensions)
     reported: dict[str, HeldOut] = field(default_factory=dict)  # held_out per method, computed when asked
+    seed_noise: SeedNoise | None = None  # hierarchical: the seed noise one-seed configurations were given
 
     def held_out(self, method: str) -> HeldOut:
         """The method's test figures in the ranked study (computed once: the scenarios share winners)."""
@@ -240,8 +242,9 @@ class Prepared:
 
 def prepare(records: pd.DataFrame, study: str | None = None, *, setup: str | None = None,
             model: str | None = None, dataset: str | None = None, include_collapsed: bool = False,
-            resamples: int = RESAMPLES, seed: int = SEED) -> Prepared:
-    """Select one setup and study, score it, and bootstrap its scores (resamples=0 skips the bootstrap)."""
+            resamples: int = RESAMPLES, seed: int = SEED, hierarchical: bool = False) -> Prepared:
+    """Select one setup and study, score it, and bootstrap its scores (resamples=0 skips the bootstrap).
+    hierarchical: one-seed configurations get seed noise in the bootstrap (seed_noise.py; a race's ranking)."""
     if records.empty:
         raise PeftbenchError("no finished trials to recommend from")
     sel = select_records(records, setup, model, dataset, include_collapsed)
@@ -249,13 +252,17 @@ def prepare(records: pd.DataFrame, study: str | None = None, *, setup: str | Non
         raise PeftbenchError("no trials left to rank: " + " ".join(sel.notes))
     selected, label = select_study(sel.records, study)
     dims = dimension_scores(selected, sel.records)
-    resampled = resample_metrics(selected, list(dims.means.index), resamples, seed) if resamples > 0 else None
+    noise = seed_noise(selected) if hierarchical else None
+    resampled = (resample_metrics(selected, list(dims.means.index), resamples, seed, noise and noise.sd)
+                 if resamples > 0 else None)
     boot = bootstrap_dimension_scores(dims, resampled) if resampled is not None else None
     notes = list(sel.notes)
     if resampled is not None and resampled.without_predictions:
         notes.append("no per-row validation predictions stored for " + ", ".join(resampled.without_predictions)
                      + ": their figures are held fixed in the bootstrap")
-    return Prepared(sel.records, selected, label, sel.setup_label, dims, notes, resampled, boot)
+    if noise is not None and resampled is not None:
+        notes.append(noise.text())
+    return Prepared(sel.records, selected, label, sel.setup_label, dims, notes, resampled, boot, seed_noise=noise)
 
 
 def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits(),
@@ -278,6 +285,7 @@ def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits()
         conf = ranking_confidence(prep.boot, list(dims.means.index), list(ranking.index), counted, weights,
                                   list(DIMENSION_NAMES), rec.top)
         rec.ranking["p_best"] = conf.p_best
+        rec.ranking["share_tied"] = conf.share_at_least_winner  # scores >= the winner's: a race's rule reads it
         rec.tied = conf.tied
         rec.resamples = conf.resamples
         rec.drift = prep.resampled.timing.lines() if prep.resampled.timing is not None else []
@@ -297,7 +305,6 @@ def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits()
         rec.held_out = prep.held_out(rec.top)
         rec.notes.append(CHOICE_NOTE)
     return rec
-
 
 
 def recommend(records: pd.DataFrame, weights: Mapping[str, float], limits: Limits = Limits(),

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from peftbench.cli.console import console, err_console
+from peftbench.cli.race_view import race_notes
 from peftbench.cli.signature import DB_OPTION
 from peftbench.errors import PeftbenchError
 
@@ -23,6 +24,18 @@ MODEL_OPT = typer.Option(None, "--model", help="only trials of this model")
 DATASET_OPT = typer.Option(None, "--dataset", help="only trials on this dataset")
 COLLAPSED_OPT = typer.Option(False, "--include-collapsed", help="rank collapsed trials too (left out by "
                              "default: they predict almost one class)")
+
+
+def stored_races(db_path: Path, selected: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The store's race decisions (store/races.py), only of races over the ranked trials when given."""
+    from peftbench.store.db import Store
+    from peftbench.store.races import races_frame
+
+    with Store(db_path, create=False) as store:
+        frame = races_frame(store.conn)
+    if selected is not None and not frame.empty:
+        frame = frame[frame["study"].isin(set(selected["study"]))]
+    return frame
 
 
 def load_records(db: str | None) -> tuple[pd.DataFrame, Path]:
@@ -220,6 +233,8 @@ def recommend(
         console.print(exclusions_table(rec))
     for note in rec.notes:
         console.print(f"note: {escape(note)}", highlight=False)
+    for line in race_notes(stored_races(db_path, prep.selected)):
+        console.print(f"note: {escape(line)}", highlight=False)
     if not len(rec.ranking):
         raise PeftbenchError("no method meets every limit (see the table above); relax a limit")
     p_best = rec.ranking.iloc[0].get("p_best")
@@ -306,7 +321,8 @@ def report(db: str | None = DB_OPTION, output: Path | None = OUTPUT_OPT, study: 
     target = output or db_path.parent / "report.html"
     radar = [m.strip() for m in radar_methods.split(",") if m.strip()] if radar_methods else None
     written = write_report(records, db_path, target, study=study, radar_methods=radar, interactive=interactive,
-                           setup=setup, model=model, dataset=dataset, include_collapsed=include_collapsed)
+                           setup=setup, model=model, dataset=dataset, include_collapsed=include_collapsed,
+                           races=stored_races(db_path))
     console.print(f"wrote {escape(str(written.html))} and {written.png_count} PNG plots in "
                   f"{escape(str(written.png_dir))}", highlight=False)
 

@@ -172,6 +172,9 @@ def dimensions_text() -> Table:
     t.add_row("rankings", "P(best), tied", "paired bootstrap over the validation (and OOD) rows (500 resamples, "
               "seeds resampled too): P(best) = share of resamples a method scores highest; tied with the winner "
               "= scores at least as high in >= 5% of them")
+    from peftbench.analysis.race import RACE_RULE
+
+    t.add_row("rankings", "--race", RACE_RULE)
     return t
 
 

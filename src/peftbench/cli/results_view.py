@@ -32,6 +32,27 @@ def print_results(db_path: Path, study: str | None) -> None:
         _print_study_answer(name, grp)
         _print_plan_checks(grp)
     _print_tuning(db_path, study)
+    _print_races(db_path, study)
+
+
+def print_answer(answer) -> None:
+    """A race's answer (studies.race.RaceAnswer), after the tables; nothing without a race."""
+    if answer is None:
+        return
+    for line in answer.lines():
+        console.print(line, highlight=False, markup=False)
+
+
+def _print_races(db_path: Path, study: str | None) -> None:
+    """Each race run on the store: its rounds and where each configuration left it (store/races.py)."""
+    from peftbench.cli.race_view import race_tables
+    from peftbench.store.db import Store
+    from peftbench.store.races import races_frame
+
+    with Store(db_path, create=False) as store:
+        frame = races_frame(store.conn, study)
+    for table in race_tables(frame):
+        console.print(table)
 
 
 def _print_skipped_perturbations(records) -> None:

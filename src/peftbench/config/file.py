@@ -17,16 +17,17 @@ CONFIG_KEYS = {
     "learning_rate", "sizes", "ranks", "targets", "workers", "trial_timeout", "retries", "preset", "test_size",
     "validation_size", "resplit", "ood_label_map", "tune", "tune_lr_factors", "task", "prompt_column",
     "response_column", "template", "max_new_tokens", "load_in_4bit", "gradient_checkpointing",
-    "unlabelled_value", "ood_same_codes", "budget", "max_memory",
+    "unlabelled_value", "ood_same_codes", "budget", "max_memory", "race", "scenario", "weights", "confidence",
+    "max_seeds",
 }
 
 
 # What each config key holds; a wrong type is one clear line rather than a traceback later on.
 _WHOLE = ("train_size", "epochs", "batch_size", "seeds", "max_length", "workers", "retries", "test_size",
-          "validation_size", "max_new_tokens")
-_NUMBER = ("learning_rate", "trial_timeout")
+          "validation_size", "max_new_tokens", "max_seeds")
+_NUMBER = ("learning_rate", "trial_timeout", "confidence")
 _LISTS = {"methods": str, "sizes": int, "ranks": int, "tune_lr_factors": float}  # a YAML list, or one string
-_BOOLS = ("tune", "load_in_4bit", "gradient_checkpointing", "ood_same_codes")
+_BOOLS = ("tune", "load_in_4bit", "gradient_checkpointing", "ood_same_codes", "race")
 _MAY_BE_EMPTY = ("ood_dataset", "learning_rate", "trial_timeout", "workers", "methods", "sizes", "ranks",
                  "db", "ood_label_map", "tune_lr_factors", "prompt_column", "response_column", "template",
                  "max_new_tokens")

@@ -28,6 +28,7 @@ from peftbench.report.sections.overview import overview_section
 from peftbench.report.sections.pareto import pareto_section
 from peftbench.report.sections.plan import plan_section
 from peftbench.report.sections.provenance import provenance_section
+from peftbench.report.sections.races import races_section
 from peftbench.report.sections.rank_sweep import rank_section
 from peftbench.report.sections.results import results_section
 from peftbench.report.sections.scenarios import scenarios_section
@@ -62,8 +63,10 @@ class WrittenReport:
 
 
 def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str | None,
-               radar_methods: list[str] | None, interactive: bool = False, **selection) -> Page:
-    """selection: setup, model, dataset, include_collapsed (see analysis.recommend.prepare)."""
+               radar_methods: list[str] | None, interactive: bool = False, races: pd.DataFrame | None = None,
+               **selection) -> Page:
+    """selection: setup, model, dataset, include_collapsed (see analysis.recommend.prepare); races: the
+    store's race decisions (store.races.races_frame), shown after the scenarios."""
     page = Page(png_folder)
     include = selection.pop("include_collapsed", False)
     records = select_records(records, include_collapsed=True, **selection).records  # one setup, all trials
@@ -86,6 +89,8 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
     data_efficiency_section(page, prep.records, colors)
     rank_section(page, prep.records)
     scenarios_section(page, prep)
+    if races is not None and not races.empty:
+        races_section(page, races[races["study"].isin(set(selected["study"]))])
     scores_section(page, dims)
     plan_section(page, records)
     provenance_section(page, records)
@@ -94,9 +99,9 @@ def build_page(records: pd.DataFrame, db_path: Path, png_folder: str, study: str
 
 def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str | None = None,
                  radar_methods: list[str] | None = None, interactive: bool = False,
-                 **selection) -> WrittenReport:
+                 races: pd.DataFrame | None = None, **selection) -> WrittenReport:
     """Write `output` and `<stem>_plots/*.png` beside it, replacing an earlier report atomically.
-    selection: setup, model, dataset, include_collapsed."""
+    selection: setup, model, dataset, include_collapsed; races: the store's race decisions, if any."""
     if records.empty:
         raise PeftbenchError(f"no finished trials in {db_path}")
     output = Path(output)
@@ -106,7 +111,7 @@ def write_report(records: pd.DataFrame, db_path: Path, output: Path, study: str 
     if png_dir.exists() and (not png_dir.is_dir() or any(p.suffix != ".png" for p in png_dir.iterdir())):
         raise PeftbenchError(f"{png_dir} exists and holds files peftbench did not write; move it or pick "
                              "another --output")
-    page = build_page(records, db_path, png_dir.name, study, radar_methods, interactive, **selection)
+    page = build_page(records, db_path, png_dir.name, study, radar_methods, interactive, races, **selection)
     document = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>peftbench report</title>"
                 f"<style>{CSS}</style></head><body>" + "\n".join(page.parts) + "</body></html>")
     output.parent.mkdir(parents=True, exist_ok=True)

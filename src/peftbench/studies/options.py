@@ -133,7 +133,23 @@ SWEEP_OPTIONS = (
     Opt("targets", str, "rank-sweep: attention (default) | all-linear | a+b+c"),
 )
 
+# --race: the study's configurations race, seeds spent where the ranking is still open (studies/race.py).
+RACE_OPTIONS = (
+    Opt("race", bool, "race the configurations: seed 0 for every one, then one more seed per round for those "
+        "still in contention on validation (hierarchical bootstrap over seeds and rows), until one is best "
+        "with --confidence, the tied set holds for two rounds, or --max-seeds", default=False),
+    Opt("scenario", str, "with --race: the scenario whose weights rank the configurations (performance-critical "
+        "| resource-constrained | limited-data | deployment-focused | balanced, the default)"),
+    Opt("weights", str, "with --race: dimension=value,... instead of a scenario (as `peftbench recommend "
+        "--weights`)"),
+    Opt("confidence", float, "with --race: stop when one configuration's P(best) reaches this, in (0.5, 1) "
+        "(default 0.9)"),
+    Opt("max_seeds", int, "with --race: seeds per configuration at most, 2 or more (default 5)"),
+)
+
 STUDY_KEYS = frozenset(o.key for o in STUDY_OPTIONS)
+RACE_KEYS = frozenset(o.key for o in RACE_OPTIONS)
 SWEEP_KEYS = frozenset(o.key for o in SWEEP_OPTIONS)
 # A flag can only switch something on: False on the command line means "not given".
-FLAG_KEYS = frozenset(o.key for o in (*STUDY_OPTIONS, *EXECUTION_OPTIONS) if o.default is False)
+FLAG_KEYS = frozenset(o.key for o in (*STUDY_OPTIONS, *EXECUTION_OPTIONS, *RACE_OPTIONS)
+                      if o.default is False)

@@ -68,14 +68,16 @@ class _Interrupts:
 
 def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: bool = False,
                retry_failed: bool = False, retries: int = 0, display=None, trackers=None,
-               side_by_side: bool = True, planner=None, prepared: dict | None = None) -> RunSummary:
+               side_by_side: bool = True, planner=None, prepared: dict | None = None,
+               data_cache: dict | None = None) -> RunSummary:
     """`trackers`: objects whose log(spec, record, status) is called after each stored outcome
     (peftbench.tracking); a tracker that fails warns once and the study goes on. `side_by_side`: after the
     trials, time every deployed model of each setup interleaved (studies/side_by_side.py). `planner`: called
     with the trials to run and their prepared data before the first one (studies/forecast.Planner); its
     predictions are stored in each trial's record beside what it measured, the trials it leaves out are not
     run, and its error (a short budget) stops the study before any trial. `prepared`: (model, data) -> data
-    already prepared, used as it is."""
+    already prepared, used as it is. `data_cache`: a dict kept by a caller that runs several batches of
+    one study (a race's rounds), so each setup's data is prepared once."""
     if not specs:
         raise PeftbenchError("nothing to run: the study has no trials")
     if retries < 0:
@@ -91,7 +93,7 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
     try:
         summary, interrupted = _run_with_store(store, specs, executor, force, retry_failed, retries, display,
                                                _Trackers(trackers or []), side_by_side, planner,
-                                               dict(prepared or {}))
+                                               dict(prepared or {}), data_cache)
     except BaseException:
         store.discard_if_unused()  # a study that could not start leaves no store behind
         raise
@@ -103,7 +105,8 @@ def run_trials(specs: list[TrialSpec], db: str | Path, executor=None, *, force: 
 
 def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool, retry_failed: bool,
                     retries: int, display, trackers: _Trackers, side_by_side: bool = True,
-                    planner=None, ready: dict | None = None) -> tuple[RunSummary, bool]:
+                    planner=None, ready: dict | None = None,
+                    data_cache: dict | None = None) -> tuple[RunSummary, bool]:
     ids = [s.trial_id for s in specs]
     store.lock_for_writing()
     statuses = store.statuses(ids)
@@ -111,7 +114,7 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     groups: dict[Any, list[TrialSpec]] = defaultdict(list)
     for s in to_run:
         groups[(s.model, s.data)].append(s)
-    prepared = _prepare_groups(store, groups, dict(ready or {}))
+    prepared = _prepare_groups(store, groups, dict(ready or {}), data_cache)
     predictions: dict[str, dict] = {}
     if planner is not None and to_run:  # plans first: before the first trial, after every check above
         forecast = planner(to_run, prepared)
@@ -153,16 +156,23 @@ def _run_with_store(store: Store, specs: list[TrialSpec], executor, force: bool,
     return summary, bool(interrupts.count)
 
 
-def _prepare_groups(store: Store, groups: dict, ready: dict) -> dict:
-    """Each setup's data, prepared once (or as given), its notes printed; a seed the store already holds for a
-    setup under another trial id is refused here, before anything runs."""
+def _prepare_groups(store: Store, groups: dict, ready: dict, cache: dict | None = None) -> dict:
+    """Each setup's data, prepared once (or as given, or from a race's `cache` of earlier rounds), its notes
+    printed the first time; a seed the store already holds for a setup under another trial id is refused
+    here, before anything runs."""
     prepared = {}
     for (model, data_spec), group in groups.items():
+        key = (model, data_spec, max(s.train.train_size for s in group))
         data = ready.get((model, data_spec))
-        if data is None:
-            data = prepare_study_data(data_spec, model, max(s.train.train_size for s in group))
+        cached = data is None and cache is not None and key in cache
+        if cached:
+            data = cache[key]
+        elif data is None:
+            data = prepare_study_data(data_spec, model, key[2])
+        if cache is not None:
+            cache[key] = data
         prepared[(model, data_spec)] = data
-        for note in data.notes:
+        for note in () if cached else data.notes:
             print(f"data: {note}", file=sys.stderr)
         store.refuse_repeated_seeds([(s.to_dict(), s.trial_id) for s in group],
                                     data.provenance.get("split_hash"))
