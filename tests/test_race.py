@@ -35,6 +35,8 @@ VAL_LABELS = np.random.default_rng(0).permutation(np.repeat([0, 1], VAL_N // 2))
     (["--confidence", "0.95"], "--confidence needs --race"),
     (["--race", "--tune"], "--race cannot be combined with --tune"),
     (["--race", "--force"], "--race cannot be combined with --force"),
+    (["--race", "--budget", "20m"], "--budget and --max-memory limit a study planned in full"),
+    (["--race", "--max-memory", "4"], "--budget and --max-memory limit a study planned in full"),
 ])
 def test_bad_race_input_is_one_line_exit_2_and_writes_nothing(extra, says, tiny_model, tiny_csv, tmp_path):
     db = tmp_path / "never" / "store.db"
