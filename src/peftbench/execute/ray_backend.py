@@ -117,6 +117,12 @@ class RayExecutor:
                 if handler is not None:
                     signal.signal(sig, handler)
 
+    def check(self) -> None:
+        """Reach the cluster and check that one of its nodes can hold a trial: one line if not, before a study
+        plans or runs anything on it."""
+        self.connect()
+        self._resources()
+
     def _check_reachable(self) -> None:
         """Fail in seconds, not minutes: Ray retries an unreachable cluster address for a long time."""
         address = self.address

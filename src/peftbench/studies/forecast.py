@@ -261,8 +261,8 @@ class Planner:
     def __call__(self, will_run: list[TrialSpec], prepared: dict) -> Forecast:
         inner = getattr(self.executor, "inner", self.executor)  # a tuning executor wraps the one that runs
         here = inner is None or type(inner).__name__ == "LocalExecutor"
-        if not here and callable(getattr(inner, "connect", None)):
-            inner.connect()  # a cluster that cannot be reached is one line, before planning for it
+        if not here and callable(getattr(inner, "check", None)):
+            inner.check()  # a cluster that cannot be reached or hold a trial is one line, before planning
         threads = getattr(inner, "threads", None)
         return plan_trials(will_run, prepared, budget_s=self.budget_s, max_memory_mb=self.max_memory_mb,
                            calibrate=here, threads=threads, say=self.say)
