@@ -11,16 +11,14 @@ still show where the test split is reported. Also here: generate-task macro F1 c
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli_main
 
 from peftbench.analysis.confidence import macro_f1_rows, resample_metrics
 from peftbench.analysis.curves import (
@@ -126,11 +124,8 @@ def decisions(db: Path, min_accuracy: float) -> dict:
 
 
 def run_cli(*args: str) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
-    proc = subprocess.run([sys.executable, "-m", "peftbench.cli", *args], capture_output=True, text=True,
-                          timeout=300, check=False, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    """The command's stdout, through the CLI's main() in this process (no interpreter start-up per call)."""
+    return run_cli_main(*args).stdout
 
 
 def front_rows(stdout: str) -> dict[str, list[str]]:

@@ -74,7 +74,9 @@ def contended_timings(records: pd.DataFrame) -> dict[str, dict]:
     for column, flag in TIMING_FLAGS.items():
         if column not in records or flag not in records:
             continue
-        for method, grp in records.groupby("method", sort=False):
+        note = flag.replace("contended", "note")
+        narrow = records[[c for c in ("method", column, flag, note) if c in records]]  # cheap to group
+        for method, grp in narrow.groupby("method", sort=False):
             hit = _flag(grp, flag) & pd.to_numeric(grp[column], errors="coerce").notna()
             if not hit.any():
                 continue
@@ -82,7 +84,7 @@ def contended_timings(records: pd.DataFrame) -> dict[str, dict]:
                                                     "whys": []})
             entry["columns"].append(column)
             entry["hits"][column] = int(hit.sum())
-            whys = grp.get(flag.replace("contended", "note"), pd.Series(dtype=object))[hit]
+            whys = grp.get(note, pd.Series(dtype=object))[hit]
             texts = [n for n in whys if isinstance(n, str)]
             entry["whys"] += texts
             entry["loads"] += [float(x) for n in texts for x in _LOAD.findall(n)]
