@@ -117,8 +117,9 @@ PLAN_NOTES = [
      "more layers is traced at depth 2 and 3 and extrapolated per phase (its layers are alike: equal to the "
      "full trace to the byte on the embedded encoder and decoder), plus what the trial keeps beside the "
      "model (a decoder classifier's fp32 LM-head copy for forgetting). CPU adds the allocator's share "
-     "(activations x 1.47 + 55 MiB, fitted on bench/plan_accuracy.py's encoder trials) to predict "
-     "peak_rss_net_mb; CUDA predicts peak_cuda_allocated_mb as traced. Not counted: the CUDA context and "
+     "(activations x (1.04 + 0.209 ln steps) + 79 MiB: glibc keeps more freed activation blocks the more "
+     "steps of varied shapes a trial runs; fitted on bench/plan_accuracy.py's trials and the quick preset, "
+     "checked on the default study) to predict peak_rss_net_mb; CUDA predicts peak_cuda_allocated_mb as traced. Not counted: the CUDA context and "
      "allocator cache (reserved above allocated), attention kernels' internal workspaces, cuBLAS/oneDNN "
      "scratch, other processes"),
     ("training time", "FLOPs of every step (traced once; per row linear in the length plus attention's "

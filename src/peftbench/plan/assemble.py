@@ -181,10 +181,10 @@ def plan_method(source: ModelSource, spec: MethodSpec, ctx: BuildContext, shapes
     pb, ps = shapes.peak
     peak_trace = tracer.train(pb, ps)
     extra = mem.trial_extra_bytes(source.config, req.data.task, ctx.decoder)
-    plan = mem.memory_plan(peak_trace, req.device, quantized, extra)
+    plan = mem.memory_plan(peak_trace, req.device, quantized, extra, len(shapes.steps))
     if req.gpu_memory_mb is not None:
         other_b = max(1, pb // 2) if pb > 1 else 2
-        other = mem.memory_plan(tracer.train(other_b, ps), req.device, quantized, extra)
+        other = mem.memory_plan(tracer.train(other_b, ps), req.device, quantized, extra, len(shapes.steps))
         plan = mem.with_limit(plan, req.gpu_memory_mb, pb, other, other_b)
     # FLOPs of every step from the traced one: per row, linear in the length plus attention's square
     train_flops = float(sum(peak_trace.flops_at(b, s) for b, s in shapes.steps))
