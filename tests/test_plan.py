@@ -357,3 +357,16 @@ def test_deep_models_are_traced_at_depth_2_and_3_exactly(tmp_path):
         ext = tracer.train(4, 24)
         assert ext.phase_peaks == full.phase_peaks and ext.flops == full.flops, name
         assert ext.flops_at(4, 24) == pytest.approx(full.flops)
+
+
+def test_cpu_memory_grows_with_the_trials_steps(tiny_model):
+    """A CPU trial's RSS keeps more freed activation blocks the more steps it runs (plan/memory.py): the same
+    batch shapes over 8x the steps predict more memory, by the allocator's share alone."""
+    plans = [make_plan(PlanRequest(tiny_model, DataSpec(max_length=16),
+                                   TrainSpec(train_size=64, epochs=epochs, batch_size=16),
+                                   [parse_method("LoRA-r8")], calibrate=False))["methods"][0]["memory"]
+             for epochs in (1, 8)]
+    few, many = plans
+    assert many["activations_mb"] == pytest.approx(few["activations_mb"])
+    assert many["allocator_mb"] > few["allocator_mb"] and many["peak_mb"] > few["peak_mb"]
+    assert mem.cpu_activation_scale(126) > mem.cpu_activation_scale(10) > mem.cpu_activation_scale(1) > 1.0
