@@ -138,7 +138,7 @@ def test_quoted_majority_rates_are_the_recorded_splits():
     from peftbench.studies.definitions import DECODER_CLASSIFY_SIZE_EVIDENCE
 
     data = load_source("embedded", "text", "label")
-    for setup, quoted in ((ENCODER_SETUP, EVIDENCE["ptuning"].note),
+    for setup, quoted in ((EVIDENCE["ptuning"].setup, EVIDENCE["ptuning"].note),
                           (DECODER_CLASSIFY_SIZE_EVIDENCE.setup, DECODER_CLASSIFY_SIZE_EVIDENCE.what)):
         split = split_data(data, setup.split_seed, setup.validation_size, setup.test_size, False)
         majority = np.bincount(data.labels[split.validation]).max() / len(split.validation)
@@ -153,3 +153,12 @@ def test_template_default_is_the_argmax_of_its_evidence():
     assert not TEMPLATE_EVIDENCE.setup.trained and TEMPLATE_EVIDENCE.setup.task == "generate"
     # the decoder grids were trained with the default template: recorded by name
     assert DECODER_SETUP.template == TEMPLATE_EVIDENCE.best
+
+
+def test_a_grid_over_several_seeds_says_so_and_reruns_them():
+    """P-tuning's seeds differ by more than its rates, so its grid is a three-seed mean: its setup says so,
+    its command re-runs three seeds, and the seed count is how it was measured, not a setup difference."""
+    ev = EVIDENCE["ptuning"]
+    assert ev.setup.seeds == 3 and "mean of seeds 0-2" in ev.setup.describe()
+    assert "--seeds 3" in ev.command("ptuning") and "--seeds" not in EVIDENCE["lora"].command("lora")
+    assert ev.setup.differences(dataclasses.replace(ev.setup, seeds=1)) == []

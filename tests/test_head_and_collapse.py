@@ -60,8 +60,10 @@ def test_head_has_its_own_learning_rate_capped_for_prompt_methods(tiny_model):
     spec = parse_method("PrefixTuning-len16")
     assert spec.learning_rate == pytest.approx(3e-2) and spec.head_learning_rate == pytest.approx(3e-3)
     assert parse_method("Full").head_learning_rate == parse_method("Full").learning_rate
-    # P-tuning's head keeps the method's rate: capped, its len32 preset collapsed on validation
-    assert parse_method("PromptTuning-len32").head_learning_rate == pytest.approx(3e-2)
+    # P-tuning's head keeps the method's rate: capped at 3e-2, its len32 preset collapsed on validation
+    ptuning = parse_method("PromptTuning-len32")
+    assert ptuning.head_learning_rate == ptuning.learning_rate
+    assert parse_method("PromptTuning-len32:lr=0.03").head_learning_rate == pytest.approx(3e-2)
     custom = parse_method("lora:head_lr=1e-4")
     assert custom.head_learning_rate == pytest.approx(1e-4) and ":head_lr=0.0001" in custom.name
     model = build_model(load_classifier(tiny_model, 2), spec, BuildContext(total_steps=20, num_labels=2))

@@ -19,7 +19,7 @@ _MODEL_WORDS = {"embedded": "the embedded encoder MiniLM-L6",
 _DATA_WORDS = {"embedded": "the embedded Rotten Tomatoes reviews"}
 _METRIC = {"classify": "accuracy", "generate": "exact match"}
 # Written beside the figures but not part of what they depend on: never compared.
-NOT_COMPARED = ("measured",)
+NOT_COMPARED = ("measured", "seeds")  # how it was measured, not what the code does
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class EvidenceSetup:
     weight_decay: float | None = None
     max_grad_norm: float | None = None
     seed: int | None = None  # the trial seed (training order and initialisation)
+    seeds: int = 1  # trials per figure (seeds seed..seed+seeds-1); a figure over several is their mean
     template: str | None = None  # generate: the prompt template's name (None: each candidate, or classify)
     measured: str = ""  # when and on which commit, in words (a note, never compared)
 
@@ -81,7 +82,8 @@ class EvidenceSetup:
         if self.trained:
             epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
             sizes += (f" ({self.train_size:,} examples x {epochs}, batch {self.batch_size}, max length "
-                      f"{self.max_length}), seed {self.seed}")
+                      f"{self.max_length}), " + (f"seed {self.seed}" if self.seeds == 1 else
+                                                 f"mean of seeds {self.seed}-{self.seed + self.seeds - 1}"))
         else:
             sizes += f" (max length {self.max_length}), untrained"
         metric = _METRIC.get(self.task, "score")
@@ -101,6 +103,8 @@ class EvidenceSetup:
             parts.append(f"--task {self.task}")
         if self.preset != "default":
             parts.append(f"--preset {self.preset}")
+        if self.seeds > 1:
+            parts.append(f"--seeds {self.seeds}")
         return " ".join([*parts, "--no-ood"])
 
 
