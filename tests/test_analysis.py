@@ -24,7 +24,7 @@ from peftbench.analysis.confidence import (
     resample_metrics,
 )
 from peftbench.analysis.pareto import Objective, pareto_table, parse_objectives
-from peftbench.analysis.recommend import Limits, data_advice, recommend
+from peftbench.analysis.recommend import Limits, data_advice, prepare, rank, recommend
 from peftbench.analysis.scenarios import SCENARIOS, parse_weights, scenario_weights
 from peftbench.analysis.scores import (
     DIMENSION_NAMES,
@@ -477,9 +477,8 @@ def test_paired_bootstrap_is_centred_on_the_stored_figures_and_repeatable():
     assert ((spread > .008) & (spread < .025)).all()  # about sqrt(p(1-p)/500), plus the seeds
 
 
-def test_p_best_pairs_rows_and_names_the_tied_set():
-    """Two methods with identical predictions except 3 rows are tied; one 10 points worse is not. Paired
-    resampling gives identical twins P(best) 0.5 each, never a spurious winner."""
+def _twin_records() -> pd.DataFrame:
+    """One seed each: A and its identical twin, B 3 rows better, C 10 points worse."""
     def rows(method, preds):
         return {"method": method, "seed": 0, "study": "tradeoff", "trainable_params": 1000, "base_params": 10**6,
                 "val_majority_rate": .5, "val_labels": encode(TEST_LABELS), "val_predictions": encode(preds),
@@ -488,14 +487,32 @@ def test_p_best_pairs_rows_and_names_the_tied_set():
     twin = base.copy()
     better = _flip(base, np.arange(0, 3))  # 3 more rows right
     worse = _flip(base, np.arange(100, 150))  # 10 points worse
-    records = pd.DataFrame([rows("A", base), rows("A-twin", twin), rows("B", better), rows("C", worse)])
-    rec = recommend(records, {"performance": 1.0})
+    return pd.DataFrame([rows("A", base), rows("A-twin", twin), rows("B", better), rows("C", worse)])
+
+
+def test_p_best_pairs_rows_and_names_the_tied_set():
+    """Two methods with identical predictions except 3 rows are tied; one 10 points worse is not. Paired
+    resampling of the rows gives identical twins P(best) 0.5 each, never a spurious winner."""
+    records, weights = _twin_records(), {"performance": 1.0}
+    rec = rank(prepare(records, hierarchical=False), weights)
     assert rec.top == "B" and set(rec.tied) == {"B", "A", "A-twin"} and rec.tied[0] == "B"
     assert rec.ranking.loc["C", "p_best"] == 0.0
     assert rec.ranking.loc["A", "p_best"] == pytest.approx(rec.ranking.loc["A-twin", "p_best"])
     assert rec.resamples == 500 and any("P(best)" in n and "5%" in n for n in rec.notes)
-    twins = recommend(records[records["method"].isin(["A", "A-twin"])], {"performance": 1.0})
+    twins = rank(prepare(records[records["method"].isin(["A", "A-twin"])], hierarchical=False), weights)
     assert twins.ranking["p_best"].tolist() == pytest.approx([.5, .5]) and len(twins.tied) == 2
+
+
+def test_one_seed_rankings_carry_seed_noise_by_default():
+    """`recommend` gives a one-seed configuration seed noise (the race's hierarchical bootstrap), so a
+    3-row edge on one seed is less certain than the rows alone say, and the note says how much."""
+    records, weights = _twin_records(), {"performance": 1.0}
+    rows_only = rank(prepare(records, hierarchical=False), weights)
+    rec = recommend(records, weights)
+    assert rec.top == "B" and rec.ranking.loc["B", "p_best"] < rows_only.ranking.loc["B", "p_best"] - 0.05
+    assert rec.ranking.loc["C", "p_best"] < 0.01  # 10 points is still far outside the seed noise
+    assert any(n.startswith("seed noise given to one-seed configurations") for n in rec.notes)
+    assert not any(n.startswith("seed noise") for n in rows_only.notes)
 
 
 def test_pareto_front_probability():

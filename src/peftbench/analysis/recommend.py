@@ -242,9 +242,11 @@ class Prepared:
 
 def prepare(records: pd.DataFrame, study: str | None = None, *, setup: str | None = None,
             model: str | None = None, dataset: str | None = None, include_collapsed: bool = False,
-            resamples: int = RESAMPLES, seed: int = SEED, hierarchical: bool = False) -> Prepared:
+            resamples: int = RESAMPLES, seed: int = SEED, hierarchical: bool = True) -> Prepared:
     """Select one setup and study, score it, and bootstrap its scores (resamples=0 skips the bootstrap).
-    hierarchical: one-seed configurations get seed noise in the bootstrap (seed_noise.py; a race's ranking)."""
+    hierarchical: configurations with several seeds have their seeds resampled, then the rows, and a one-seed
+    configuration gets seed noise (seed_noise.py), so that one seed never ranks as if training were
+    deterministic; False resamples rows only (the spread a one-seed interval shows)."""
     if records.empty:
         raise PeftbenchError("no finished trials to recommend from")
     sel = select_records(records, setup, model, dataset, include_collapsed)
@@ -290,7 +292,7 @@ def rank(prep: Prepared, weights: Mapping[str, float], limits: Limits = Limits()
         rec.resamples = conf.resamples
         rec.drift = prep.resampled.timing.lines() if prep.resampled.timing is not None else []
         rec.notes.append(f"P(best): share of {conf.resamples} paired bootstrap resamples of the validation (and "
-                         f"OOD) rows (seeds resampled too), every time, memory and speed drawn with its own "
+                         f"OOD) rows (seeds resampled first; one seed: seed noise added), every time, memory and speed drawn with its own "
                          f"noise, in which the method scores highest; tied with the winner: scores at least as "
                          f"high in >= {TIE_SHARE:.0%} of them")
     elif rec.top is not None:

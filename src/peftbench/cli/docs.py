@@ -171,8 +171,9 @@ def dimensions_text() -> Table:
     for metric, how in PLAN_NOTES:
         t.add_row("plan (predicted)", metric, how)
     t.add_row("rankings", "P(best), tied", "paired bootstrap over the validation (and OOD) rows (500 resamples, "
-              "seeds resampled too): P(best) = share of resamples a method scores highest; tied with the winner "
-              "= scores at least as high in >= 5% of them")
+              "seeds resampled first; a one-seed configuration gets seed noise, the between-seed SD pooled over "
+              "the store's configurations with 2+ seeds and a stated prior, never zero): P(best) = share of "
+              "resamples a method scores highest; tied with the winner = scores at least as high in >= 5% of them")
     from peftbench.analysis.race import RACE_RULE
 
     t.add_row("rankings", "--race", RACE_RULE)
