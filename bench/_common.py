@@ -167,3 +167,16 @@ def add_common_args(parser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: OMP_NUM_THREADS if set, else every core)")
     parser.add_argument("--json", default=None, help="where to write the figures (default bench/out/<script>.json)")
+
+
+def bench_args(parser, argv, smoke: dict[str, Any], smoke_model_kind: str | None = None):
+    """The set-up every script shares: the common options, --smoke's sizes, the thread count filled in
+    (args.threads), and under --smoke a tiny random model of `smoke_model_kind` unless --model is given."""
+    add_common_args(parser)
+    args = parse_args(parser, argv, smoke)
+    args.threads = args.threads or default_threads()
+    if smoke_model_kind and args.smoke:
+        from _tiny_models import smoke_model
+
+        args.model = smoke_model(args.model, smoke_model_kind)
+    return args

@@ -28,9 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-size", type=int, default=None, help="default: the decoder-quick preset's")
     parser.add_argument("--model", default=None,
                         help="decoder (default: the embedded SmolLM2; --smoke: a tiny random Llama)")
-    C.add_common_args(parser)
-    args = C.parse_args(parser, argv, SMOKE)
-    threads = args.threads or C.default_threads()
+    args = C.bench_args(parser, argv, SMOKE)
+    threads = args.threads
 
     import torch
 

@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                         "peak fused kernels would close; peftbench itself trains eagerly")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--model", default=None, help="base model (default: the embedded one; --smoke: a tiny random BERT)")
-    C.add_common_args(p)
-    args = C.parse_args(p, argv, SMOKE)
-    args.threads = args.threads or C.default_threads()
+    args = C.bench_args(p, argv, SMOKE)
 
     import torch
 

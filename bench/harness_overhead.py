@@ -186,13 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--perturbation-size", type=int, default=20)
     p.add_argument("--no-breakdown", action="store_true", help="skip the in-process breakdown of (b)")
     p.add_argument("--model", default=None, help="base model (default: the embedded one; --smoke: a tiny random BERT)")
-    C.add_common_args(p)
-    args = C.parse_args(p, argv, SMOKE)
-    args.threads = args.threads or C.default_threads()
-    if args.smoke:
-        from _tiny_models import smoke_model
-
-        args.model = smoke_model(args.model, "bert")
+    args = C.bench_args(p, argv, SMOKE, "bert")
     args.model = args.model or "embedded"
 
     import torch

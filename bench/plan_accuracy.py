@@ -314,13 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoder-model", default="smollm2")
     p.add_argument("--no-plan-cost", action="store_true",
                    help="skip timing the plan of the default study and of a 3B config")
-    C.add_common_args(p)
-    args = C.parse_args(p, argv, SMOKE)
-    args.threads = args.threads or C.default_threads()
-    if args.smoke:
-        from _tiny_models import smoke_model
-
-        args.model = smoke_model(args.model, "bert")
+    args = C.bench_args(p, argv, SMOKE, "bert")
     args.model = args.model or "embedded"
     import torch
 

@@ -95,14 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                         "bench/out/race_vs_fixed-<preset>.db; --smoke: a temporary one)")
     parser.add_argument("--model", default=None, help="base model (default: the embedded one; --smoke: a tiny "
                         "random BERT)")
-    C.add_common_args(parser)
-    args = C.parse_args(parser, argv, SMOKE)
-    threads = args.threads or C.default_threads()
+    args = C.bench_args(parser, argv, SMOKE, "bert")
+    threads = args.threads
     C.warn_if_busy(threads)
-    if args.smoke:
-        from _tiny_models import smoke_model
-
-        args.model = smoke_model(args.model, "bert")
     from peftbench.analysis.scenarios import scenario_weights
     from peftbench.studies.definitions import tradeoff
     from peftbench.studies.race import race_settings

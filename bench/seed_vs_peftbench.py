@@ -213,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None,
                    help="a local model folder for both pipelines (default: the embedded model; --smoke: a tiny "
                         "random BERT)")
-    C.add_common_args(p)
-    args = C.parse_args(p, argv, SMOKE)
-    args.threads = args.threads or C.default_threads()
+    args = C.bench_args(p, argv, SMOKE)
     if args.batch_size > args.train_size:
         p.error("--batch-size is larger than --train-size")
 

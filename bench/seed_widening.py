@@ -108,16 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                              "--smoke: a temporary one)")
     parser.add_argument("--model", default=None,
                         help="base model (default: the embedded one; --smoke: a tiny random BERT)")
-    C.add_common_args(parser)
-    args = C.parse_args(parser, argv, SMOKE)
-    threads = args.threads or C.default_threads()
+    args = C.bench_args(parser, argv, SMOKE, "bert")
+    threads = args.threads
     C.warn_if_busy(threads)
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: the point is the widening over seeds")
-    if args.smoke:
-        from _tiny_models import smoke_model
-
-        args.model = smoke_model(args.model, "bert")
     specs = study_specs(args)
     methods = list(dict.fromkeys(s.method.name for s in specs))
     with tempfile.TemporaryDirectory() as tmp:

@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the quick preset's (2)")
     parser.add_argument("--model", default=None,
                         help="base model (default: the embedded one; --smoke: a tiny random BERT)")
-    C.add_common_args(parser)
-    args = C.parse_args(parser, argv, SMOKE)
-    threads = args.threads or C.default_threads()
+    args = C.bench_args(parser, argv, SMOKE)
+    threads = args.threads
     C.warn_if_busy(threads)
 
     from peftbench.config.spec import EMBEDDED
