@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +13,18 @@ from peftbench.record.schema import RECORD_VERSION, TrialRecord, UndeclaredField
 from peftbench.store.db import Store
 
 DATA = Path(__file__).parent / "data"
+
+
+def _v2_store(name: str, tmp_path: Path) -> Path:
+    """A store written by the version before the typed record, rebuilt from its SQL dump (tests/data/*.sql:
+    text under review, never a binary in the repository)."""
+    db = tmp_path / f"{name}.db"
+    conn = sqlite3.connect(db)
+    try:
+        conn.executescript((DATA / f"{name}.sql").read_text())
+    finally:
+        conn.close()
+    return db
 
 
 def test_every_declared_field_has_a_unit_a_split_and_a_meaning():
@@ -49,13 +60,12 @@ def _raw_records(db: Path) -> dict[str, dict]:
         conn.close()
 
 
-@pytest.mark.parametrize("fixture", ["store_v2_classify.db", "store_v2_generate.db"])
+@pytest.mark.parametrize("fixture", ["store_v2_classify", "store_v2_generate"])
 def test_a_store_of_the_previous_format_migrates_in_place_and_reads_every_figure_back(fixture, tmp_path):
     """Stores written by the version before the typed record (schema 2, record version 2) open, upgrade
     in one transaction, and give every figure back: a classifier's unchanged, a generate trial's under its
     own name (its accuracy/latency/throughput aliases were copies of exact match, TTFT and decode speed)."""
-    db = tmp_path / fixture
-    shutil.copy(DATA / fixture, db)
+    db = _v2_store(fixture, tmp_path)
     before = _raw_records(db)
     assert before and all(r["record_version"] == 2 for r in before.values())
     with Store(db, create=False) as store:
@@ -98,8 +108,7 @@ def _own_name(record: dict, key: str) -> str:
 def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path, monkeypatch):
     import peftbench.store.migrate as migrate
 
-    db = tmp_path / "v2.db"
-    shutil.copy(DATA / "store_v2_classify.db", db)
+    db = _v2_store("store_v2_classify", tmp_path)
     before = db.read_bytes()
 
     def broken(record, roles_of):
