@@ -103,7 +103,7 @@ def cells(check: dict) -> list[str]:
     check = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in check.items()}
 
     def f(x, spec: str) -> str:
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+        return "-" if x is None else format(x, spec)
 
     mark = ", ".join(check["flags"]) if check["flags"] else ""
     if check["timing_contended"] and check["time_error_pct"] is not None:

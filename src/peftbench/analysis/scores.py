@@ -35,6 +35,7 @@ from peftbench.analysis.timing_noise import SIDE_LATENCY, SIDE_THROUGHPUT, side_
 from peftbench.analysis.timing_trust import RULE as TIMING_RULE
 from peftbench.analysis.timing_trust import clean_timings, merge_agrees, timing_notes
 from peftbench.stats.predictions import decode
+from peftbench.stats.summary import numeric_column
 
 
 @dataclass(frozen=True)
@@ -171,23 +172,17 @@ def memory_metric(records: pd.DataFrame) -> str:
     return "peak_rss_mb"
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame:
-        return pd.Series(np.nan, index=frame.index, dtype=float)
-    return pd.to_numeric(frame[column], errors="coerce").astype(float)
-
-
 def _deployed(records: pd.DataFrame, plain: str, merged: str, side: str) -> pd.Series:
     """The side-by-side pass's figure when every trial has one from one pass (all methods timed at the same
     moments: analysis/timing_noise.py); else the merged measurement where the method can merge, it was
     measured and the merged model's outputs match the unmerged model's (timing_trust.merge_agrees), else the
     plain one."""
     if side_by_side_usable(records):
-        return _numeric(records, side)
+        return numeric_column(records, side)
     can_merge = records["can_merge"].fillna(False).astype(bool) if "can_merge" in records else False
-    merged_values = _numeric(records, merged)
+    merged_values = numeric_column(records, merged)
     counts = can_merge & merged_values.notna() & merge_agrees(records)
-    return merged_values.where(counts, _numeric(records, plain))
+    return merged_values.where(counts, numeric_column(records, plain))
 
 
 def method_means(records: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +190,7 @@ def method_means(records: pd.DataFrame) -> pd.DataFrame:
     plus train_memory_mb, deployed_latency_ms and deployed_throughput_per_s. Contended timings are left out
     (timing_trust.clean_timings): the mean is over the method's clean trials, NaN where it has none."""
     frame = clean_timings(records)
-    frame["train_memory_mb"] = _numeric(frame, memory_metric(frame))
+    frame["train_memory_mb"] = numeric_column(frame, memory_metric(frame))
     frame["deployed_latency_ms"] = _deployed(frame, "latency_p50_ms", "merged_latency_p50_ms", SIDE_LATENCY)
     frame["deployed_throughput_per_s"] = _deployed(frame, "throughput_per_s", "merged_throughput_per_s",
                                                    SIDE_THROUGHPUT)
@@ -241,13 +236,13 @@ def scale_refs(records: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
     Chance accuracy is val_majority_rate; without it, the stored validation labels' majority share; without
     labels, 0 (the raw value). Classes default to 2 when no labels were stored."""
     facts = _label_facts(records).reindex(means.index)
-    p = _numeric(means, "val_majority_rate").fillna(facts["val_majority"])
+    p = numeric_column(means, "val_majority_rate").fillna(facts["val_majority"])
     classes = facts["classes"].fillna(2.0).clip(lower=2.0)
     ood_classes = facts["ood_classes"].fillna(classes).clip(lower=2.0)
     # Every reference is the method's own (its setup's) figure, never another method's.
-    base = _numeric(means, "base_params").fillna(_numeric(means, "total_params"))
-    base_bytes = (base * 4.0).clip(lower=_numeric(means, "adapter_bytes"))
-    full_flops = 6.0 * base * _numeric(means, "flops_batch_tokens")
+    base = numeric_column(means, "base_params").fillna(numeric_column(means, "total_params"))
+    base_bytes = (base * 4.0).clip(lower=numeric_column(means, "adapter_bytes"))
+    full_flops = 6.0 * base * numeric_column(means, "flops_batch_tokens")
     full_memory = FULL_FT_BYTES_PER_PARAM * base / 2.0 ** 20
     return pd.DataFrame({"chance_accuracy": p.fillna(0.0), "chance_f1": (2 * p / ((1 + p) * classes)).fillna(0.0),
                          "chance_balanced": 1.0 / ood_classes, "base_params": base, "base_bytes": base_bytes,
@@ -351,7 +346,7 @@ def dimension_scores(records: pd.DataFrame, all_records: pd.DataFrame | None = N
                 left_out[col] = lacking
             else:
                 used[dim].append(col)
-    values = {c: _numeric(scorable, c).to_numpy() for cs in used.values() for c in cs}
+    values = {c: numeric_column(scorable, c).to_numpy() for cs in used.values() for c in cs}
     ref_arrays = {c: refs[c].to_numpy(float) for c in refs}
     matrix = combine(values, ref_arrays, used, (len(means),))
     scores = pd.DataFrame(matrix, index=means.index, columns=list(DIMENSION_NAMES), dtype=float)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from peftbench.stats.summary import numeric_column
+
 PRIOR_SD = 0.0175
 PRIOR_DOF = 6
 PRIOR_SOURCE = ("prior 0.0175 (pooled SD of validation accuracy over seeds 0-2 of Full, LoRA-r8 and BitFit, "
@@ -55,19 +57,13 @@ class SeedNoise:
         return "seed noise given to one-seed configurations: " + "; ".join(parts) + f". {PRIOR_SOURCE}"
 
 
-def _numeric(records: pd.DataFrame, column: str) -> pd.Series:
-    if column not in records:
-        return pd.Series(np.nan, index=records.index, dtype=float)
-    return pd.to_numeric(records[column], errors="coerce").astype(float)
-
-
 def seed_noise(records: pd.DataFrame) -> SeedNoise:
     """The between-seed SD of each resampled figure (see the module docstring); `method` names the
     configuration, one row per trial."""
     sd, dof, configurations = {}, {}, {}
     for metrics in SEED_KINDS.values():
         for metric in metrics:
-            frame = pd.DataFrame({"v": _numeric(records, metric),
+            frame = pd.DataFrame({"v": numeric_column(records, metric),
                                   "k": records["method"].astype(str)}).dropna()
             ss, n_dof, n_conf = 0.0, 0, 0
             for _, grp in frame.groupby("k", sort=False):

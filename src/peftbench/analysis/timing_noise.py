@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from peftbench.stats.summary import numeric_column
+
 TIMING_PRIOR = 0.10  # relative drift of a timing between trials when the store measures none
 MEMORY_PRIOR = 0.05  # of a memory peak between runs (allocator and page timing) when no seeds measure it
 FEWEST_CALLS = 5  # TrainSpec.validate's minimum latency_runs: the repeats term is never understated
@@ -88,28 +90,22 @@ class TimingNoise:
         return out
 
 
-def _num(records: pd.DataFrame, column: str) -> pd.Series:
-    if column not in records:
-        return pd.Series(np.nan, index=records.index, dtype=float)
-    return pd.to_numeric(records[column], errors="coerce").astype(float)
-
-
 def _merged(records: pd.DataFrame) -> pd.Series:
     can = records["can_merge"].fillna(False).astype(bool) if "can_merge" in records else False
-    return can & _num(records, "merged_latency_p50_ms").notna()
+    return can & numeric_column(records, "merged_latency_p50_ms").notna()
 
 
 def _deployed_values(records: pd.DataFrame, plain: str, merged: str) -> pd.Series:
     """Per trial, its own deployed figure: merged where it merged, else the plain one."""
-    return _num(records, merged).where(_merged(records), _num(records, plain))
+    return numeric_column(records, merged).where(_merged(records), numeric_column(records, plain))
 
 
 def _memory_values(records: pd.DataFrame) -> pd.Series:
     for col in ("peak_cuda_allocated_mb", "peak_rss_net_mb", "peak_rss_mb"):
-        values = _num(records, col)
+        values = numeric_column(records, col)
         if values.notna().all():
             return values
-    return _num(records, "peak_rss_mb")
+    return numeric_column(records, "peak_rss_mb")
 
 
 def _pooled_log_sd(values: pd.Series, keys: pd.Series) -> tuple[float, int, list[str]]:
@@ -173,7 +169,7 @@ def measure_drift(records: pd.DataFrame) -> dict[str, Drift]:
         "latency", TIMING_PRIOR, "prior: no deployed graph was timed in two trials here")
     throughput = _inference_drift(records, "throughput", "throughput_per_s", "merged_throughput_per_s") or Drift(
         "throughput", TIMING_PRIOR, "prior: no deployed graph was timed in two trials here")
-    train = _seed_drift(records, "train time", _num(records, "train_seconds"))
+    train = _seed_drift(records, "train time", numeric_column(records, "train_seconds"))
     if train is None:
         measured = [d for d in (throughput, latency) if d.source.startswith("measured")]
         machine = max(measured, key=lambda d: d.sigma) if measured else None
@@ -190,7 +186,7 @@ def latency_repeats(records: pd.DataFrame) -> pd.Series:
     (the larger of the plain and merged figures')."""
     terms = []
     for prefix in ("latency", "merged_latency"):
-        p25, p50, p75 = (_num(records, f"{prefix}_{q}_ms") for q in ("p25", "p50", "p75"))
+        p25, p50, p75 = (numeric_column(records, f"{prefix}_{q}_ms") for q in ("p25", "p50", "p75"))
         terms.append(1.2533 * (p75 - p25) / 1.349 / np.sqrt(FEWEST_CALLS) / p50.where(p50 > 0))
     return pd.concat(terms, axis=1).max(axis=1).fillna(0.0)
 

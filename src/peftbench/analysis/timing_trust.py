@@ -14,6 +14,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from peftbench.stats.summary import numeric_column
+
 # timing column -> the record's flag saying it was contended (measure/machine_load.py)
 TIMING_FLAGS = {
     "train_seconds": "timing_contended",
@@ -51,8 +53,7 @@ def _is_flag(v) -> bool:
 def merge_agrees(frame: pd.DataFrame) -> pd.Series:
     """Per trial: the merged model's outputs were checked and match (False where unchecked or different)."""
     greedy = frame["merge_same_greedy"] if "merge_same_greedy" in frame else pd.Series(None, index=frame.index)
-    diff = pd.to_numeric(frame.get("merge_max_logit_diff", pd.Series(np.nan, index=frame.index)), errors="coerce")
-    scale = pd.to_numeric(frame.get("merge_logit_scale", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    diff, scale = numeric_column(frame, "merge_max_logit_diff"), numeric_column(frame, "merge_logit_scale")
     within = diff <= MERGE_LOGIT_TOLERANCE * scale.fillna(1.0).clip(lower=1.0)
     checked = greedy.map(_is_flag)
     return _flag(frame, "merge_same_greedy").where(checked, within).astype(bool)
@@ -103,8 +104,7 @@ def _merge_disagrees(records: pd.DataFrame) -> list[str]:
     if "can_merge" not in records:
         return []
     mergeable = records["can_merge"].fillna(False).astype(bool)
-    merged = pd.to_numeric(records.get("merged_latency_p50_ms", pd.Series(np.nan, index=records.index)),
-                           errors="coerce").notna()
+    merged = numeric_column(records, "merged_latency_p50_ms").notna()
     bad = mergeable & merged & ~merge_agrees(records)
     return [str(m) for m in dict.fromkeys(records.loc[bad, "method"])]
 

@@ -40,6 +40,13 @@ class Summary:
         return (self.ci_high - self.ci_low) / 2
 
 
+def numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A record column as floats (NaN where missing or not a number; all NaN when no record has it)."""
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce").astype(float)
+
+
 def summarize(values, confidence: float = 0.95) -> Summary:
     arr = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))],
                      dtype=float)
