@@ -46,6 +46,28 @@ def study_options(args, seeds: int):
     return dataclasses.replace(opts, seeds=seeds)
 
 
+def shifted(specs, first_seed: int):
+    """The same trials under seeds first_seed, first_seed+1, ... (a race's round r runs its r-th seed)."""
+    return [dataclasses.replace(s, seed=s.seed + first_seed) for s in specs]
+
+
+def seed_range(specs) -> str:
+    seeds = sorted({s.seed for s in specs})
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
+def agreement(a: dict, b: dict) -> dict:
+    """Whether two answers name the same winner and tied set, and the tied sets' overlap (Jaccard)."""
+    ta, tb = set(a["tied"]), set(b["tied"])
+    return {"same_winner": a["winner"] == b["winner"], "same_tied": ta == tb,
+            "jaccard": len(ta & tb) / len(ta | tb) if ta | tb else 1.0}
+
+
+def agreement_note(scenario: str, what: str, a: dict) -> str:
+    return (f"{scenario}: {what}: same winner {'yes' if a['same_winner'] else 'NO'}, same tied set "
+            f"{'yes' if a['same_tied'] else 'NO'} (overlap {a['jaccard']:.2f})")
+
+
 def executor(threads: int):
     from peftbench.execute.local import LocalExecutor
 
@@ -67,6 +89,9 @@ def fixed_answer(db: Path, specs, weights, include_collapsed: bool) -> dict:
     with Store(db, create=False) as store:
         records = store.records("tradeoff")
     records = records[records["trial_id"].isin({s.trial_id for s in specs})].reset_index(drop=True)
+    if len(records) < len(specs):
+        raise SystemExit(f"{db}: {len(records)} of the fixed study's {len(specs)} trials finished (seeds "
+                         f"{seed_range(specs)}); run this script on it with those seeds first")
     return answer_of(assess(records, weights, "tradeoff", include_collapsed).rec)
 
 
@@ -87,8 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="default", choices=["default", "quick"])
     parser.add_argument("--methods", default=None, help="default: the seed's 12 methods")
     parser.add_argument("--seeds", type=int, default=3, help="the fixed study's seeds (default 3)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run are first-seed .. first-seed+K-1 (default 0): another set of seeds is "
+                        "a second, independent fixed study and race of the same configurations")
     parser.add_argument("--max-seeds", type=int, default=None, help="the race's --max-seeds (default: --seeds)")
     parser.add_argument("--confidence", type=float, default=0.9)
+    parser.add_argument("--compare-with", default=None, help="a store holding the same fixed study under other "
+                        "seeds (--compare-first-seed): how often do two fixed studies agree, and the race with it?")
+    parser.add_argument("--compare-first-seed", type=int, default=0, help="that store's first seed (default 0)")
     parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
     parser.add_argument("--train-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--db", default=None, help="store to run into and reuse trials from (default "
@@ -110,13 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:  # a tiny random model learns nothing in 16 rows: rank its collapsed trials anyway
         settings = {s: dataclasses.replace(v, rule=dataclasses.replace(v.rule, include_collapsed=True))
                     for s, v in settings.items()}
-    fixed_specs = tradeoff(study_options(args, args.seeds))
-    race_specs = tradeoff(study_options(args, max_seeds))
+    fixed_specs = shifted(tradeoff(study_options(args, args.seeds)), args.first_seed)
+    race_specs = shifted(tradeoff(study_options(args, max_seeds)), args.first_seed)
     configs = len({dataclasses.replace(s, seed=0).trial_id for s in fixed_specs})
-    rows, out = [], []
+    other_specs = shifted(tradeoff(study_options(args, args.seeds)), args.compare_first_seed)
+    if args.compare_with and {s.trial_id for s in other_specs} & {s.trial_id for s in fixed_specs}:
+        raise SystemExit("--compare-with needs seeds that do not overlap this run's (--compare-first-seed)")
+    rows, out, notes = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(args.db) if args.db else (Path(tmp) / "smoke.db" if args.smoke else
-                                            C.OUT_DIR / f"race_vs_fixed-{args.preset}.db")
+                                            C.OUT_DIR / f"race_vs_fixed-{args.preset}"
+                                            f"{f'-from-seed{args.first_seed}' if args.first_seed else ''}.db")
         db.parent.mkdir(parents=True, exist_ok=True)
         summary = run_trials(fixed_specs, db, executor(threads))
         for scenario in scenarios:
@@ -126,25 +161,39 @@ def main(argv: list[str] | None = None) -> int:
             raced = race(db, race_specs, settings[scenario], threads)
             for line in raced["lines"]:
                 print(line)
-            same_winner, same_tied = fixed["winner"] == raced["winner"], set(fixed["tied"]) == set(raced["tied"])
-            out.append({"scenario": scenario, "fixed": fixed, "race": raced, "same_winner": same_winner,
-                        "same_tied": same_tied,
+            same = agreement(fixed, raced)
+            out.append({"scenario": scenario, "fixed": fixed, "race": raced, "same_winner": same["same_winner"],
+                        "same_tied": same["same_tied"], "tied_overlap": same["jaccard"],
                         "beyond_share": raced["beyond_first"] / fixed["beyond_first"] if fixed["beyond_first"]
                         else None})
-            for name, a in ((f"fixed --seeds {args.seeds}", fixed), (f"race (max {max_seeds})", raced)):
+            notes.append(agreement_note(scenario, "race vs fixed", same)
+                         + f"; race beyond round 1: {raced['beyond_first']} of the fixed study's "
+                         f"{fixed['beyond_first']} (target <= 1/3)")
+            answers = [(f"fixed, seeds {seed_range(fixed_specs)}", fixed), (f"race (max {max_seeds})", raced)]
+            if args.compare_with:  # a second fixed study on other seeds: the yardstick for "same answer"
+                other = {**fixed_answer(Path(args.compare_with), other_specs, scenario_weights(scenario),
+                                        args.smoke), "trials": len(other_specs),
+                         "beyond_first": len(other_specs) - configs}
+                out[-1].update(other_fixed=other, fixed_vs_other=agreement(fixed, other),
+                               race_vs_other=agreement(raced, other))
+                answers.append((f"fixed, seeds {seed_range(other_specs)} (other store)", other))
+                notes += [agreement_note(scenario, f"fixed vs fixed (seeds {seed_range(other_specs)})",
+                                         out[-1]["fixed_vs_other"]),
+                          agreement_note(scenario, f"race vs fixed (seeds {seed_range(other_specs)})",
+                                         out[-1]["race_vs_other"])]
+            for name, a in answers:
                 rows.append([scenario, name, a["winner"], f"{a['p_best']:.2f}", ", ".join(a["tied"]),
                              str(a["trials"]), str(a["beyond_first"]), a.get("stop", "-")])
     C.print_table(f"Race vs a fixed {args.seeds}-seed study ({configs} configurations, preset {args.preset}): "
                   "winner, P(best) and tied set on validation",
                   ["scenario", "answer from", "winner", "P(best)", "tied set", "trials", "beyond round 1",
-                   "stop"], rows,
-                  notes=[f"{o['scenario']}: same winner {'yes' if o['same_winner'] else 'NO'}, same tied set "
-                         f"{'yes' if o['same_tied'] else 'NO'}; race beyond round 1: {o['race']['beyond_first']} "
-                         f"of the fixed study's {o['fixed']['beyond_first']} (target <= 1/3)" for o in out])
+                   "stop"], rows, notes=notes)
     spec = fixed_specs[0]
     C.write_json("race_vs_fixed", {
         "preset": args.preset, "smoke": args.smoke, "model": spec.model, "configurations": configs,
-        "seeds": args.seeds, "max_seeds": max_seeds, "confidence": args.confidence, "scenarios": out,
+        "seeds": args.seeds, "first_seed": args.first_seed, "compare_with": args.compare_with,
+        "compare_first_seed": args.compare_first_seed if args.compare_with else None, "max_seeds": max_seeds, "confidence": args.confidence,
+        "scenarios": out,
         "train_size": spec.train.train_size, "epochs": spec.train.epochs, "batch_size": spec.train.batch_size,
         "validation_size": spec.data.validation_size, "threads": threads,
         "fixed_run": dataclasses.asdict(summary)}, args.json)

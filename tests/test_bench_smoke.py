@@ -5,6 +5,7 @@ prints its table and writes the JSON it documents, with finite numbers where num
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -38,6 +39,19 @@ def run_bench(name: str, folder: Path, *extra: str) -> tuple[str, dict]:
     return proc.stdout, payload
 
 
+def race_pair(folder: Path) -> tuple[tuple[str, dict], tuple[str, dict]]:
+    """race_vs_fixed twice on one tiny BERT (a trial's identity holds its model's path): seeds 0-1 into one
+    store, then seeds 2-3 into another, compared with the first."""
+    loader = importlib.util.spec_from_file_location("_tiny_models", BENCH / "_tiny_models.py")
+    tiny = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(tiny)
+    model = tiny.tiny_bert(folder / "model")
+    first = run_bench("race_vs_fixed", folder / "seeds0", "--model", model, "--db", str(folder / "seeds0.db"))
+    second = run_bench("race_vs_fixed", folder / "seeds2", "--model", model, "--first-seed", "2",
+                       "--db", str(folder / "seeds2.db"), "--compare-with", str(folder / "seeds0.db"))
+    return first, second
+
+
 @pytest.fixture(scope="module")
 def bench(request, tmp_path_factory):
     """The selected tests' scripts, started two at a time as soon as the module begins; a test waits for
@@ -49,7 +63,8 @@ def bench(request, tmp_path_factory):
     runs: dict[str, Future] = {}
     for name in ENCODER_SCRIPTS:
         if name in wanted:
-            runs[name] = pool.submit(run_bench, name, root / name)
+            runs[name] = (pool.submit(race_pair, root / name) if name == "race_vs_fixed" else
+                          pool.submit(run_bench, name, root / name))
     if wanted & set(DECODER_SCRIPTS):
         model = request.getfixturevalue("tiny_llama")
         for name in DECODER_SCRIPTS:
@@ -145,7 +160,7 @@ def test_seed_widening(bench):
 
 
 def test_race_vs_fixed(bench):
-    stdout, fig = bench("race_vs_fixed")
+    (stdout, fig), (other_stdout, other) = bench("race_vs_fixed")
     assert "Race vs a fixed 2-seed study (3 configurations" in stdout and "beyond round 1" in stdout
     assert fig["smoke"] is True and fig["seeds"] == fig["max_seeds"] == 2 and fig["configurations"] == 3
     assert [s["scenario"] for s in fig["scenarios"]] == ["balanced", "performance-critical"]
@@ -160,6 +175,15 @@ def test_race_vs_fixed(bench):
             assert answer["winner"] in ("BitFit", "LoRA-r8", "Full") and answer["winner"] == answer["tied"][0]
             assert 0.0 <= answer["p_best"] <= 1.0
         assert s["same_winner"] == (fixed["winner"] == race["winner"])
+    # the same study under seeds 2-3, read beside the first store's seeds 0-1: a second, independent fixed study
+    assert other["first_seed"] == 2 and other["compare_first_seed"] == 0
+    assert "fixed, seeds 0-1 (other store)" in other_stdout and "fixed vs fixed (seeds 0-1)" in other_stdout
+    for s, first in zip(other["scenarios"], fig["scenarios"]):
+        assert {k: s["other_fixed"][k] for k in ("winner", "tied")} == {k: first["fixed"][k] for k in ("winner", "tied")}
+        for key, answer in (("fixed_vs_other", s["fixed"]), ("race_vs_other", s["race"])):
+            mine, theirs = set(answer["tied"]), set(first["fixed"]["tied"])
+            assert s[key]["jaccard"] == pytest.approx(len(mine & theirs) / len(mine | theirs))
+            assert s[key]["same_winner"] == (answer["winner"] == first["fixed"]["winner"])
 
 
 def test_decoder_templates(bench):
