@@ -76,13 +76,14 @@ def test_one_seed_gets_seed_noise_never_zero():
     rows_only = resample_metrics(perfect, ["A"])
     assert np.all(rows_only.values["val_accuracy"] == 1.0)  # every row right: rows alone say no doubt at all
     noise = seed_noise(perfect)
-    assert noise.sd["val_accuracy"] == pytest.approx(PRIOR_SD) and noise.dof["val_accuracy"] == 0
+    assert noise.sd == pytest.approx(PRIOR_SD) and noise.dof["val_accuracy"] == 0  # each figure its own prior
+    assert noise.sd["ood_accuracy"] > noise.sd["val_f1"] > noise.sd["val_accuracy"]
     hierarchical = resample_metrics(perfect, ["A"], seed_sd=noise.sd)
     assert hierarchical.values["val_accuracy"].std() > 0.005  # another seed could do worse
     # two seeds that agree exactly measure no spread; the prior keeps the pooled figure above zero
     twins = pd.DataFrame([record("A", 0, 0.8), {**record("A", 0, 0.8), "seed": 1}])
     pooled = seed_noise(twins).sd["val_accuracy"]
-    assert 0 < pooled < PRIOR_SD and seed_noise(twins).dof["val_accuracy"] == 1
+    assert 0 < pooled < PRIOR_SD["val_accuracy"] and seed_noise(twins).dof["val_accuracy"] == 1
 
 
 def test_a_clear_loser_leaves_a_tie_stays_and_a_stable_tied_set_stops():
@@ -184,3 +185,16 @@ def test_a_killed_race_continues_where_it_stopped(tiny_study, capsys):
         attempts = dict(conn.execute("SELECT trial_id, attempts FROM trials").fetchall())
     assert set(answer.trial_ids) <= set(attempts) and all(attempts[t] == 1 for t in answer.trial_ids)
     assert len(answer.trial_ids) == sum(answer.round_trials) == 2 * answer.final.round
+
+
+def test_a_race_decided_under_other_seed_noise_priors_is_another_race(monkeypatch):
+    """A stored race continues only under the rule that decided it: new priors start a new race (the trials
+    are reused as in any study), never a continuation of decisions made under the old ones."""
+    import peftbench.studies.race as race_module
+    from peftbench.studies.race import race_id, race_settings
+
+    settings = race_settings({"race": True}, studies=["tradeoff"])
+    before = race_id("tradeoff", ["a", "b"], settings)
+    assert race_id("tradeoff", ["a", "b"], settings) == before  # the same command: the same race
+    monkeypatch.setattr(race_module, "PRIOR_SD", {**PRIOR_SD, "val_accuracy": 2 * PRIOR_SD["val_accuracy"]})
+    assert race_id("tradeoff", ["a", "b"], settings) != before

@@ -87,6 +87,7 @@ def code_setup(recorded: EvidenceSetup, data: DataSpec | None = None, train: Tra
 
 def evidence_setups() -> dict[str, EvidenceSetup]:
     """Every evidence entry's recorded setup, by what the entry backs."""
+    from peftbench.analysis.seed_noise import PRIOR_SETUP
     from peftbench.methods.evidence import DECODER_EVIDENCE, EVIDENCE
     from peftbench.tasks.generate.templates import TEMPLATE_SETUP
 
@@ -94,4 +95,5 @@ def evidence_setups() -> dict[str, EvidenceSetup]:
     out |= {f"learning rate of {family} (decoder)": ev.setup for family, ev in DECODER_EVIDENCE.items()}
     out["default template (generate)"] = TEMPLATE_SETUP
     out["decoder-quick train size (classify)"] = DECODER_CLASSIFY_SIZE_EVIDENCE.setup
+    out["seed-noise priors (one-seed rankings)"] = PRIOR_SETUP
     return out

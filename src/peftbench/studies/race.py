@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from peftbench.analysis.confidence import SEED
+from peftbench.analysis.seed_noise import PRIOR_DOF, PRIOR_SD
 from peftbench.analysis.race import (
     BACK,
     COLLAPSED,
@@ -107,12 +108,13 @@ def configurations(specs: list[TrialSpec]) -> dict[str, list[TrialSpec]]:
 
 
 def race_id(study: str, configs: Sequence[str], settings: RaceSettings) -> str:
-    """The race's identity: the same command on the same store is the same race, and continues it."""
+    """The race's identity: the same command on the same store is the same race, and continues it. What
+    decides its rounds is part of it (the seed-noise priors too): a race decided under other priors is another."""
     identity = {"study": study, "configs": list(configs), "confidence": settings.rule.confidence,
                 "max_seeds": settings.rule.max_seeds, "out_share": settings.rule.out_share,
                 "include_collapsed": settings.rule.include_collapsed,
                 "weights": {k: round(v, 9) for k, v in settings.weights.items()}, "resamples": RACE_RESAMPLES,
-                "bootstrap_seed": SEED}
+                "bootstrap_seed": SEED, "seed_noise_prior": [PRIOR_SD, PRIOR_DOF]}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
