@@ -1,5 +1,6 @@
 """The Ray backend on a real (one-node, loopback-only) Ray cluster: same records as the local executor, the
-Ray run being a race (--race) whose first round is the local run's trials.
+Ray run being a race (--race) whose first round is the local run's trials and whose second round runs the
+two tied configurations' next seeds on the cluster.
 
 The cluster is started with `ray start --head --block` in its own temp dir and stopped at the end; the
 study runs through the real CLI with `--backend ray --address 127.0.0.1:PORT`, as a person would.
@@ -27,7 +28,9 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'peft
 # Ray turns 127.0.0.1 into the machine's network address unless told it is not clustering across
 # machines; keep every socket of this test on loopback.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-METHODS = "full:lr=1e-2,bitfit:lr=3e-1"  # Full learns the tiny task (accuracy 1.0), BitFit does not
+# Full learns the tiny task (accuracy 1.0) at either rate, BitFit does not: a race drops BitFit after round 1
+# and runs a second round for the two Full configurations, tied.
+METHODS = "full:lr=1e-2,full:lr=1.2e-2,bitfit:lr=3e-1"
 
 
 def free_port() -> int:
@@ -110,19 +113,23 @@ def test_ray_cluster_gives_the_records_of_the_local_executor(ray_cluster, tiny_m
     local_db, ray_db = tmp_path / "local.db", tmp_path / "ray.db"
 
     # Both at once: the Ray run spends much of its time waiting on the cluster. The Ray run is a race: its
-    # first round is the local run's trials (seed 0), and Full's planted gap over BitFit ends it there.
+    # first round is the local run's trials (seed 0); Full's planted gap over BitFit sends BitFit out, and the
+    # two Full configurations, tied, run seed 1 in round 2 on the cluster.
     on_ray = start(*common, "--db", str(ray_db), "--backend", "ray", "--address", address,
                    "--cpus-per-trial", "2", "--race", env=env)
     local = start(*common, "--db", str(local_db))
     too_big_db = tmp_path / "never.db"  # a trial no node can hold is refused, and leaves no store
     too_big = start(*common, "--db", str(too_big_db), "--backend", "ray", "--address", address,
                     "--cpus-per-trial", "64", env=env)
-    outputs = {}
+    outputs, errors = {}, {}
     for name, proc in (("ray", on_ray), ("local", local)):
-        outputs[name], err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
-    assert "race answer (scenario balanced (default), chosen on validation): Full:lr=0.01" in outputs["ray"]
-    assert "stopped after round 1: confident" in outputs["ray"]
+        outputs[name], errors[name] = proc.communicate(timeout=600)
+        assert proc.returncode == 0, errors[name][-3000:]
+    assert "race answer (scenario balanced (default), chosen on validation): Full:lr=" in outputs["ray"]
+    assert "raced out: BitFit:lr=0.3 (round 1" in outputs["ray"]  # (round 1, collapsed): it learns nothing here
+    flat = " ".join(outputs["ray"].split())  # the console wraps long lines
+    assert "trials: 3 + 2 = 5" in flat and "stopped after round 2" in flat
+    assert "race round 2: 2 contender(s), seed 1" in " ".join(errors["ray"].split())  # progress goes to stderr
     _, err = too_big.communicate(timeout=600)
     lines = [line for line in err.splitlines() if line.strip()]
     assert too_big.returncode != 0 and len(lines) == 1, err[-3000:]
@@ -130,7 +137,10 @@ def test_ray_cluster_gives_the_records_of_the_local_executor(ray_cluster, tiny_m
     assert not too_big_db.exists()
 
     ray_records, local_records = stored(ray_db), stored(local_db)
-    assert set(ray_records) == set(local_records) and len(ray_records) == 2  # same specs, same trial ids
+    assert set(local_records) <= set(ray_records) and len(local_records) == 3  # same specs, same trial ids
+    second = [r for tid, r in ray_records.items() if tid not in local_records]
+    assert sorted((r["method"], r["seed"], r["status"]) for r in second) == [
+        ("Full:lr=0.01", 1, "ok"), ("Full:lr=0.012", 1, "ok")]  # round 2, on the cluster
     for tid, expected in local_records.items():
         got = ray_records[tid]
         assert got["status"] == expected["status"] == "ok", (got.get("error"), expected.get("error"))
