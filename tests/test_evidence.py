@@ -162,3 +162,24 @@ def test_a_grid_over_several_seeds_says_so_and_reruns_them():
     assert ev.setup.seeds == 3 and "mean of seeds 0-2" in ev.setup.describe()
     assert "--seeds 3" in ev.command("ptuning") and "--seeds" not in EVIDENCE["lora"].command("lora")
     assert ev.setup.differences(dataclasses.replace(ev.setup, seeds=1)) == []
+
+
+def test_the_head_rate_cap_is_not_beaten_beyond_the_seed_noise_and_higher_caps_do_worse():
+    """HEAD_LR_CAP's grid (validation, the default setup): no other cap's mean beats it by more than the
+    seed noise of validation accuracy, every cap above it does worse, and the grid was measured at the
+    methods' own default rates (else its command would re-run another grid)."""
+    from peftbench.analysis.seed_noise import PRIOR_SD
+    from peftbench.methods import HEAD_LR_CAP
+    from peftbench.methods.evidence import HEAD_CAP_EVIDENCE as ev
+
+    shared = set.intersection(*(set(grid) for grid in ev.val_accuracy.values()))
+    assert HEAD_LR_CAP in shared and len(shared) >= 2
+    for cap in shared:
+        assert ev.mean(cap) <= ev.mean(HEAD_LR_CAP) + PRIOR_SD["val_accuracy"], cap
+    for preset, grid in ev.val_accuracy.items():
+        assert parse_method(preset).learning_rate == ev.method_rate[preset], preset
+        assert parse_method(preset).head_learning_rate == min(HEAD_LR_CAP, ev.method_rate[preset]), preset
+        for cap, acc in grid.items():
+            if cap > HEAD_LR_CAP and cap <= ev.method_rate[preset]:
+                assert acc < grid[HEAD_LR_CAP], (preset, cap)
+    assert "PrefixTuning-len16:head_lr=0.03" in ev.command() and "LoRA-r8:head_lr=0.002" in ev.command()

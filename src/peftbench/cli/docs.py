@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from peftbench.methods import FAMILIES, HEAD_LR_CAP, PRESETS, SEED_PRESETS, parse_method
-from peftbench.methods.evidence import DECODER_EVIDENCE, DECODER_SETTING, EVIDENCE, SETTING
+from peftbench.methods.evidence import DECODER_EVIDENCE, DECODER_SETTING, EVIDENCE, HEAD_CAP_EVIDENCE, SETTING
 
 DIMENSIONS = [
     ("Parameter efficiency", [
@@ -205,5 +205,6 @@ def methods_tables() -> list[Table]:
                 "not derived here" + ("" if f.decoder_lr is not None else ": the encoder's rate"))
         fams.add_row(f.name, f.summary, opts, f"{f.default_lr:g}", grid, why, f"{f.default_lr_for(True):g}", dwhy)
     fams.caption = (f"Measured in: {SETTING}. Decoder rates: {DECODER_SETTING}. The classifier head (and an untrained pooler) trains at the "
-                    f"method's rate capped at {HEAD_LR_CAP:g}, uncapped for ptuning (head_lr= overrides it).")
+                    f"method's rate capped at {HEAD_LR_CAP:g}, uncapped for ptuning (head_lr= overrides it); the cap's "
+                    f"grid: {HEAD_CAP_EVIDENCE.note}. Re-run: {HEAD_CAP_EVIDENCE.command()}")
     return [presets, fams]

@@ -123,8 +123,9 @@ def parse_method(text: str, learning_rate: float | None = None, decoder: bool = 
 
 # The classifier head (and an untrained pooler) is a dense layer trained from scratch by every method. It
 # trains at the method's rate, capped here: AdamW steps sized for soft prompts or prefixes (1e-2 and up)
-# throw a dense layer around. The cap itself has no validation grid recorded (methods/evidence.py): the one
-# measured exception is P-tuning, whose head does better at the method's own rate (its evidence entry).
+# throw a dense layer around. Its validation grid (methods/evidence.py, HEAD_CAP_EVIDENCE): 1e-3 and 3e-3 tie
+# over the four methods it binds on, higher caps do worse; the one measured exception is P-tuning, whose head
+# does better at the method's own rate (its evidence entry).
 HEAD_LR_CAP = 3e-3
 
 

@@ -88,7 +88,7 @@ def code_setup(recorded: EvidenceSetup, data: DataSpec | None = None, train: Tra
 def evidence_setups() -> dict[str, EvidenceSetup]:
     """Every evidence entry's recorded setup, by what the entry backs."""
     from peftbench.analysis.seed_noise import PRIOR_SETUP
-    from peftbench.methods.evidence import DECODER_EVIDENCE, EVIDENCE
+    from peftbench.methods.evidence import DECODER_EVIDENCE, EVIDENCE, HEAD_CAP_EVIDENCE
     from peftbench.tasks.generate.templates import TEMPLATE_SETUP
 
     out = {f"learning rate of {family} (encoder)": ev.setup for family, ev in EVIDENCE.items()}
@@ -96,4 +96,5 @@ def evidence_setups() -> dict[str, EvidenceSetup]:
     out["default template (generate)"] = TEMPLATE_SETUP
     out["decoder-quick train size (classify)"] = DECODER_CLASSIFY_SIZE_EVIDENCE.setup
     out["seed-noise priors (one-seed rankings)"] = PRIOR_SETUP
+    out["the head's rate cap (encoder)"] = HEAD_CAP_EVIDENCE.setup
     return out
