@@ -198,3 +198,15 @@ def test_a_race_decided_under_other_seed_noise_priors_is_another_race(monkeypatc
     assert race_id("tradeoff", ["a", "b"], settings) == before  # the same command: the same race
     monkeypatch.setattr(race_module, "PRIOR_SD", {**PRIOR_SD, "val_accuracy": 2 * PRIOR_SD["val_accuracy"]})
     assert race_id("tradeoff", ["a", "b"], settings) != before
+
+
+def test_one_seed_on_another_setup_than_the_priors_says_the_priors_may_be_small():
+    """The priors were measured on the default setup; a one-seed store of another (fewer rows) is told so."""
+    small = pd.DataFrame([{**record("A", 0, 0.8), "model": "embedded", "train_size": 256, "epochs": 2},
+                          {**record("B", 0, 0.7), "model": "embedded", "train_size": 256, "epochs": 2}])
+    text = seed_noise(small).text()
+    assert "not the priors' setup (256 training rows)" in text and "--seeds 2" in text
+    default = small.assign(train_size=1000)
+    assert "not the priors' setup" not in seed_noise(default).text()
+    measured = pd.concat([small, small.assign(seed=1, val_accuracy=0.75)], ignore_index=True)
+    assert "not the priors' setup" not in seed_noise(measured).text()  # the store measures its own

@@ -56,6 +56,9 @@ class SeedNoise:
     sd: dict[str, float]
     dof: dict[str, int]  # degrees of freedom measured in the ranked trials (the prior's not counted)
     configurations: dict[str, int]  # configurations with two or more seeds behind each figure
+    # How the ranked trials differ from the priors' setup, when a figure they have rests on a prior alone
+    # ("" when they do not differ, or every figure they have is measured in them)
+    other_setup: str = ""
 
     def text(self) -> str:
         groups: dict[str, list[str]] = {}  # what was said -> the figures it holds for
@@ -66,13 +69,18 @@ class SeedNoise:
                             f"{self.dof[metric]} dof, and the prior's {PRIOR_DOF}")
             groups.setdefault(f"±{sd:.4f} ({measured})", []).append(metric)
         parts = [f"{', '.join(metrics)} {said}" for said, metrics in groups.items()]
-        return "seed noise given to one-seed configurations: " + "; ".join(parts) + f". {PRIOR_SOURCE}"
+        out = "seed noise given to one-seed configurations: " + "; ".join(parts) + f". {PRIOR_SOURCE}"
+        if self.other_setup:
+            out += (f". These trials are not the priors' setup ({self.other_setup}): their seed noise may be larger "
+                    "(256 training rows measured 2-2.5x the priors), so read one-seed ties as a floor and give "
+                    "configurations a second seed (--seeds 2 or --race) to measure it")
+        return out
 
 
 def seed_noise(records: pd.DataFrame) -> SeedNoise:
     """The between-seed SD of each resampled figure (see the module docstring); `method` names the
     configuration, one row per trial."""
-    sd, dof, configurations = {}, {}, {}
+    sd, dof, configurations, on_prior = {}, {}, {}, False
     for metrics in SEED_KINDS.values():
         for metric in metrics:
             frame = pd.DataFrame({"v": numeric_column(records, metric),
@@ -85,7 +93,20 @@ def seed_noise(records: pd.DataFrame) -> SeedNoise:
                     n_conf += 1
             sd[metric] = float(np.sqrt((PRIOR_DOF * PRIOR_SD[metric] ** 2 + ss) / (PRIOR_DOF + n_dof)))
             dof[metric], configurations[metric] = n_dof, n_conf
-    return SeedNoise(sd, dof, configurations)
+            on_prior |= n_dof == 0 and not frame.empty
+    return SeedNoise(sd, dof, configurations, _other_setup(records) if on_prior else "")
+
+
+def _other_setup(records: pd.DataFrame) -> str:
+    """What sets the ranked trials apart from PRIOR_SETUP, in words: model, training rows, epochs."""
+    checks = (("model", PRIOR_SETUP.model, "model {}"), ("train_size", PRIOR_SETUP.train_size, "{} training rows"),
+              ("epochs", PRIOR_SETUP.epochs, "{} epochs"))
+    out = []
+    for column, prior, words in checks:
+        if column in records:
+            seen = sorted({v for v in records[column].dropna().tolist() if v != prior}, key=str)
+            out += [words.format(v) for v in seen]
+    return ", ".join(out)
 
 
 def seed_draws(sd: dict[str, float], one_seed: list[bool], resamples: int,
